@@ -1,0 +1,185 @@
+"""The deep autoencoder of the paper, and a trainer that runs whole epochs in one compiled call.
+
+``DeepAutoencoder`` is a small Keras model: sigmoid layers of the given sizes, and a decoder that
+by default reuses the encoder's kernels transposed (tied weights, own biases), as in Zhou &
+Paffenroth (2017). ``AutoencoderTrainer`` trains it with Adam on mean squared error. Its training
+step is one ``tf.function`` that loops over all mini-batches of all requested epochs; it is traced
+once per data shape, so the alternating RDA loop can call it every outer iteration without
+retracing. Re-initialising the network (as the authors' outlier script does every outer iteration)
+assigns new values to the same variables, so it does not retrace either.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from keras import ops  # noqa: E402
+
+__all__ = ["DeepAutoencoder", "AutoencoderTrainer"]
+
+
+@keras.saving.register_keras_serializable(package="rda_cli")
+class DeepAutoencoder(keras.Model):
+    """Sigmoid autoencoder ``d0 -> d1 -> ... -> dk -> ... -> d1 -> d0``.
+
+    Parameters
+    ----------
+    layer_sizes : list of int
+        Sizes including the input, e.g. ``[784, 196, 49]``; the last is the code size.
+    tied : bool, default=True
+        Decoder kernels are the encoder's transposed (``W.T``); each decoder layer still has its
+        own bias. With ``tied=False`` the decoder has its own kernels.
+    """
+
+    def __init__(self, layer_sizes, tied=True, **kwargs):
+        super().__init__(**kwargs)
+        self.layer_sizes = [int(d) for d in layer_sizes]
+        self.tied = bool(tied)
+        pairs = list(zip(self.layer_sizes[:-1], self.layer_sizes[1:]))
+        self.enc_kernels = [
+            self.add_weight(shape=(a, b), initializer="glorot_uniform", name=f"enc_kernel_{i}")
+            for i, (a, b) in enumerate(pairs)
+        ]
+        self.enc_biases = [
+            self.add_weight(shape=(b,), initializer="zeros", name=f"enc_bias_{i}")
+            for i, (a, b) in enumerate(pairs)
+        ]
+        self.dec_kernels = (
+            []
+            if self.tied
+            else [
+                self.add_weight(shape=(b, a), initializer="glorot_uniform", name=f"dec_kernel_{i}")
+                for i, (a, b) in enumerate(pairs)
+            ]
+        )
+        self.dec_biases = [
+            self.add_weight(shape=(a,), initializer="zeros", name=f"dec_bias_{i}")
+            for i, (a, b) in enumerate(pairs)
+        ]
+        self.built = True
+
+    def encode(self, x):
+        """Innermost hidden layer (the code)."""
+        for w, b in zip(self.enc_kernels, self.enc_biases):
+            x = ops.sigmoid(ops.matmul(x, w) + b)
+        return x
+
+    def decode(self, h):
+        for i in reversed(range(len(self.enc_kernels))):
+            w = ops.transpose(self.enc_kernels[i]) if self.tied else self.dec_kernels[i]
+            h = ops.sigmoid(ops.matmul(h, w) + self.dec_biases[i])
+        return h
+
+    def call(self, x):
+        return self.decode(self.encode(x))
+
+    def get_config(self):
+        return {"layer_sizes": self.layer_sizes, "tied": self.tied, "name": self.name}
+
+    def init_values(self, rng):
+        """Fresh weights drawn from ``rng`` (Glorot-uniform kernels, zero biases), as numpy arrays."""
+        values = []
+        for v in self.weights:
+            shape = tuple(v.shape)
+            if len(shape) == 2:
+                limit = np.sqrt(6.0 / (shape[0] + shape[1]))
+                values.append(rng.uniform(-limit, limit, size=shape).astype(np.float32))
+            else:
+                values.append(np.zeros(shape, np.float32))
+        return values
+
+
+class AutoencoderTrainer:
+    """Adam / mean-squared-error training of a :class:`DeepAutoencoder` on in-memory arrays.
+
+    Parameters
+    ----------
+    model : DeepAutoencoder
+    learning_rate : float
+    batch_size : int
+    seed : int
+        Seeds the weight draws and the per-epoch shuffles.
+    jit_compile : bool, default=True
+        Compile the training loop with XLA.
+    """
+
+    def __init__(self, model, learning_rate=0.001, batch_size=133, seed=0, jit_compile=True):
+        self.model = model
+        self.batch_size = int(batch_size)
+        self.rng = np.random.default_rng(seed)
+        self.optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
+        self.optimizer.build(model.trainable_variables)
+        self.jit_compile = bool(jit_compile)
+        self.traces = 0  # how many times the training loop was traced (tests assert on it)
+        self._train = tf.function(self._train_impl, jit_compile=self.jit_compile)
+        self._forward = tf.function(self._forward_impl, jit_compile=self.jit_compile)
+
+    # -- state ---------------------------------------------------------------------------------
+    def reinitialize(self):
+        """Draw new weights and reset Adam's moments and step counter (no retracing)."""
+        for v, value in zip(self.model.weights, self.model.init_values(self.rng)):
+            v.assign(value)
+        for v in self.optimizer.variables:
+            if "learning_rate" not in v.path:
+                v.assign(ops.zeros(v.shape, dtype=v.dtype))
+
+    # -- compiled kernels ----------------------------------------------------------------------
+    def _step(self, xb):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.square(self.model(xb) - xb))
+        variables = self.model.trainable_variables
+        grads = tape.gradient(loss, variables)
+        self.optimizer.apply(grads, variables)
+        return loss
+
+    def _train_impl(self, X, perm):
+        """One epoch over ``X`` in the order ``perm``; returns the epoch's mean loss."""
+        self.traces += 1  # Python side effect: runs only while tracing
+        n = X.shape[0]
+        b = min(self.batch_size, n)
+        n_full, rest = divmod(n, b)
+        total = tf.constant(0.0)
+        for i in tf.range(n_full):
+            idx = tf.slice(perm, [i * b], [b])
+            total += self._step(tf.gather(X, idx)) * b
+        if rest:
+            total += self._step(tf.gather(X, perm[n_full * b :])) * rest
+        return total / n
+
+    def _forward_impl(self, X):
+        return self.model(X), self.model.encode(X)
+
+    # -- public API ----------------------------------------------------------------------------
+    def train(self, X, epochs):
+        """Train ``epochs`` epochs on ``X`` (shuffled each epoch); returns the mean loss per epoch."""
+        X = tf.convert_to_tensor(np.asarray(X, dtype=np.float32))
+        n = int(X.shape[0])
+        losses = [
+            float(self._train(X, tf.convert_to_tensor(self.rng.permutation(n).astype(np.int32))))
+            for _ in range(int(epochs))
+        ]
+        return np.array(losses)
+
+    def forward(self, X, chunk=16384):
+        """Reconstruction and code of ``X`` as numpy arrays."""
+        X = np.asarray(X, dtype=np.float32)
+        recon, code = [], []
+        for start in range(0, X.shape[0], chunk):
+            r, c = self._forward(tf.convert_to_tensor(X[start : start + chunk]))
+            recon.append(r.numpy())
+            code.append(c.numpy())
+        if not recon:
+            return (np.zeros((0, self.model.layer_sizes[0]), np.float32),
+                    np.zeros((0, self.model.layer_sizes[-1]), np.float32))
+        return np.concatenate(recon), np.concatenate(code)
+
+    def reconstruct(self, X):
+        return self.forward(X)[0]
+
+    def encode(self, X):
+        return self.forward(X)[1]

@@ -1,0 +1,457 @@
+"""``RobustAutoencoder``: the Robust Deep Autoencoder of Zhou & Paffenroth (KDD 2017).
+
+The data ``X`` is split as ``X = L_D + S``: ``L_D`` is what a deep autoencoder reconstructs well,
+``S`` is sparse (element noise for the l1 penalty, whole outlying rows or corrupted columns for
+the l2,1 penalties). Training alternates, as in section 4.1 of the paper:
+
+1. ``L_D = X - S``; train the autoencoder on ``L_D`` for ``inner_epochs`` epochs;
+2. ``L_D = D(E(L_D))``;
+3. ``S = prox(X - L_D)`` with the penalty's proximal operator;
+4. stop when ``c1 = ||X - L_D - S|| / ||X||`` or ``c2 = ||LS_prev - L_D - S|| / ||X||``
+   falls below ``tol``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn.base import BaseEstimator, OutlierMixin, TransformerMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .prox import l1_shrink, l21_shrink, penalty_value
+
+__all__ = ["RobustAutoencoder", "effective_threshold", "default_layers"]
+
+PENALTIES = ("l1", "l21_rows", "l21_cols", None)
+SCALINGS = ("paper", "absolute")
+
+
+def default_layers(n_features):
+    """Layer sizes used when ``layers`` is None: two hidden layers of about 1/2 and 1/4 the width.
+
+    ``[d, max(2, ceil(d / 2)), max(1, ceil(d / 4))]``; e.g. 784 -> [784, 392, 196], 10 -> [10, 5, 3].
+    """
+    d = int(n_features)
+    return [d, max(2, -(-d // 2)), max(1, -(-d // 4))]
+
+
+def effective_threshold(X, penalty, lam, lambda_scaling="paper"):
+    """The prox threshold that ``lam`` stands for on data ``X``.
+
+    ``"paper"`` scaling follows the authors' public scripts, so that lambda values match the
+    paper's figures: for l2,1 the threshold is ``lam * n_samples``; for l1 it is ``10 * lam / mu``
+    with ``mu = X.size / (4 * ||X||_1)``, ``||X||_1`` being numpy's matrix 1-norm (largest column
+    sum of ``|X|``). ``"absolute"`` uses ``lam`` itself.
+    """
+    if penalty is None:
+        return 0.0
+    if lambda_scaling == "absolute":
+        return float(lam)
+    if penalty == "l1":
+        norm1 = float(np.linalg.norm(X, 1))
+        if norm1 == 0:
+            return 0.0
+        mu = X.size / (4.0 * norm1)
+        return float(10.0 * lam / mu)
+    return float(lam) * X.shape[0]
+
+
+class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
+    """Robust Deep Autoencoder: a deep autoencoder plus a sparse matrix ``S`` of what it cannot fit.
+
+    Parameters
+    ----------
+    layers : list of int or None, default=None
+        Layer sizes including the input width, e.g. ``[784, 400, 200]``. None derives them from
+        the width with :func:`default_layers`.
+    penalty : {"l21_rows", "l1", "l21_cols"} or None, default="l21_rows"
+        Sparsity penalty on ``S``: l2,1 over rows (outlying instances), l1 (element noise) or l2,1
+        over columns (corrupted features). None trains the plain autoencoder through the same loop
+        with ``S`` fixed at zero (the paper's baseline).
+    lam : float, default=0.00065
+        Penalty weight lambda (>= 0).
+    lambda_scaling : {"paper", "absolute"}, default="paper"
+        How ``lam`` becomes the prox threshold; see :func:`effective_threshold`.
+    outer_iterations : int, default=20
+        Maximum number of alternating (outer) iterations.
+    inner_epochs : int, default=50
+        Autoencoder training epochs per outer iteration.
+    batch_size : int, default=133
+    learning_rate : float, default=0.001
+        Adam's learning rate.
+    tol : float, default=1e-7
+        Convergence tolerance on ``c1`` and ``c2``.
+    tied : bool, default=True
+        Decoder kernels tied to the encoder's (transposed).
+    reinitialize : bool, default=True
+        Re-draw the weights and reset Adam at the start of every outer iteration, as the authors'
+        outlier script does. Trained continuously for many epochs the network learns the outliers
+        too and ``S`` collapses to zero.
+    random_state : int or None, default=None
+        Seeds the weights and the mini-batch order (None draws a seed).
+    verbose : int, default=0
+        1 prints one line per outer iteration.
+
+    Attributes
+    ----------
+    threshold_ : float
+        The effective prox threshold used.
+    L_ : ndarray of shape (n_samples, n_features)
+        The low-dimensional part ``L_D`` (the autoencoder's reconstruction).
+    S_ : ndarray of shape (n_samples, n_features)
+        The sparse part.
+    n_iter_ : int
+        Outer iterations run.
+    history_ : list of dict
+        One record per outer iteration: ``reconstruction_error`` (Frobenius norm of
+        ``(X - S) - D(E(X - S))``), ``penalty``, ``objective`` (reconstruction error plus
+        threshold times penalty), ``c1``, ``c2``, ``nonzero_entries``, ``nonzero_groups``,
+        ``loss`` (last training epoch's mean squared error) and ``seconds``.
+    decision_scores_ : ndarray of shape (n_samples,)
+        Row norms of ``S_``: the training rows' outlier scores (higher is more abnormal).
+    residual_scores_ : ndarray of shape (n_samples,)
+        Row norms of ``X - L_``, a threshold-free score.
+    outlier_mask_ : ndarray of bool, shape (n_samples,)
+        Rows of ``S_`` that are non-zero.
+    labels_ : ndarray of int, shape (n_samples,)
+        ``outlier_mask_`` as 0 (inlier) / 1 (outlier), as PyOD names it.
+    column_scores_ : ndarray of shape (n_features,)
+        Column norms of ``S_`` (for ``penalty="l21_cols"`` the corrupted features).
+    n_features_in_ : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rda_cli import RobustAutoencoder
+    >>> X = np.random.default_rng(0).random((200, 20)).astype("float32")
+    >>> rda = RobustAutoencoder(layers=[20, 10, 5], lam=0.001, outer_iterations=2,
+    ...                         inner_epochs=2, random_state=0).fit(X)
+    >>> rda.S_.shape
+    (200, 20)
+    """
+
+    def __init__(
+        self,
+        layers=None,
+        penalty="l21_rows",
+        lam=0.00065,
+        lambda_scaling="paper",
+        outer_iterations=20,
+        inner_epochs=50,
+        batch_size=133,
+        learning_rate=0.001,
+        tol=1e-7,
+        tied=True,
+        reinitialize=True,
+        random_state=None,
+        verbose=0,
+    ):
+        self.layers = layers
+        self.penalty = penalty
+        self.lam = lam
+        self.lambda_scaling = lambda_scaling
+        self.outer_iterations = outer_iterations
+        self.inner_epochs = inner_epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.tol = tol
+        self.tied = tied
+        self.reinitialize = reinitialize
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ validation
+    def _validate_params(self):
+        def positive_int(name):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+
+        if self.penalty not in PENALTIES:
+            raise ValueError(f"penalty must be one of {PENALTIES}, got {self.penalty!r}")
+        if self.lambda_scaling not in SCALINGS:
+            raise ValueError(f"lambda_scaling must be one of {SCALINGS}, got {self.lambda_scaling!r}")
+        for name in ("outer_iterations", "inner_epochs", "batch_size"):
+            positive_int(name)
+        for name, low_ok in (("lam", True), ("tol", True), ("learning_rate", False)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not np.isfinite(v):
+                raise ValueError(f"{name} must be a finite number, got {v!r}")
+            if v < 0 or (v == 0 and not low_ok):
+                raise ValueError(f"{name} must be {'>=' if low_ok else '>'} 0, got {v!r}")
+        if self.layers is not None:
+            layers = list(self.layers)
+            if len(layers) < 2 or any(
+                isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1 for d in layers
+            ):
+                raise ValueError(
+                    f"layers must be a list of at least two positive integers (input width first), got {self.layers!r}"
+                )
+
+    def _check_X(self, X, reset):
+        X = validate_data(self, X, reset=reset, dtype=np.float32, ensure_min_samples=2)
+        if reset and self.layers is not None and int(self.layers[0]) != X.shape[1]:
+            raise ValueError(
+                f"X has {X.shape[1]} features but layers[0] is {self.layers[0]}; "
+                "the first layer size must equal the input width"
+            )
+        return X
+
+    # ------------------------------------------------------------------ fitting
+    def _prox(self, R):
+        if self.penalty is None:
+            return np.zeros_like(R)
+        if self.penalty == "l1":
+            return l1_shrink(R, self.threshold_)
+        return l21_shrink(R, self.threshold_, "rows" if self.penalty == "l21_rows" else "columns")
+
+    def _build(self, n_features):
+        from .autoencoder import AutoencoderTrainer, DeepAutoencoder
+
+        seed = self.random_state
+        if seed is None:
+            seed = int(np.random.SeedSequence().generate_state(1)[0])
+        self.layers_ = list(self.layers) if self.layers is not None else default_layers(n_features)
+        model = DeepAutoencoder(self.layers_, tied=self.tied)
+        self._trainer = AutoencoderTrainer(
+            model, learning_rate=self.learning_rate, batch_size=self.batch_size, seed=seed
+        )
+        self._trainer.reinitialize()
+
+    def fit(self, X, y=None):
+        """Run the alternating algorithm on ``X``; ``y`` is ignored.
+
+        Returns
+        -------
+        self : RobustAutoencoder
+        """
+        self._validate_params()
+        X = self._check_X(X, reset=True)
+        self.threshold_ = effective_threshold(X, self.penalty, self.lam, self.lambda_scaling)
+        self._build(X.shape[1])
+        norm_x = float(np.linalg.norm(X)) or 1.0
+        S = np.zeros_like(X)
+        LS_prev = X.copy()
+        self.history_ = []
+        for it in range(self.outer_iterations):
+            t0 = time.perf_counter()
+            if self.reinitialize and it > 0:
+                self._trainer.reinitialize()
+            L_in = X - S
+            losses = self._trainer.train(L_in, self.inner_epochs)
+            L = self._trainer.reconstruct(L_in)
+            S = self._prox(X - L)
+            c1 = float(np.linalg.norm(X - L - S)) / norm_x
+            c2 = float(np.linalg.norm(LS_prev - L - S)) / norm_x
+            LS_prev = L + S
+            rec = float(np.linalg.norm(L_in - L))
+            pen = penalty_value(S, self.penalty)
+            nz = S != 0
+            axis = 0 if self.penalty == "l21_cols" else 1
+            self.history_.append(
+                {
+                    "iteration": it + 1,
+                    "reconstruction_error": rec,
+                    "penalty": pen,
+                    "objective": rec + self.threshold_ * pen,
+                    "c1": c1,
+                    "c2": c2,
+                    "nonzero_entries": int(nz.sum()),
+                    "nonzero_groups": int(nz.any(axis=axis).sum()),
+                    "loss": float(losses[-1]),
+                    "seconds": time.perf_counter() - t0,
+                }
+            )
+            if self.verbose:
+                h = self.history_[-1]
+                print(
+                    f"[rda] iter {it + 1}/{self.outer_iterations} loss={h['loss']:.5f} "
+                    f"obj={h['objective']:.4f} c1={c1:.2e} c2={c2:.2e} "
+                    f"nonzero groups={h['nonzero_groups']} ({h['seconds']:.1f}s)"
+                )
+            if c1 < self.tol or c2 < self.tol:
+                break
+        self.n_iter_ = len(self.history_)
+        self.L_ = L
+        self.S_ = S
+        self._set_training_scores(X)
+        return self
+
+    def _set_training_scores(self, X):
+        self.decision_scores_ = np.linalg.norm(self.S_, axis=1).astype(np.float64)
+        self.residual_scores_ = np.linalg.norm(X - self.L_, axis=1).astype(np.float64)
+        self.column_scores_ = np.linalg.norm(self.S_, axis=0).astype(np.float64)
+        self.outlier_mask_ = np.any(self.S_ != 0, axis=1)
+        self.labels_ = self.outlier_mask_.astype(int)
+        self._train_fingerprint = _fingerprint(X)
+
+    # ------------------------------------------------------------------ new data
+    def _sparse_part(self, X, n_iter=10):
+        """``S`` for data ``X`` with the network held fixed: iterate ``S = prox(X - D(E(X - S)))``."""
+        S = np.zeros_like(X)
+        for _ in range(n_iter):
+            L = self._trainer.reconstruct(X - S)
+            S_new = self._prox(X - L)
+            if np.array_equal(S_new, S):
+                break
+            S = S_new
+        return S, L
+
+    def _is_training_data(self, X):
+        return X.shape == self.S_.shape and _fingerprint(X) == self._train_fingerprint
+
+    def _scores(self, X):
+        if self._is_training_data(X):
+            S, L = self.S_, self.L_
+        else:
+            S, L = self._sparse_part(X)
+        s_norm = np.linalg.norm(S, axis=1)
+        flagged = np.any(S != 0, axis=1)
+        R = X - L
+        # Rows that the prox left at zero are ranked by how far they are from being flagged:
+        # for l2,1 over rows that is ||r|| - threshold, for l1 max|r_ij| - threshold (both <= 0).
+        if self.penalty == "l1":
+            margin = np.abs(R).max(axis=1) - self.threshold_
+        else:
+            margin = np.linalg.norm(R, axis=1) - self.threshold_
+        margin = np.minimum(margin, 0.0)
+        return np.where(flagged, s_norm, margin).astype(np.float64), flagged
+
+    def decision_function(self, X):
+        """Outlier score of each row of ``X`` (higher is more abnormal; > 0 means flagged).
+
+        For new data the network is held fixed and ``S = prox(X - D(E(X - S)))`` is iterated
+        from ``S = 0`` (at most 10 times, stopping when ``S`` no longer changes). A row whose
+        ``S`` row is non-zero scores the norm of that row. A row left at zero scores how far it
+        is below the threshold (``||r|| - threshold`` for l2,1, ``max|r_ij| - threshold`` for
+        l1, with ``r`` its residual), a value <= 0: so all rows are ranked even when ``S`` is all
+        zero (the plain autoencoder scores minus its residual norm's distance to 0, i.e. ranks
+        by the residual norm). On the training data this uses the fitted ``S_`` and ``L_``.
+        """
+        check_is_fitted(self, "S_")
+        X = self._check_X(X, reset=False)
+        if self.penalty is None:
+            return np.linalg.norm(X - self._trainer.reconstruct(X), axis=1).astype(np.float64)
+        return self._scores(X)[0]
+
+    def score_samples(self, X):
+        """Opposite of :meth:`decision_function` (scikit-learn's convention: lower is more abnormal)."""
+        return -self.decision_function(X)
+
+    def predict(self, X):
+        """+1 for inliers, -1 for outliers (rows whose ``S`` row is non-zero)."""
+        check_is_fitted(self, "S_")
+        X = self._check_X(X, reset=False)
+        if self.penalty is None:
+            return np.ones(X.shape[0], dtype=int)
+        flagged = self._scores(X)[1]
+        return np.where(flagged, -1, 1)
+
+    def fit_predict(self, X, y=None):
+        """Fit on ``X`` and return +1 / -1 labels of its rows."""
+        self.fit(X)
+        return np.where(self.outlier_mask_, -1, 1)
+
+    def transform(self, X):
+        """Innermost hidden features. For the training data these are the features of ``X - S_``,
+        as the authors compute them; for new data those of ``X - S`` with ``S`` found as in
+        :meth:`decision_function`."""
+        check_is_fitted(self, "S_")
+        X = self._check_X(X, reset=False)
+        if self._is_training_data(X):
+            S = self.S_
+        elif self.penalty is None:
+            S = 0.0
+        else:
+            S = self._sparse_part(X)[0]
+        return self._trainer.encode(X - S)
+
+    def fit_transform(self, X, y=None):
+        return self.fit(X).transform(X)
+
+    def reconstruct(self, X):
+        """The autoencoder's reconstruction ``D(E(X))`` of ``X``."""
+        check_is_fitted(self, "S_")
+        X = self._check_X(X, reset=False)
+        return self._trainer.reconstruct(X)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path):
+        """Save a fitted model into folder ``path``: ``network.keras``, ``arrays.npz``, ``params.json``."""
+        check_is_fitted(self, "S_")
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self._trainer.model.save(path / "network.keras")
+        np.savez(path / "arrays.npz", L_=self.L_, S_=self.S_, residual_scores_=self.residual_scores_)
+        meta = {
+            "params": self.get_params(),
+            "threshold_": self.threshold_,
+            "layers_": self.layers_,
+            "n_iter_": self.n_iter_,
+            "n_features_in_": self.n_features_in_,
+            "history_": self.history_,
+            "train_fingerprint": self._train_fingerprint,
+        }
+        (path / "params.json").write_text(json.dumps(meta, indent=1))
+        return path
+
+    @classmethod
+    def load(cls, path):
+        """Load a model written by :meth:`save`."""
+        import keras
+
+        from .autoencoder import AutoencoderTrainer, DeepAutoencoder  # noqa: F401 (registers)
+
+        path = Path(path)
+        meta = json.loads((path / "params.json").read_text())
+        est = cls(**meta["params"])
+        model = keras.saving.load_model(path / "network.keras", compile=False)
+        est._trainer = AutoencoderTrainer(
+            model, learning_rate=est.learning_rate, batch_size=est.batch_size, seed=0
+        )
+        arrays = np.load(path / "arrays.npz")
+        est.L_, est.S_ = arrays["L_"], arrays["S_"]
+        est.threshold_ = meta["threshold_"]
+        est.layers_ = meta["layers_"]
+        est.n_iter_ = meta["n_iter_"]
+        est.n_features_in_ = meta["n_features_in_"]
+        est.history_ = meta["history_"]
+        est.residual_scores_ = arrays["residual_scores_"]
+        est.decision_scores_ = np.linalg.norm(est.S_, axis=1).astype(np.float64)
+        est.column_scores_ = np.linalg.norm(est.S_, axis=0).astype(np.float64)
+        est.outlier_mask_ = np.any(est.S_ != 0, axis=1)
+        est.labels_ = est.outlier_mask_.astype(int)
+        est._train_fingerprint = meta["train_fingerprint"]
+        return est
+
+    # Pickling (used by multiprocessing, Dask and scikit-learn's clone checks): the compiled
+    # trainer is rebuilt from the layer sizes and the network's weights.
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        trainer = state.pop("_trainer", None)
+        if trainer is not None:
+            state["_network_weights"] = [np.asarray(w) for w in trainer.model.get_weights()]
+        return state
+
+    def __setstate__(self, state):
+        weights = state.pop("_network_weights", None)
+        self.__dict__.update(state)
+        if weights is not None:
+            self._build(self.n_features_in_)
+            self._trainer.model.set_weights(weights)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = self.random_state is None
+        if tags.transformer_tags is not None:
+            tags.transformer_tags.preserves_dtype = ["float32"]  # the network computes in float32
+        return tags
+
+
+def _fingerprint(X):
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    return hashlib.blake2b(X.view(np.uint8).reshape(-1), digest_size=16).hexdigest() + str(X.shape)

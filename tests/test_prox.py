@@ -1,0 +1,90 @@
+import numpy as np
+import pytest
+
+from rda_cli.prox import l1_shrink, l21_shrink
+
+
+def reference_l1(S, t):
+    out = np.zeros_like(S)
+    for i in range(S.shape[0]):
+        for j in range(S.shape[1]):
+            s = S[i, j]
+            out[i, j] = np.sign(s) * max(abs(s) - t, 0.0)
+    return out
+
+
+def reference_l21(S, t, groups):
+    A = S if groups == "rows" else S.T
+    out = np.zeros_like(A)
+    for i in range(A.shape[0]):
+        g = A[i]
+        nrm = np.sqrt(np.sum(g * g))
+        if nrm > t:
+            out[i] = g * (1 - t / nrm)
+    return out if groups == "rows" else out.T
+
+
+@pytest.fixture
+def S():
+    rng = np.random.default_rng(1)
+    S = rng.normal(size=(40, 17))
+    S[3] = 0.0  # a zero row
+    S[:, 5] = 0.0  # a zero column
+    S[7] *= 1e-3  # a small row
+    return S
+
+
+@pytest.mark.parametrize("t", [0.0, 0.05, 0.3, 1.0, 1e6])
+def test_l1_matches_reference(S, t):
+    np.testing.assert_allclose(l1_shrink(S, t), reference_l1(S, t), atol=1e-6)
+
+
+@pytest.mark.parametrize("groups", ["rows", "columns"])
+@pytest.mark.parametrize("t", [0.0, 0.5, 2.0, 4.0, 1e6])
+def test_l21_matches_reference_and_norms(S, t, groups):
+    out = l21_shrink(S, t, groups)
+    np.testing.assert_allclose(out, reference_l21(S, t, groups), atol=1e-6)
+    axis = 1 if groups == "rows" else 0
+    np.testing.assert_allclose(
+        np.linalg.norm(out, axis=axis), np.maximum(np.linalg.norm(S, axis=axis) - t, 0), atol=1e-6
+    )
+    assert np.all(np.isfinite(out))
+
+
+def test_threshold_zero_returns_input_unchanged_copy(S):
+    for out in (l1_shrink(S, 0), l21_shrink(S, 0), l21_shrink(S, 0, "columns")):
+        np.testing.assert_array_equal(out, S)
+        assert out is not S
+
+
+def test_threshold_above_every_norm_gives_zero(S):
+    assert not l21_shrink(S, 1e6).any()
+    assert not l1_shrink(S, 1e6).any()
+
+
+def test_input_not_modified(S):
+    before = S.copy()
+    l1_shrink(S, 0.3)
+    l21_shrink(S, 0.3)
+    np.testing.assert_array_equal(S, before)
+
+
+def test_float32_preserved():
+    S = np.ones((3, 4), np.float32)
+    assert l21_shrink(S, 0.5).dtype == np.float32
+    assert l1_shrink(S, 0.5).dtype == np.float32
+
+
+@pytest.mark.parametrize("fn", [l1_shrink, l21_shrink])
+def test_bad_inputs(fn):
+    with pytest.raises(ValueError, match="threshold"):
+        fn(np.ones((2, 2)), -0.1)
+    with pytest.raises(ValueError, match="2-D"):
+        fn(np.ones(3), 0.1)
+    with pytest.raises(ValueError, match="2-D"):
+        fn(np.ones((2, 2, 2)), 0.1)
+
+
+def test_l21_bad_groups():
+    with pytest.raises(ValueError, match="groups"):
+        l21_shrink(np.ones((2, 2)), 0.1, groups="diagonal")

@@ -1,0 +1,154 @@
+"""The RobustAutoencoder estimator: ground truth recovery, the alternating loop, persistence."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import f1_score, roc_auc_score
+
+from rda_cli import RobustAutoencoder
+from rda_cli.rda import effective_threshold
+from synthetic import with_outlier_rows, with_spikes
+
+FAST = dict(layers=[50, 25, 5], batch_size=64, learning_rate=0.01, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def outlier_data():
+    return with_outlier_rows(n=1000, d=50, fraction=0.05, seed=0)
+
+
+def test_l21_rows_recovers_planted_rows(outlier_data):
+    X, truth = outlier_data
+    f1 = {}
+    for lam in (0.0015, 0.002):
+        rda = RobustAutoencoder(lam=lam, outer_iterations=10, inner_epochs=10, **FAST).fit(X)
+        f1[lam] = f1_score(truth, rda.outlier_mask_)
+        assert roc_auc_score(truth, rda.residual_scores_) > 0.9
+    assert max(f1.values()) >= 0.9, f1
+
+
+def test_l1_locates_spikes_better_than_autoencoder_residual():
+    """Metric: F1 of the support of S against the spike mask, versus the plain autoencoder's
+    residual |X - L| thresholded at its own best threshold (an oracle advantage for the AE)."""
+    X, mask = with_spikes(fraction=0.1)
+    kw = dict(outer_iterations=10, inner_epochs=10, reinitialize=False, **FAST)
+    ae = RobustAutoencoder(penalty=None, **kw).fit(X)
+    assert not ae.S_.any()
+    residual = np.abs(X - ae.L_).ravel()
+    ae_f1 = max(f1_score(mask.ravel(), residual > t) for t in np.linspace(0.05, 0.9, 35))
+    rda_f1 = max(
+        f1_score(mask.ravel(), (RobustAutoencoder(penalty="l1", lam=lam, **kw).fit(X).S_ != 0).ravel())
+        for lam in (0.25, 0.5)
+    )
+    assert rda_f1 > ae_f1 + 0.02, (rda_f1, ae_f1)
+
+
+def test_history_and_objective_decrease(outlier_data):
+    X, _ = outlier_data
+    rda = RobustAutoencoder(lam=0.002, outer_iterations=6, inner_epochs=5, reinitialize=False, tol=0, **FAST)
+    rda.fit(X)
+    assert rda.n_iter_ == 6 and len(rda.history_) == 6
+    keys = {"reconstruction_error", "penalty", "objective", "c1", "c2", "nonzero_entries",
+            "nonzero_groups", "seconds", "loss", "iteration"}
+    for h in rda.history_:
+        assert keys <= set(h)
+        assert h["objective"] == pytest.approx(h["reconstruction_error"] + rda.threshold_ * h["penalty"])
+    assert rda.history_[-1]["objective"] < rda.history_[0]["objective"]
+
+
+def test_stops_early_when_tol_is_met(outlier_data):
+    X, _ = outlier_data
+    kw = dict(lam=0.002, outer_iterations=6, inner_epochs=2, reinitialize=False, **FAST)
+    full = RobustAutoencoder(tol=0.0, **kw).fit(X)
+    assert full.n_iter_ == 6
+    crit = [min(h["c1"], h["c2"]) for h in full.history_]
+    # a tolerance first met at iteration k (1-based) must stop the loop there
+    k = int(np.argmin(crit[:5])) + 1
+    tol = crit[k - 1] * 1.0001
+    first = next(i + 1 for i, c in enumerate(crit) if c < tol)
+    early = RobustAutoencoder(tol=tol, **kw).fit(X)
+    assert early.n_iter_ == first < 6
+
+
+def test_plain_autoencoder_has_zero_S(outlier_data):
+    X, _ = outlier_data
+    ae = RobustAutoencoder(penalty=None, outer_iterations=2, inner_epochs=2, **FAST).fit(X)
+    assert not ae.S_.any() and ae.threshold_ == 0.0
+    assert ae.decision_function(X[:10]).shape == (10,)
+
+
+def test_threshold_conventions():
+    X = np.random.default_rng(0).random((300, 20)).astype(np.float32)
+    assert effective_threshold(X, "l21_rows", 0.001) == pytest.approx(0.3)
+    assert effective_threshold(X, "l21_cols", 0.001) == pytest.approx(0.3)
+    mu = X.size / (4 * np.abs(X).sum(axis=0).max())
+    assert effective_threshold(X, "l1", 2.0) == pytest.approx(20 / mu)
+    assert effective_threshold(X, "l1", 2.0, "absolute") == 2.0
+    rda = RobustAutoencoder(layers=[20, 8], lam=0.001, outer_iterations=1, inner_epochs=1,
+                            random_state=0).fit(X)
+    assert rda.threshold_ == pytest.approx(0.3)
+
+
+def test_same_seed_same_result_and_save_load(outlier_data, tmp_path):
+    X, _ = outlier_data
+    kw = dict(lam=0.002, outer_iterations=3, inner_epochs=3, **FAST)
+    a = RobustAutoencoder(**kw).fit(X)
+    b = RobustAutoencoder(**kw).fit(X)
+    np.testing.assert_array_equal(a.S_ != 0, b.S_ != 0)
+    np.testing.assert_allclose(a.decision_scores_, b.decision_scores_, atol=1e-5)
+    new = np.random.default_rng(5).random((30, 50)).astype(np.float32)
+    np.testing.assert_allclose(a.decision_function(new), b.decision_function(new), atol=1e-5)
+
+    a.save(tmp_path / "model")
+    c = RobustAutoencoder.load(tmp_path / "model")
+    np.testing.assert_array_equal(a.decision_function(new), c.decision_function(new))
+    np.testing.assert_array_equal(a.decision_function(X), c.decision_function(X))
+    np.testing.assert_array_equal(a.predict(new), c.predict(new))
+    assert c.threshold_ == a.threshold_ and c.get_params() == a.get_params()
+
+
+def test_decision_function_on_new_data_ranks_outliers(outlier_data):
+    X, truth = outlier_data
+    rda = RobustAutoencoder(lam=0.0015, outer_iterations=10, inner_epochs=10, **FAST).fit(X)
+    # new points on the same manifold (same map, other draws), 10% of them outliers
+    X_new, truth_new = with_outlier_rows(n=400, d=50, fraction=0.1, seed=0, sample_seed=7)
+    scores = rda.decision_function(X_new)
+    assert roc_auc_score(truth_new, scores) > 0.9
+    pred = rda.predict(X_new)
+    assert set(np.unique(pred)) <= {-1, 1}
+    np.testing.assert_array_equal(pred == -1, scores > 0)
+
+
+def test_transform_gives_code_features(outlier_data):
+    X, _ = outlier_data
+    rda = RobustAutoencoder(lam=0.002, outer_iterations=2, inner_epochs=2, **FAST).fit(X)
+    Z = rda.transform(X)
+    assert Z.shape == (len(X), 5)
+    np.testing.assert_allclose(Z, rda._trainer.encode(X - rda.S_), atol=1e-6)
+    assert rda.reconstruct(X[:7]).shape == (7, 50)
+
+
+def test_no_retracing_across_outer_iterations(outlier_data):
+    X, _ = outlier_data
+    rda = RobustAutoencoder(lam=0.002, outer_iterations=4, inner_epochs=2, tol=0, **FAST).fit(X)
+    assert rda.n_iter_ == 4
+    assert rda._trainer.traces == 1  # 4 outer x 2 epochs, with re-initialisation: one trace
+
+
+@pytest.mark.parametrize(
+    "params, X, match",
+    [
+        (dict(layers=[10, 5]), np.ones((20, 11)), "layers\\[0\\]"),
+        (dict(), np.ones(10), "2D array"),
+        (dict(), np.array([[0.1, np.nan], [0.2, 0.3]]), "NaN"),
+        (dict(), np.array([[0.1, np.inf], [0.2, 0.3]]), "infinity"),
+        (dict(penalty="l3"), np.ones((20, 4)), "penalty"),
+        (dict(lam=-1.0), np.ones((20, 4)), "lam"),
+        (dict(lambda_scaling="relative"), np.ones((20, 4)), "lambda_scaling"),
+        (dict(outer_iterations=0), np.ones((20, 4)), "outer_iterations"),
+        (dict(layers=[4, 0]), np.ones((20, 4)), "layers"),
+        (dict(learning_rate=0.0), np.ones((20, 4)), "learning_rate"),
+    ],
+)
+def test_bad_input_raises_value_error(params, X, match):
+    with pytest.raises(ValueError, match=match):
+        RobustAutoencoder(**params).fit(X)
