@@ -2,7 +2,20 @@
 
 __version__ = "0.1.0"
 
-from .prox import l1_shrink, l21_shrink  # noqa: E402
-from .rda import RobustAutoencoder, effective_threshold  # noqa: E402
-
 __all__ = ["RobustAutoencoder", "effective_threshold", "l1_shrink", "l21_shrink", "__version__"]
+
+_LAZY = {
+    "RobustAutoencoder": "rda",
+    "effective_threshold": "rda",
+    "l1_shrink": "prox",
+    "l21_shrink": "prox",
+}
+
+
+def __getattr__(name):
+    # Imported on first use, so that `rda --help` does not pay for scikit-learn.
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,147 @@
+"""The ``rda`` command line: a thin shell over :mod:`rda_cli.experiments`."""
+
+from __future__ import annotations
+
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+
+import click
+
+from . import __version__
+
+EXECUTOR_CHOICES = click.Choice(["local", "processes", "dask"])
+
+
+def fail(message, code=2):
+    """Print a one-line error and exit (never a traceback)."""
+    click.echo(f"rda: error: {' '.join(str(message).split())}", err=True)
+    sys.exit(code)
+
+
+def packaged_config(name):
+    return resources.files("rda_cli") / "configs" / f"{name}.yaml"
+
+
+def _load(experiment, config_path, overrides):
+    from .experiments.config import ConfigError, load_config
+    from .experiments.runner import experiment_module
+
+    module = experiment_module(experiment)
+    path = Path(config_path) if config_path else packaged_config(experiment)
+    try:
+        return load_config(path, module.SCHEMA, overrides, module.post_check)
+    except ConfigError as exc:
+        fail(exc)
+
+
+class _Progress:
+    def __init__(self, quiet, label):
+        self.quiet, self.label, self.bar, self.t0 = quiet, label, None, time.time()
+
+    def __call__(self, done, total, cell_id):
+        if self.quiet:
+            return
+        if self.bar is None:
+            self.bar = click.progressbar(length=total, label=self.label, show_eta=True, show_pos=True,
+                                         item_show_func=lambda _: f"{time.time() - self.t0:.0f}s elapsed",
+                                         file=sys.stderr)
+            self.bar.__enter__()
+            self.bar.update(done)
+            return
+        self.bar.update(1, current_item=cell_id)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+
+
+def _run(experiment, config, out, quiet, executor, workers, scheduler, cells=None):
+    from .data import DataError
+    from .experiments.config import ConfigError
+    from .experiments.runner import default_run_dir, experiment_module, run_experiment
+
+    out_dir = Path(out) if out else default_run_dir(experiment, config)
+    progress = _Progress(quiet, f"rda {experiment}")
+    t0 = time.time()
+    try:
+        run, finished, computed, figures = run_experiment(
+            experiment, config, out_dir, cells=cells, executor=executor, workers=workers,
+            scheduler=scheduler, progress=progress)
+    except KeyboardInterrupt:
+        progress.close()
+        fail(f"interrupted; finished cells are kept in {out_dir}: re-run the same command to resume", code=130)
+    except (ConfigError, DataError, ValueError) as exc:
+        progress.close()
+        fail(exc)
+    progress.close()
+    line = experiment_module(experiment).one_line_summary(run, finished)
+    click.echo(f"rda {experiment}: {line}; {len(computed)} computed, {len(finished) - len(computed)} read back "
+               f"in {time.time() - t0:.0f}s -> {out_dir}")
+
+
+def _common_options(f):
+    options = [
+        click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+                     help="YAML experiment config  [default: the packaged paper-scale config]"),
+        click.option("--out", type=click.Path(file_okay=False), default=None,
+                     help="run folder  [default: results/<experiment>/<run_name>]"),
+        click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                     help="override a config key by its dotted path, e.g. model.inner_epochs=5 (repeatable)"),
+        click.option("--quiet", is_flag=True, help="no progress bar"),
+        click.option("--executor", type=EXECUTOR_CHOICES, default="local", show_default=True,
+                     help="where cells run: sequentially here, a local process pool, or a Dask cluster"),
+        click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
+                     help="processes for --executor processes"),
+        click.option("--scheduler", default=None, metavar="ADDRESS",
+                     help="Dask scheduler address for --executor dask, e.g. tcp://127.0.0.1:8786"),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.version_option(__version__, prog_name="rda")
+def main():
+    """Robust Deep Autoencoders (Zhou & Paffenroth, KDD 2017): reproduce the paper, find anomalies."""
+
+
+@main.command()
+@_common_options
+def denoise(config_path, out, overrides, quiet, executor, workers, scheduler):
+    """The paper's Figure 2: l1 RDA vs plain autoencoder features under pixel corruption."""
+    config = _load("denoise", config_path, overrides)
+    _run("denoise", config, out, quiet, executor, workers, scheduler)
+
+
+@main.command()
+@_common_options
+@click.option("--sweep-lambda", is_flag=True, help="run the config's lambda grid instead of its single lambda")
+def outliers(config_path, out, overrides, quiet, executor, workers, scheduler, sweep_lambda):
+    """The paper's Figures 4-6: l2,1 RDA vs Isolation Forest on MNIST "4"s with other digits."""
+    from .experiments.outliers import list_cells
+
+    config = _load("outliers", config_path, overrides)
+    _run("outliers", config, out, quiet, executor, workers, scheduler, cells=list_cells(config, sweep_lambda))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+def plot(run_dir):
+    """Re-draw every figure of a (partly) finished run from its saved results, without training."""
+    from .experiments.runner import replot
+
+    if not (Path(run_dir) / "config.yaml").exists():
+        fail(f"{run_dir} is not a run folder (no config.yaml in it)")
+    try:
+        experiment, cells, figures = replot(run_dir)
+    except (ValueError, OSError) as exc:
+        fail(exc)
+    click.echo(f"rda plot: {experiment} run with {len(cells)} cells; wrote "
+               + (", ".join(Path(f).name for f in figures) or "no figures"))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

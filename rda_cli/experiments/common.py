@@ -1,0 +1,101 @@
+"""Pieces shared by the experiments: schema fragments, cached data, the model factory."""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .config import ConfigError, Field
+
+__all__ = ["model_schema", "data_path_field", "load_data_cached", "make_estimator", "check_data_path", "json_safe"]
+
+
+def data_path_field():
+    return Field("str", None, nullable=True,
+                 doc="MNIST folder (IDX files or mnist.npz); null: RDA_DATA_DIR, Keras' cache, then download")
+
+
+def model_schema(**defaults):
+    """The autoencoder/RDA settings shared by experiments; ``defaults`` override the defaults."""
+    spec = {
+        "layers": Field("int_list", [784, 196, 49], minimum=1, min_length=2,
+                        doc="layer sizes including the input width (784 for MNIST)"),
+        "lambda_scaling": Field("choice", "paper", choices=("paper", "absolute"),
+                                doc="paper: thresholds as in the authors' scripts; absolute: lambda itself"),
+        "outer_iterations": Field("int", 20, minimum=1, doc="alternating (outer) iterations"),
+        "inner_epochs": Field("int", 5, minimum=1, doc="autoencoder epochs per outer iteration"),
+        "batch_size": Field("int", 30, minimum=1, doc="mini-batch size"),
+        "learning_rate": Field("float", 0.001, minimum=0, exclusive_minimum=True, doc="Adam learning rate"),
+        "tol": Field("float", 1e-7, minimum=0, doc="convergence tolerance on c1 and c2"),
+        "tied": Field("bool", True, doc="decoder weights tied to the encoder's"),
+        "reinitialize": Field("bool", False, doc="re-draw weights and reset Adam every outer iteration"),
+    }
+    for key, value in defaults.items():
+        spec[key].default = value
+    return spec
+
+
+def check_data_path(config):
+    path = config["data"]["path"]
+    if path is not None and not Path(path).expanduser().exists():
+        raise ConfigError(f"config key 'data.path': got {path!r}, which does not exist")
+    if config["model"]["layers"][0] != 784:
+        raise ConfigError(
+            f"config key 'model.layers': got {config['model']['layers']!r}, expected the first size to be 784 (MNIST width)"
+        )
+
+
+@functools.lru_cache(maxsize=2)
+def _load(path, split):
+    from ..data import load_mnist
+
+    return load_mnist(path, split=split)
+
+
+def load_data_cached(path, split="train"):
+    """MNIST as (X, y), read once per process."""
+    return _load(None if path is None else str(Path(path).expanduser()), split)
+
+
+def make_estimator(model_cfg, penalty, lam, seed):
+    from ..rda import RobustAutoencoder
+
+    return RobustAutoencoder(
+        layers=list(model_cfg["layers"]),
+        penalty=penalty,
+        lam=lam if lam is not None else 0.0,
+        lambda_scaling=model_cfg["lambda_scaling"],
+        outer_iterations=model_cfg["outer_iterations"],
+        inner_epochs=model_cfg["inner_epochs"],
+        batch_size=model_cfg["batch_size"],
+        learning_rate=model_cfg["learning_rate"],
+        tol=model_cfg["tol"],
+        tied=model_cfg["tied"],
+        reinitialize=model_cfg["reinitialize"],
+        random_state=seed,
+    )
+
+
+def json_safe(obj):
+    """Floats that JSON can hold (NaN/inf become None), numpy scalars as Python ones."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        v = float(obj)
+        return v if math.isfinite(v) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    return obj
+
+
+def cell_key(value):
+    """A compact, filename-safe rendering of a number for cell ids."""
+    return json.dumps(value).replace("-", "m")

@@ -1,0 +1,202 @@
+"""Experiment configs: YAML files validated against a schema before anything runs.
+
+A schema is a nested dict whose leaves are :class:`Field` objects. ``load_config`` reads a YAML
+file with ``yaml.safe_load``, applies ``--set`` overrides given as dotted paths, fills defaults,
+and checks every key, type and range. Problems raise :class:`ConfigError` with a one-line
+message naming the dotted key path, the value and what was expected.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+__all__ = ["ConfigError", "Field", "load_config", "validate", "apply_overrides", "dump_config"]
+
+
+class ConfigError(ValueError):
+    """A config problem, reported as one line."""
+
+
+@dataclass
+class Field:
+    """One config value: its kind, default, constraints and documentation."""
+
+    kind: str  # "int", "float", "bool", "str", "choice", "float_list", "int_list"
+    default: Any = None
+    doc: str = ""
+    nullable: bool = False
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_minimum: bool = False
+    choices: tuple = ()
+    min_length: int = 0
+    check: Callable[[Any], str | None] | None = field(default=None, repr=False)
+
+    def describe(self):
+        parts = {
+            "int": "an integer",
+            "float": "a number",
+            "bool": "true or false",
+            "str": "a string",
+            "choice": "one of " + ", ".join(repr(c) for c in self.choices),
+            "float_list": "a list of numbers",
+            "int_list": "a list of integers",
+        }[self.kind]
+        if self.minimum is not None:
+            parts += f" {'>' if self.exclusive_minimum else '>='} {self.minimum:g}"
+        if self.maximum is not None:
+            parts += f" <= {self.maximum:g}"
+        if self.min_length:
+            parts += f" (at least {self.min_length} item{'s' if self.min_length > 1 else ''})"
+        if self.nullable:
+            parts += " or null"
+        return parts
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v):
+    return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
+
+
+def _check_range(f, v):
+    if f.minimum is not None and (v < f.minimum or (f.exclusive_minimum and v == f.minimum)):
+        return False
+    if f.maximum is not None and v > f.maximum:
+        return False
+    return True
+
+
+def _validate_leaf(f: Field, value, path):
+    def bad(extra=""):
+        return ConfigError(f"config key '{path}': got {value!r}, expected {f.describe()}{extra}")
+
+    if value is None:
+        if f.nullable:
+            return None
+        raise bad()
+    if f.kind == "int":
+        if not _is_int(value) or not _check_range(f, value):
+            raise bad()
+    elif f.kind == "float":
+        if not _is_num(value) or not _check_range(f, value):
+            raise bad()
+        value = float(value)
+    elif f.kind == "bool":
+        if not isinstance(value, bool):
+            raise bad()
+    elif f.kind == "str":
+        if not isinstance(value, str) or not value:
+            raise bad()
+    elif f.kind == "choice":
+        if value not in f.choices:
+            raise bad()
+    elif f.kind in ("float_list", "int_list"):
+        ok_item = _is_int if f.kind == "int_list" else _is_num
+        if not isinstance(value, list) or len(value) < f.min_length:
+            raise bad()
+        if not all(ok_item(v) and _check_range(f, v) for v in value):
+            raise bad()
+        if len(set(value)) != len(value):
+            raise bad(" without duplicates")
+        value = [float(v) for v in value] if f.kind == "float_list" else list(value)
+    if f.check is not None:
+        msg = f.check(value)
+        if msg:
+            raise ConfigError(f"config key '{path}': got {value!r}, {msg}")
+    return value
+
+
+def validate(raw, schema, path=""):
+    """Return ``raw`` checked against ``schema`` with defaults filled in."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        where = f"config key '{path}'" if path else "config"
+        raise ConfigError(f"{where}: expected a mapping of keys to values, got {raw!r}")
+    out = {}
+    for key in raw:
+        if key not in schema:
+            full = f"{path}.{key}" if path else str(key)
+            close = difflib.get_close_matches(str(key), [str(k) for k in schema], n=1, cutoff=0.5)
+            hint = f"; did you mean '{(path + '.') if path else ''}{close[0]}'?" if close else ""
+            valid = ", ".join(sorted(schema))
+            raise ConfigError(f"unknown config key '{full}'{hint} (valid keys here: {valid})")
+    for key, spec in schema.items():
+        full = f"{path}.{key}" if path else key
+        if isinstance(spec, dict):
+            out[key] = validate(raw.get(key), spec, full)
+        else:
+            out[key] = _validate_leaf(spec, copy.deepcopy(raw.get(key, spec.default)), full)
+    return out
+
+
+def apply_overrides(raw, overrides):
+    """Apply ``key.path=value`` strings (values parsed as YAML) to the raw config dict."""
+    raw = copy.deepcopy(raw) if raw else {}
+    for item in overrides or ():
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. model.inner_epochs=5")
+        key, text = item.split("=", 1)
+        key = key.strip()
+        if not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"--set {item!r}: malformed key path {key!r}")
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {item!r}: cannot parse value: {_one_line(exc)}") from None
+        node = raw
+        parts = key.split(".")
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[parts[-1]] = value
+    return raw
+
+
+def _one_line(exc):
+    return " ".join(str(exc).split())
+
+
+def read_yaml(path):
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: cannot read it ({exc.strerror})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or _one_line(exc)
+        raise ConfigError(f"config file {path}: malformed YAML{where}: {problem}") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError(f"config file {path}: expected a mapping of keys to values at the top level")
+    return raw or {}
+
+
+def load_config(path, schema, overrides=(), post_check=None):
+    """Read, override and validate a config; ``post_check(config)`` may raise ConfigError."""
+    raw = read_yaml(path) if path is not None else {}
+    raw = apply_overrides(raw, overrides)
+    config = validate(raw, schema)
+    if post_check is not None:
+        post_check(config)
+    return config
+
+
+def dump_config(config):
+    return yaml.safe_dump(config, sort_keys=False, default_flow_style=None)

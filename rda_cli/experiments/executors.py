@@ -1,0 +1,54 @@
+"""Where cells run: in this process, in a local process pool, or on a Dask cluster.
+
+Every executor calls ``fn(task)`` for each task and hands ``(task, result)`` back to the calling
+process as each finishes, so results are written by the caller as soon as they exist, whoever
+computed them: an interrupted sweep loses at most the cells in flight.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, as_completed
+
+__all__ = ["EXECUTORS", "run_tasks"]
+
+EXECUTORS = ("local", "processes", "dask")
+
+
+def run_tasks(fn, tasks, on_result, executor="local", workers=None, scheduler=None):
+    """Run ``fn`` over ``tasks``; call ``on_result(task, result)`` for each, in completion order."""
+    tasks = list(tasks)
+    if not tasks:
+        return
+    if executor == "local":
+        for task in tasks:
+            on_result(task, fn(task))
+    elif executor == "processes":
+        # "spawn": TensorFlow's runtime does not survive fork()
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers or 2, mp_context=ctx) as pool:
+            futures = {pool.submit(fn, task): task for task in tasks}
+            try:
+                for fut in as_completed(futures):
+                    on_result(futures[fut], fut.result())
+            except BaseException:
+                for fut in futures:
+                    fut.cancel()
+                raise
+    elif executor == "dask":
+        if not scheduler:
+            raise ValueError("the dask executor needs a scheduler address (--scheduler tcp://HOST:PORT)")
+        from dask.distributed import Client
+        from dask.distributed import as_completed as dask_as_completed
+
+        with Client(scheduler, timeout="30s") as client:
+            futures = client.map(fn, tasks, pure=False)
+            index = {fut.key: task for fut, task in zip(futures, tasks)}
+            try:
+                for fut in dask_as_completed(futures):
+                    on_result(index[fut.key], fut.result())
+            except BaseException:
+                client.cancel(futures)
+                raise
+    else:
+        raise ValueError(f"executor must be one of {EXECUTORS}, got {executor!r}")

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# CI-scale reproduction: both experiments, then the claims check (exit 1 if a claim fails).
+# MNIST is found as the data layer does ($RDA_DATA_DIR, Keras' cache, ...). Results: results/ci/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT="${RDA_CI_RESULTS:-results/ci}"
+t0=$(date +%s)
+rda outliers --config configs/outliers-ci.yaml --sweep-lambda --out "$OUT/outliers" --quiet
+t1=$(date +%s); echo "== outliers (CI scale) took $((t1 - t0)) s"
+rda denoise --config configs/denoise-ci.yaml --out "$OUT/denoise" --quiet
+t2=$(date +%s); echo "== denoise (CI scale) took $((t2 - t1)) s"
+python scripts/check_claims.py "$OUT"

@@ -1,0 +1,172 @@
+"""Figures from synthetic cells: files are written, are PNGs, and partial runs don't crash."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rda_cli.experiments.plots import denoise_figures, outlier_figures
+
+PNG = b"\x89PNG\r\n\x1a\n"
+KS = [0, 50, 100, 150, 200]
+LAMS = [0.0005, 0.001, 0.005, 0.01, 0.05]
+
+
+def _digits(rng, m):
+    """Blob-like 28x28 'images' in [0, 1] so the pictures look like something."""
+    yy, xx = np.mgrid[0:28, 0:28]
+    out = np.zeros((m, 784))
+    for i in range(m):
+        cy, cx = rng.uniform(9, 19, 2)
+        r = rng.uniform(4, 8)
+        ring = np.exp(-((np.hypot(yy - cy, xx - cx) - r) ** 2) / 3.0)
+        out[i] = ring.ravel()
+    return out
+
+
+def _history(rng, n=12):
+    h, obj, c1, c2 = [], 50.0 * rng.uniform(1, 2), 1.0, 1.0
+    for it in range(1, n + 1):
+        obj *= rng.uniform(0.7, 0.95)
+        c1 *= rng.uniform(0.3, 0.7)
+        c2 *= rng.uniform(0.3, 0.7)
+        h.append({"iteration": it, "objective": obj, "c1": c1, "c2": c2,
+                  "nonzero_entries": int(rng.integers(0, 1000))})
+    return h
+
+
+def _write(run_dir, cell, arrays=None):
+    cdir = run_dir / "cells"
+    cdir.mkdir(parents=True, exist_ok=True)
+    (cdir / f"{cell['id']}.json").write_text(json.dumps(cell))
+    if arrays is not None:
+        np.savez_compressed(cdir / f"{cell['id']}.npz", **arrays)
+    return cell
+
+
+def make_denoise_run(run_dir: Path, with_npz=True, seed=0):
+    rng = np.random.default_rng(seed)
+    m = 10
+    clean = _digits(rng, m)
+    cells = []
+    for k in KS:
+        corrupted = clean.copy()
+        for i in range(m):
+            idx = rng.choice(784, k, replace=False)
+            corrupted[i, idx] = np.where(corrupted[i, idx] > 0.5, 0.0, 1.0)
+        ae_err = 0.05 + 0.001 * k + rng.normal(0, 0.01)
+        ae_rec = np.clip(corrupted * 0.7 + clean * 0.3, 0, 1)
+        cells.append(_write(run_dir, {"id": f"ae_k{k}", "kind": "ae", "k": k, "error": ae_err},
+                            {"corrupted": corrupted, "L": ae_rec} if with_npz else None))
+        for lam in LAMS:
+            S = np.where(np.abs(corrupted - clean) > 0.5, corrupted - clean, 0.0)
+            S = S * (rng.random(S.shape) < 0.8)
+            cells.append(_write(
+                run_dir,
+                {"id": f"rda_k{k}_lam{lam}", "kind": "rda", "k": k, "lam": lam,
+                 "error": ae_err + rng.normal(0.01, 0.02), "history": _history(rng)},
+                {"corrupted": corrupted.astype(np.float16), "L": corrupted - S, "S": S,
+                 "clean": clean} if with_npz else None))
+    return cells
+
+
+def make_outlier_run(run_dir: Path, with_npz=True, seed=1):
+    rng = np.random.default_rng(seed)
+    m = 40
+    X = _digits(rng, m)
+    is_out = np.zeros(m, bool)
+    is_out[rng.choice(m, 5, replace=False)] = True
+    X[is_out] = rng.random((5, 784))
+    cells = []
+    lams = [0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01]
+    for j, lam in enumerate(lams):
+        keep = rng.random(m) < (0.9 - 0.1 * j)
+        rows = is_out | (keep & (rng.random(m) < 0.3))
+        S = np.where(rows[:, None], X - 0.3, 0.0)
+        p, r = min(1.0, 0.2 + 0.1 * j), max(0.0, 1.0 - 0.08 * j)
+        cells.append(_write(
+            run_dir,
+            {"id": f"rda_{j}", "kind": "rda", "lam": lam, "precision": p, "recall": r,
+             "f1": 2 * p * r / (p + r), "history": _history(rng)},
+            {"X": X, "S": S, "is_outlier": is_out} if with_npz else None))
+    cells.append(_write(run_dir, {"id": "ae", "kind": "ae", "f1": 0.41}))
+    fr = [0.01, 0.02, 0.05, 0.1, 0.15, 0.2]
+    prec = [0.9, 0.8, 0.6, 0.4, 0.3, 0.25]
+    rec = [0.1, 0.2, 0.45, 0.7, 0.8, 0.9]
+    cells.append(_write(run_dir, {
+        "id": "iforest", "kind": "iforest", "fractions": fr, "precision": prec, "recall": rec,
+        "f1": [2 * a * b / (a + b) for a, b in zip(prec, rec)]}))
+    return cells
+
+
+def _check(paths, names):
+    assert sorted(p.name for p in paths) == sorted(names)
+    for p in paths:
+        assert p.is_file()
+        data = p.read_bytes()
+        assert data[:8] == PNG
+        assert len(data) > 10_000, (p.name, len(data))
+
+
+def test_denoise_full(tmp_path):
+    cells = make_denoise_run(tmp_path)
+    paths = denoise_figures(tmp_path, cells)
+    _check(paths, ["heatmap.png", "examples.png", "convergence.png"])
+    assert all(p.parent == tmp_path for p in paths)
+
+
+def test_outlier_full(tmp_path):
+    cells = make_outlier_run(tmp_path)
+    paths = outlier_figures(tmp_path, cells)
+    _check(paths, ["f1_vs_lambda.png", "iforest.png", "s_tiles.png", "convergence.png"])
+
+
+def test_denoise_without_npz_or_history(tmp_path):
+    cells = make_denoise_run(tmp_path, with_npz=False)
+    for c in cells:
+        c.pop("history", None)
+    paths = denoise_figures(tmp_path, cells)
+    assert [p.name for p in paths] == ["heatmap.png"]
+
+
+def test_outlier_without_npz_or_history(tmp_path):
+    cells = make_outlier_run(tmp_path, with_npz=False)
+    for c in cells:
+        c.pop("history", None)
+    paths = outlier_figures(tmp_path, cells)
+    assert sorted(p.name for p in paths) == ["f1_vs_lambda.png", "iforest.png"]
+
+
+def test_only_ae_cell(tmp_path):
+    cells = [c for c in make_denoise_run(tmp_path) if c["kind"] == "ae"][:1]
+    assert denoise_figures(tmp_path, cells) == []
+    assert outlier_figures(tmp_path, [{"id": "ae", "kind": "ae", "f1": 0.3}]) == []
+
+
+def test_partial_and_messy_cells(tmp_path):
+    cells = make_denoise_run(tmp_path)
+    # an unfinished run: errors missing, a corrupt npz, histories absent or truncated
+    for c in cells[1::4]:
+        c["error"] = None
+    (tmp_path / "cells" / "rda_k150_lam0.0005.npz").write_bytes(b"not an npz")
+    for c in cells[1::2]:
+        c.pop("history", None)
+    cells[2]["history"] = [{"iteration": 1, "objective": None}]
+    paths = denoise_figures(tmp_path, cells)
+    assert {p.name for p in paths} <= {"heatmap.png", "examples.png", "convergence.png"}
+    assert "heatmap.png" in {p.name for p in paths}
+
+
+def test_outlier_partial(tmp_path):
+    cells = make_outlier_run(tmp_path)
+    rda = [c for c in cells if c["kind"] == "rda"][:2]
+    rda[0].pop("precision")
+    paths = outlier_figures(tmp_path, rda)
+    assert sorted(p.name for p in paths) == ["convergence.png", "f1_vs_lambda.png", "s_tiles.png"]
+
+
+@pytest.mark.parametrize("fn", [denoise_figures, outlier_figures])
+def test_empty(tmp_path, fn):
+    assert fn(tmp_path, []) == []
+    assert list(tmp_path.iterdir()) == []
