@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from keras import ops  # noqa: E402
 
-__all__ = ["DeepAutoencoder", "AutoencoderTrainer"]
+__all__ = ["DeepAutoencoder", "AutoencoderTrainer", "shared_trainer"]
 
 
 @keras.saving.register_keras_serializable(package="rda_cli")
@@ -117,9 +117,20 @@ class AutoencoderTrainer:
         self.jit_compile = bool(jit_compile)
         self.traces = 0  # how many times the training loop was traced (tests assert on it)
         self._train = tf.function(self._train_impl, jit_compile=self.jit_compile)
-        self._forward = tf.function(self._forward_impl, jit_compile=self.jit_compile)
+        self._forward = tf.function(self._forward_impl, jit_compile=self.jit_compile, reduce_retracing=True)
+        self.owner = None  # which estimator's weights the network holds (see shared_trainer)
 
     # -- state ---------------------------------------------------------------------------------
+    def reseed(self, seed):
+        """Restart the random stream of weight draws and shuffles."""
+        self.rng = np.random.default_rng(seed)
+
+    def get_weights(self):
+        return [np.array(w) for w in self.model.get_weights()]
+
+    def set_weights(self, weights):
+        self.model.set_weights(weights)
+
     def reinitialize(self):
         """Draw new weights and reset Adam's moments and step counter (no retracing)."""
         for v, value in zip(self.model.weights, self.model.init_values(self.rng)):
@@ -183,3 +194,23 @@ class AutoencoderTrainer:
 
     def encode(self, X):
         return self.forward(X)[1]
+
+
+_POOL = {}
+
+
+def shared_trainer(layer_sizes, tied=True, learning_rate=0.001, batch_size=133):
+    """The process-wide trainer for these settings, created on first use.
+
+    Sweeps fit many models of the same shape one after another; sharing one network, optimizer and
+    compiled training loop among them means no retracing and no growth of memory per fit. A caller
+    that needs its own weights back later keeps them (``get_weights``) and reloads them when the
+    trainer's ``owner`` is no longer itself. Not thread-safe: use processes for parallel fits.
+    """
+    key = (tuple(int(d) for d in layer_sizes), bool(tied), float(learning_rate), int(batch_size))
+    trainer = _POOL.get(key)
+    if trainer is None:
+        trainer = _POOL[key] = AutoencoderTrainer(
+            DeepAutoencoder(key[0], tied=key[1]), learning_rate=key[2], batch_size=key[3]
+        )
+    return trainer

@@ -210,17 +210,30 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
         return l21_shrink(R, self.threshold_, "rows" if self.penalty == "l21_rows" else "columns")
 
     def _build(self, n_features):
-        from .autoencoder import AutoencoderTrainer, DeepAutoencoder
+        from .autoencoder import shared_trainer
 
         seed = self.random_state
         if seed is None:
             seed = int(np.random.SeedSequence().generate_state(1)[0])
         self.layers_ = list(self.layers) if self.layers is not None else default_layers(n_features)
-        model = DeepAutoencoder(self.layers_, tied=self.tied)
-        self._trainer = AutoencoderTrainer(
-            model, learning_rate=self.learning_rate, batch_size=self.batch_size, seed=seed
-        )
-        self._trainer.reinitialize()
+        trainer = shared_trainer(self.layers_, self.tied, self.learning_rate, self.batch_size)
+        trainer.reseed(seed)
+        trainer.reinitialize()
+        self._token = object()
+        trainer.owner = self._token
+        return trainer
+
+    def _net(self):
+        """The trainer holding this estimator's fitted network (reloaded if another fit used it)."""
+        from .autoencoder import shared_trainer
+
+        trainer = shared_trainer(self.layers_, self.tied, self.learning_rate, self.batch_size)
+        token = getattr(self, "_token", None)
+        if token is None or trainer.owner is not token:
+            trainer.set_weights(self._weights)
+            self._token = token or object()
+            trainer.owner = self._token
+        return trainer
 
     def fit(self, X, y=None):
         """Run the alternating algorithm on ``X``; ``y`` is ignored.
@@ -232,7 +245,7 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
         self._validate_params()
         X = self._check_X(X, reset=True)
         self.threshold_ = effective_threshold(X, self.penalty, self.lam, self.lambda_scaling)
-        self._build(X.shape[1])
+        trainer = self._build(X.shape[1])
         norm_x = float(np.linalg.norm(X)) or 1.0
         S = np.zeros_like(X)
         LS_prev = X.copy()
@@ -240,10 +253,10 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
         for it in range(self.outer_iterations):
             t0 = time.perf_counter()
             if self.reinitialize and it > 0:
-                self._trainer.reinitialize()
+                trainer.reinitialize()
             L_in = X - S
-            losses = self._trainer.train(L_in, self.inner_epochs)
-            L = self._trainer.reconstruct(L_in)
+            losses = trainer.train(L_in, self.inner_epochs)
+            L = trainer.reconstruct(L_in)
             S = self._prox(X - L)
             c1 = float(np.linalg.norm(X - L - S)) / norm_x
             c2 = float(np.linalg.norm(LS_prev - L - S)) / norm_x
@@ -276,6 +289,7 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
             if c1 < self.tol or c2 < self.tol:
                 break
         self.n_iter_ = len(self.history_)
+        self._weights = trainer.get_weights()
         self.L_ = L
         self.S_ = S
         self._set_training_scores(X)
@@ -294,7 +308,7 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
         """``S`` for data ``X`` with the network held fixed: iterate ``S = prox(X - D(E(X - S)))``."""
         S = np.zeros_like(X)
         for _ in range(n_iter):
-            L = self._trainer.reconstruct(X - S)
+            L = self._net().reconstruct(X - S)
             S_new = self._prox(X - L)
             if np.array_equal(S_new, S):
                 break
@@ -335,7 +349,7 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self, "S_")
         X = self._check_X(X, reset=False)
         if self.penalty is None:
-            return np.linalg.norm(X - self._trainer.reconstruct(X), axis=1).astype(np.float64)
+            return np.linalg.norm(X - self._net().reconstruct(X), axis=1).astype(np.float64)
         return self._scores(X)[0]
 
     def score_samples(self, X):
@@ -368,7 +382,7 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
             S = 0.0
         else:
             S = self._sparse_part(X)[0]
-        return self._trainer.encode(X - S)
+        return self._net().encode(X - S)
 
     def fit_transform(self, X, y=None):
         return self.fit(X).transform(X)
@@ -377,7 +391,7 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
         """The autoencoder's reconstruction ``D(E(X))`` of ``X``."""
         check_is_fitted(self, "S_")
         X = self._check_X(X, reset=False)
-        return self._trainer.reconstruct(X)
+        return self._net().reconstruct(X)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path):
@@ -385,7 +399,7 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self, "S_")
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        self._trainer.model.save(path / "network.keras")
+        self._net().model.save(path / "network.keras")
         np.savez(path / "arrays.npz", L_=self.L_, S_=self.S_, residual_scores_=self.residual_scores_)
         meta = {
             "params": self.get_params(),
@@ -404,15 +418,13 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
         """Load a model written by :meth:`save`."""
         import keras
 
-        from .autoencoder import AutoencoderTrainer, DeepAutoencoder  # noqa: F401 (registers)
+        from .autoencoder import DeepAutoencoder  # noqa: F401 (registers the class with Keras)
 
         path = Path(path)
         meta = json.loads((path / "params.json").read_text())
         est = cls(**meta["params"])
         model = keras.saving.load_model(path / "network.keras", compile=False)
-        est._trainer = AutoencoderTrainer(
-            model, learning_rate=est.learning_rate, batch_size=est.batch_size, seed=0
-        )
+        est._weights = [np.array(w) for w in model.get_weights()]
         arrays = np.load(path / "arrays.npz")
         est.L_, est.S_ = arrays["L_"], arrays["S_"]
         est.threshold_ = meta["threshold_"]
@@ -428,21 +440,12 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
         est._train_fingerprint = meta["train_fingerprint"]
         return est
 
-    # Pickling (used by multiprocessing, Dask and scikit-learn's clone checks): the compiled
-    # trainer is rebuilt from the layer sizes and the network's weights.
+    # Pickling (multiprocessing, Dask, scikit-learn's clone checks): the fitted network travels as
+    # the numpy arrays in ``_weights``; the compiled trainer is found again on the other side.
     def __getstate__(self):
         state = self.__dict__.copy()
-        trainer = state.pop("_trainer", None)
-        if trainer is not None:
-            state["_network_weights"] = [np.asarray(w) for w in trainer.model.get_weights()]
+        state.pop("_token", None)
         return state
-
-    def __setstate__(self, state):
-        weights = state.pop("_network_weights", None)
-        self.__dict__.update(state)
-        if weights is not None:
-            self._build(self.n_features_in_)
-            self._trainer.model.set_weights(weights)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -123,15 +123,26 @@ def test_transform_gives_code_features(outlier_data):
     rda = RobustAutoencoder(lam=0.002, outer_iterations=2, inner_epochs=2, **FAST).fit(X)
     Z = rda.transform(X)
     assert Z.shape == (len(X), 5)
-    np.testing.assert_allclose(Z, rda._trainer.encode(X - rda.S_), atol=1e-6)
+    np.testing.assert_allclose(Z, rda._net().encode(X - rda.S_), atol=1e-6)
     assert rda.reconstruct(X[:7]).shape == (7, 50)
 
 
-def test_no_retracing_across_outer_iterations(outlier_data):
+def test_no_retracing_across_outer_iterations_or_fits(outlier_data):
+    from rda_cli.autoencoder import shared_trainer
+
     X, _ = outlier_data
-    rda = RobustAutoencoder(lam=0.002, outer_iterations=4, inner_epochs=2, tol=0, **FAST).fit(X)
-    assert rda.n_iter_ == 4
-    assert rda._trainer.traces == 1  # 4 outer x 2 epochs, with re-initialisation: one trace
+    kw = dict(lam=0.002, outer_iterations=4, inner_epochs=2, tol=0, **FAST)
+    trainer = shared_trainer(FAST["layers"], True, FAST["learning_rate"], FAST["batch_size"])
+    before = trainer.traces
+    first = RobustAutoencoder(**kw).fit(X)
+    assert first.n_iter_ == 4
+    assert trainer.traces - before <= 1  # 4 outer x 2 epochs, with re-initialisation: at most one trace
+    traced = trainer.traces
+    second = RobustAutoencoder(**{**kw, "lam": 0.003, "random_state": 1}).fit(X)
+    assert trainer.traces == traced  # a second fit of the same shape reuses the compiled loop
+    # the first model's network is still its own after the second fit used the shared trainer
+    np.testing.assert_allclose(first.transform(X), first._net().encode(X - first.S_), atol=1e-6)
+    assert not np.allclose(first.reconstruct(X[:20]), second.reconstruct(X[:20]))
 
 
 @pytest.mark.parametrize(
