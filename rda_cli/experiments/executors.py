@@ -8,9 +8,12 @@ computed them: an interrupted sweep loses at most the cells in flight.
 from __future__ import annotations
 
 import multiprocessing
+import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
 __all__ = ["EXECUTORS", "run_tasks"]
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # inherited by spawned workers
 
 EXECUTORS = ("local", "processes", "dask")
 
