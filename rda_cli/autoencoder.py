@@ -135,6 +135,10 @@ class AutoencoderTrainer:
         """Draw new weights and reset Adam's moments and step counter (no retracing)."""
         for v, value in zip(self.model.weights, self.model.init_values(self.rng)):
             v.assign(value)
+        self.reset_optimizer()
+
+    def reset_optimizer(self):
+        """Zero Adam's moments and step counter, keeping the weights."""
         for v in self.optimizer.variables:
             if "learning_rate" not in v.path:
                 v.assign(ops.zeros(v.shape, dtype=v.dtype))

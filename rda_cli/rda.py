@@ -91,6 +91,11 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
         Re-draw the weights and reset Adam at the start of every outer iteration, as the authors'
         outlier script does. Trained continuously for many epochs the network learns the outliers
         too and ``S`` collapses to zero.
+    warm_start : bool, default=False
+        When fitted already (on data of the same shape), start the next ``fit`` from the fitted
+        network and ``S_`` instead of from scratch, as along a lambda path: ``set_params(lam=...)``
+        then ``fit`` again. Adam's state is reset. With ``reinitialize=True`` only ``S_`` carries
+        over, since the network is re-drawn every outer iteration anyway.
     random_state : int or None, default=None
         Seeds the weights and the mini-batch order (None draws a seed).
     verbose : int, default=0
@@ -147,6 +152,7 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
         tol=1e-7,
         tied=True,
         reinitialize=True,
+        warm_start=False,
         random_state=None,
         verbose=0,
     ):
@@ -161,6 +167,7 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
         self.tol = tol
         self.tied = tied
         self.reinitialize = reinitialize
+        self.warm_start = warm_start
         self.random_state = random_state
         self.verbose = verbose
 
@@ -245,10 +252,22 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
         self._validate_params()
         X = self._check_X(X, reset=True)
         self.threshold_ = effective_threshold(X, self.penalty, self.lam, self.lambda_scaling)
+        warm = (
+            self.warm_start
+            and getattr(self, "S_", None) is not None
+            and self.S_.shape == X.shape
+            and getattr(self, "_weights", None) is not None
+        )
+        if warm:
+            S, LS_prev, weights = self.S_.copy(), self.L_ + self.S_, self._weights
         trainer = self._build(X.shape[1])
+        if warm:
+            trainer.set_weights(weights)
+            trainer.reset_optimizer()
+        else:
+            S = np.zeros_like(X)
+            LS_prev = X.copy()
         norm_x = float(np.linalg.norm(X)) or 1.0
-        S = np.zeros_like(X)
-        LS_prev = X.copy()
         self.history_ = []
         for it in range(self.outer_iterations):
             t0 = time.perf_counter()

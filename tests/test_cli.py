@@ -191,3 +191,47 @@ def test_bad_set_and_missing_config(tmp_path):
 def test_plot_on_non_run_folder(tmp_path):
     res = invoke("plot", str(tmp_path))
     assert res.exit_code == 2 and "not a run folder" in res.output
+
+
+def test_outliers_all_methods_with_seeds(tmp_path, mnist_dir):
+    cfg = tiny_outliers(mnist_dir)
+    cfg["model"]["lambdas"] = [0.0002, 0.0004, 0.0008]
+    cfg["baselines"] = {"rpca": {"max_iter": 20}, "outlier_pursuit": {"max_iter": 20}}
+    out = tmp_path / "run"
+    args = ("outliers", "--config", write(tmp_path, cfg), "--out", str(out), "--quiet", "--sweep-lambda")
+    res = invoke(*args, "--seeds", "2")
+    assert res.exit_code == 0, res.output
+    kinds = ("iforest", "ae", "rpca", "outlier_pursuit", "lof", "ocsvm")
+    ids = {p.stem for p in (out / "cells").glob("*.json")}
+    assert ids == {f"{k}{s}" for k in kinds + ("rda_lam0.0002", "rda_lam0.0004", "rda_lam0.0008") for s in ("", "_s1")}
+    seed1 = json.loads((out / "cells" / "lof_s1.json").read_text())
+    assert seed1["seed"] == 1 and len(seed1["f1"]) == len(seed1["fractions"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["seeds"] == [0, 1] and set(summary["methods"]) == {"rda", *kinds}
+    for m in summary["methods"].values():
+        assert m["f1"]["n"] == 2 and m["f1"]["half_width"] is not None and 0 <= m["auroc"]["mean"] <= 1
+    sel = summary["lambda_selection"]
+    assert [r["seed"] for r in sel["per_seed"]] == [0, 1]
+    assert all(r["knee_lam"] in cfg["model"]["lambdas"] and r["knee_f1"] <= r["oracle_f1"] for r in sel["per_seed"])
+    md = (out / "summary.md").read_text()
+    assert "Outlier Pursuit" in md and "One-Class SVM" in md and "±" in md and "knee" in md
+    for name in ("f1_vs_knob.png", "f1_vs_lambda.png", "iforest.png", "s_tiles.png", "convergence.png"):
+        assert_png(out / name)
+    res = invoke(*args, "--seeds", "2")  # resume: everything read back
+    assert res.exit_code == 0 and "0 computed" in res.output
+
+
+def test_denoise_with_seeds(tmp_path, mnist_dir):
+    cfg = write(tmp_path, tiny_denoise(mnist_dir, corruption={"k": [150]}))
+    out = tmp_path / "run"
+    res = invoke("denoise", "--config", cfg, "--out", str(out), "--quiet", "--seeds", "2")
+    assert res.exit_code == 0, res.output
+    ids = {p.stem for p in (out / "cells").glob("*.json")}
+    assert ids == {"ae_k150", "rda_k150_lam1.0", "rda_k150_lam100.0",
+                   "ae_k150_s1", "rda_k150_lam1.0_s1", "rda_k150_lam100.0_s1"}
+    summary = json.loads((out / "summary.json").read_text())
+    row = summary["per_k"][0]
+    assert row["ae_error_ci"]["n"] == 2 and row["ae_minus_rda"]["half_width"] is not None
+    assert len(summary["lambda_selection"]["per_k_seed"]) == 2
+    assert "knee" in (out / "summary.md").read_text()
+    assert_png(out / "heatmap.png")

@@ -163,3 +163,18 @@ def test_no_retracing_across_outer_iterations_or_fits(outlier_data):
 def test_bad_input_raises_value_error(params, X, match):
     with pytest.raises(ValueError, match=match):
         RobustAutoencoder(**params).fit(X)
+
+
+def test_warm_start_continues_from_the_fitted_state(outlier_data):
+    X, truth = outlier_data
+    kw = dict(outer_iterations=6, inner_epochs=5, reinitialize=False, **FAST)
+    warm = RobustAutoencoder(lam=0.0015, warm_start=True, **kw).fit(X)
+    flagged_before = warm.outlier_mask_.copy()
+    warm.set_params(lam=0.0016, outer_iterations=1)
+    warm.fit(X)
+    cold = RobustAutoencoder(lam=0.0016, warm_start=True, **{**kw, "outer_iterations": 1}).fit(X)
+    # one outer iteration from the fitted state moves L + S far less than one from scratch ...
+    assert warm.history_[0]["c2"] < 0.5 * cold.history_[0]["c2"]
+    # ... starts from a trained network (lower objective) and keeps finding the planted rows
+    assert warm.history_[0]["objective"] < cold.history_[0]["objective"]
+    assert f1_score(truth, warm.outlier_mask_) >= 0.8 * f1_score(truth, flagged_before)

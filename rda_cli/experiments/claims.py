@@ -11,6 +11,7 @@ Reads the saved cells of an outlier run and a denoising run (never retrains) and
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,8 +33,11 @@ class Claim:
 
 
 def _cells(run_dir):
+    """The cells of the run's base seed (other seeds' ids end in ``_s<seed>``)."""
     cells = []
     for f in sorted((Path(run_dir) / "cells").glob("*.json")):
+        if re.search(r"_s\d+$", f.stem):
+            continue
         cells.append(json.loads(f.read_text()))
     return cells
 

@@ -11,12 +11,46 @@ import numpy as np
 
 from .config import ConfigError, Field
 
-__all__ = ["model_schema", "data_path_field", "load_data_cached", "make_estimator", "check_data_path", "json_safe"]
+__all__ = ["model_schema", "data_path_field", "load_data_cached", "make_estimator", "check_data_path", "json_safe",
+           "seeds_field", "seed_list", "seed_suffix", "cell_seed", "base_seed"]
 
 
 def data_path_field():
     return Field("str", None, nullable=True,
                  doc="MNIST folder (IDX files or mnist.npz); null: RDA_DATA_DIR, Keras' cache, then download")
+
+
+def seeds_field():
+    return Field("int_list", None, nullable=True, minimum=0, min_length=1,
+                 doc="repeat the data draw and the training for each seed (95% t-intervals over them); "
+                     "null: just `seed`")
+
+
+def seed_list(config):
+    """The seeds a run covers: ``config["seeds"]``, or ``[config["seed"]]`` when that is null."""
+    seeds = config.get("seeds")
+    return list(seeds) if seeds else [config["seed"]]
+
+
+def seed_suffix(config, seed):
+    """Cell-id suffix of a seed: none for the config's ``seed`` (so single-seed ids stay as they
+    were), ``_s<seed>`` for any other."""
+    return "" if seed == config["seed"] else f"_s{seed}"
+
+
+def cell_seed(config, cell):
+    """The seed of a cell (cells written before seeds existed carry none: the config's ``seed``)."""
+    seed = cell.get("seed")
+    return config["seed"] if seed is None else seed
+
+
+def base_seed(config, cells):
+    """The seed whose cells feed the single-run figures and keys: the config's ``seed`` if present,
+    else the smallest seed present."""
+    present = sorted({cell_seed(config, c) for c in cells})
+    if not present or config["seed"] in present:
+        return config["seed"]
+    return present[0]
 
 
 def model_schema(**defaults):

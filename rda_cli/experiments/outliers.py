@@ -1,9 +1,17 @@
-"""The paper's outlier experiment (its Figures 4-6).
+"""The paper's outlier experiment (its Figures 4-6), with more baselines, seeds and label-free lambda.
 
 The nominal digit (all 4859 "4"s of the first 50,000 MNIST training images) is mixed with 265
 other digits. An l2,1-rows Robust Deep Autoencoder flags the rows of ``S`` that stay non-zero;
 sweeping lambda traces precision, recall and F1. Isolation Forest, swept over the fraction of rows
-it flags, is the paper's baseline. One cell = one lambda (or the whole Isolation Forest sweep).
+it flags, is the paper's baseline; the ``baselines`` section adds the plain autoencoder (same
+network and schedule, scored by its residual row norm), Robust PCA and Outlier Pursuit (scored by
+the row norm of their sparse part), Local Outlier Factor and One-Class SVM. Every baseline is
+swept over the same fraction grid as Isolation Forest (the top fraction of rows by score is
+flagged); RDA's knob is lambda. One cell = one lambda, or one baseline's whole sweep, for one seed.
+
+Cell ids: ``rda_lam<lambda>``, ``iforest``, ``ae``, ``rpca``, ``outlier_pursuit``, ``lof``,
+``ocsvm`` for the config's ``seed``; the same followed by ``_s<seed>`` for every other seed of
+``seeds``.
 """
 
 from __future__ import annotations
@@ -13,18 +21,50 @@ import time
 
 import numpy as np
 
-from .common import cell_key, check_data_path, data_path_field, json_safe, load_data_cached, make_estimator, model_schema
+from .common import (
+    base_seed,
+    cell_key,
+    cell_seed,
+    check_data_path,
+    data_path_field,
+    json_safe,
+    load_data_cached,
+    make_estimator,
+    model_schema,
+    seed_list,
+    seed_suffix,
+    seeds_field,
+)
 from .config import ConfigError, Field
 from .rundir import atomic_write_text
+from .stats import fmt_pm, interval_dict
 
 NAME = "outliers"
 
 PAPER_LAMBDAS = [0.00005, 0.0001, 0.0002, 0.0003, 0.00035, 0.00045, 0.00055, 0.00065, 0.00075, 0.00085,
                  0.00095, 0.00105, 0.00115, 0.00125, 0.0015]
 
+BASELINES = ("ae", "rpca", "outlier_pursuit", "lof", "ocsvm")
+SWEPT = ("iforest",) + BASELINES  # methods whose knob is the fraction of rows flagged
+METHOD_NAMES = {
+    "rda": "ℓ2,1 RDA",
+    "ae": "plain autoencoder",
+    "iforest": "Isolation Forest",
+    "rpca": "Robust PCA",
+    "outlier_pursuit": "Outlier Pursuit",
+    "lof": "Local Outlier Factor",
+    "ocsvm": "One-Class SVM",
+}
+
+
+def _enabled(doc):
+    return Field("bool", True, doc=doc)
+
+
 SCHEMA = {
     "run_name": Field("str", None, nullable=True, doc="folder name under results/outliers/; null: timestamp"),
     "seed": Field("int", 0, minimum=0, doc="seeds the data mix, the networks and the forest"),
+    "seeds": seeds_field(),
     "data": {
         "path": data_path_field(),
         "nominal": Field("int", 4, minimum=0, maximum=9, doc="the nominal digit"),
@@ -40,16 +80,51 @@ SCHEMA = {
     "iforest": {
         "n_estimators": Field("int", 100, minimum=1, doc="Isolation Forest trees"),
         "fraction_min": Field("float", 0.01, minimum=0, maximum=1, exclusive_minimum=True,
-                              doc="smallest fraction of rows flagged"),
+                              doc="smallest fraction of rows flagged (also the baselines' grid)"),
         "fraction_max": Field("float", 0.69, minimum=0, maximum=1, exclusive_minimum=True,
                               doc="largest fraction of rows flagged"),
         "fraction_step": Field("float", 0.01, minimum=0, maximum=1, exclusive_minimum=True, doc="step"),
     },
+    "baselines": {
+        "ae": {"enabled": _enabled("plain autoencoder (model settings, penalty none), residual row norm")},
+        "rpca": {
+            "enabled": _enabled("Robust PCA (l1 sparse part), row norm of S"),
+            "lam": Field("float", None, nullable=True, minimum=0, exclusive_minimum=True,
+                         doc="weight of ||S||_1; null: 1/sqrt(max(n, d))"),
+            "max_iter": Field("int", 50, minimum=1, doc="ALM iterations at most"),
+            "tol": Field("float", 1e-5, minimum=0, exclusive_minimum=True, doc="relative residual to stop at"),
+        },
+        "outlier_pursuit": {
+            "enabled": _enabled("Outlier Pursuit (l2,1 row-sparse part), row norm of C"),
+            "lam": Field("float", None, nullable=True, minimum=0, exclusive_minimum=True,
+                         doc="weight of ||C||_2,1; null: 3/(7 sqrt(gamma n))"),
+            "gamma": Field("float", 0.05, minimum=0, maximum=1, exclusive_minimum=True,
+                           doc="expected outlier fraction of the default lam"),
+            "max_iter": Field("int", 50, minimum=1, doc="ALM iterations at most"),
+            "tol": Field("float", 1e-5, minimum=0, exclusive_minimum=True, doc="relative residual to stop at"),
+        },
+        "lof": {
+            "enabled": _enabled("Local Outlier Factor"),
+            "n_neighbors": Field("int", 20, minimum=1, doc="neighbours"),
+        },
+        "ocsvm": {
+            "enabled": _enabled("One-Class SVM, RBF kernel"),
+            "nu": Field("float", 0.1, minimum=0, maximum=1, exclusive_minimum=True, doc="nu"),
+            "gamma": Field("float", None, nullable=True, minimum=0, exclusive_minimum=True,
+                           doc="RBF gamma; null: scikit-learn's 'scale'"),
+        },
+    },
+    "selection": {
+        "knee_scale": Field("choice", "linear", choices=("linear", "log"),
+                            doc="lambda axis of the knee rule (flagged rows against lambda)"),
+        "contamination": Field("float", 0.05, nullable=True, minimum=0, maximum=1, exclusive_minimum=True,
+                               doc="expected outlier fraction of the contamination rule; null: knee only"),
+    },
     "tiles": Field("int", 40, minimum=0, maximum=200, doc="example rows kept per cell for s_tiles.png"),
 }
 
-COLUMNS = ["id", "kind", "lam", "threshold", "precision", "recall", "f1", "auroc", "ap", "n_flagged", "n_iter",
-           "seconds"]
+COLUMNS = ["id", "kind", "seed", "lam", "threshold", "precision", "recall", "f1", "auroc", "ap", "n_flagged",
+           "n_iter", "fit_seconds", "seconds"]
 
 
 def post_check(config):
@@ -64,18 +139,22 @@ def post_check(config):
 
 def list_cells(config, sweep=True):
     lams = config["model"]["lambdas"] if sweep else [config["model"]["lam"]]
-    cells = [{"id": f"rda_lam{cell_key(lam)}", "kind": "rda", "lam": lam} for lam in lams]
-    cells.append({"id": "iforest", "kind": "iforest"})
+    enabled = [b for b in BASELINES if config.get("baselines", {}).get(b, {}).get("enabled", False)]
+    cells = []
+    for seed in seed_list(config):
+        sfx = seed_suffix(config, seed)
+        cells += [{"id": f"rda_lam{cell_key(lam)}{sfx}", "kind": "rda", "lam": lam, "seed": seed} for lam in lams]
+        cells += [{"id": f"{kind}{sfx}", "kind": kind, "seed": seed} for kind in ("iforest",) + tuple(enabled)]
     return cells
 
 
-def mixed_data(config):
+def mixed_data(config, seed=None):
     from ..data import outlier_mix
 
     X, y = load_data_cached(config["data"]["path"])
     d = config["data"]
     return outlier_mix(X, y, nominal=d["nominal"], n_outliers=d["n_outliers"], n_source=d["n_source"],
-                       seed=config["seed"])
+                       seed=config["seed"] if seed is None else seed)
 
 
 def flag_metrics(truth, flagged):
@@ -99,12 +178,11 @@ def fractions(config):
 
 def top_fraction_sweep(truth, scores, fracs):
     """Flag the top ``f`` of rows by score for each fraction (scikit-learn caps contamination at 0.5)."""
-    order = np.argsort(-scores, kind="stable")
+    from ..baselines import top_fraction_mask
+
     out = {"fractions": [], "precision": [], "recall": [], "f1": []}
     for f in fracs:
-        flagged = np.zeros(len(scores), bool)
-        flagged[order[: int(round(f * len(scores)))]] = True
-        p, r, f1 = flag_metrics(truth, flagged)
+        p, r, f1 = flag_metrics(truth, top_fraction_mask(scores, f))
         for key, v in zip(("fractions", "precision", "recall", "f1"), (f, p, r, f1)):
             out[key].append(v)
     return out
@@ -116,20 +194,51 @@ def _tile_rows(is_outlier, m):
     return np.sort(np.concatenate([out_idx, in_idx]))
 
 
-def compute_cell(config, cell):
-    t0 = time.perf_counter()
-    X, _, truth = mixed_data(config)
-    result = dict(cell)
-    arrays = None
-    if cell["kind"] == "iforest":
+def _baseline_scores(config, kind, X, seed):
+    """Scores (higher = more abnormal) of one baseline and a few facts about its fit."""
+    from .. import baselines as bl
+
+    b = config.get("baselines", {}).get(kind, {})
+    if kind == "iforest":
         from sklearn.ensemble import IsolationForest
 
-        forest = IsolationForest(n_estimators=config["iforest"]["n_estimators"], random_state=config["seed"])
-        scores = -forest.fit(X).score_samples(X)
+        forest = IsolationForest(n_estimators=config["iforest"]["n_estimators"], random_state=seed)
+        return -forest.fit(X).score_samples(X), {}
+    if kind == "ae":
+        model = make_estimator(config["model"], None, None, seed).fit(X)
+        return model.residual_scores_, {"n_iter": model.n_iter_}
+    if kind in ("rpca", "outlier_pursuit"):
+        if kind == "rpca":
+            model = bl.RobustPCA(lam=b["lam"], max_iter=b["max_iter"], tol=b["tol"])
+        else:
+            model = bl.OutlierPursuit(lam=b["lam"], gamma=b["gamma"], max_iter=b["max_iter"], tol=b["tol"])
+        model.fit(X)
+        return model.decision_scores_, {"lam": model.lam_, "rank": model.rank_, "n_iter": model.n_iter_,
+                                        "residual": model.history_[-1]["residual"]}
+    if kind == "lof":
+        return bl.lof_scores(X, b["n_neighbors"]), {}
+    if kind == "ocsvm":
+        return bl.ocsvm_scores(X, nu=b["nu"], gamma="scale" if b["gamma"] is None else b["gamma"]), {}
+    raise ValueError(f"unknown cell kind {kind!r}")
+
+
+def compute_cell(config, cell):
+    t0 = time.perf_counter()
+    seed = cell_seed(config, cell)
+    X, _, truth = mixed_data(config, seed)
+    result = dict(cell, seed=seed, n_rows=int(len(X)))
+    arrays = None
+    if cell["kind"] in SWEPT:
+        t_fit = time.perf_counter()
+        scores, facts = _baseline_scores(config, cell["kind"], X, seed)
+        result["fit_seconds"] = time.perf_counter() - t_fit
+        result.update(facts)
         result.update(top_fraction_sweep(truth, scores, fractions(config)))
         result["auroc"], result["ap"] = ranking_metrics(truth, scores)
     else:
-        model = make_estimator(config["model"], "l21_rows", cell["lam"], config["seed"]).fit(X)
+        t_fit = time.perf_counter()
+        model = make_estimator(config["model"], "l21_rows", cell["lam"], seed).fit(X)
+        result["fit_seconds"] = time.perf_counter() - t_fit
         p, r, f1 = flag_metrics(truth, model.outlier_mask_)
         auroc, ap = ranking_metrics(truth, model.residual_scores_)
         result.update(threshold=model.threshold_, precision=p, recall=r, f1=f1, auroc=auroc, ap=ap,
@@ -142,16 +251,112 @@ def compute_cell(config, cell):
     return json_safe(result), arrays
 
 
+# ---------------------------------------------------------------------------------------- summary
+def _num(v):
+    return np.nan if v is None else float(v)
+
+
+def _method_summary(kind, cells, seeds):
+    """Best F1 over the method's knob of the seed-mean curve, with t-intervals over seeds."""
+    by_seed = {}
+    for c in cells:
+        by_seed.setdefault(c["_seed"], []).append(c)
+    seeds = [s for s in seeds if s in by_seed]
+    if not seeds:
+        return None
+    if kind == "rda":
+        knobs = sorted({c["lam"] for c in cells})
+        pick = {s: {c["lam"]: c for c in by_seed[s]} for s in seeds}
+
+        def value(s, j, key):
+            c = pick[s].get(knobs[j])
+            if c is None:
+                return np.nan
+            if key == "fraction":
+                return c["n_flagged"] / c["n_rows"] if c.get("n_rows") else np.nan
+            return _num(c.get(key))
+    else:
+        cell = {s: by_seed[s][0] for s in seeds}
+        knobs = list(cell[seeds[0]]["fractions"])
+
+        def value(s, j, key):
+            c = cell[s]
+            if key == "fraction":
+                return knobs[j]
+            if key in ("auroc", "ap"):
+                return _num(c.get(key))
+            vals = c.get(key)
+            return _num(vals[j]) if j < len(vals) else np.nan
+    f1 = np.array([[value(s, j, "f1") for j in range(len(knobs))] for s in seeds])
+    with np.errstate(all="ignore"):
+        mean_f1 = np.nanmean(np.where(np.isfinite(f1), f1, np.nan), axis=0)
+    if not np.isfinite(mean_f1).any():
+        return None
+    j = int(np.nanargmax(mean_f1))
+    out = {"method": METHOD_NAMES.get(kind, kind), "knob": "lambda" if kind == "rda" else "fraction",
+           "at": knobs[j], "seeds": seeds}
+    for key in ("f1", "precision", "recall", "auroc", "ap", "fraction"):
+        out[key] = interval_dict([value(s, j, key) for s in seeds])
+    out["fit_seconds"] = interval_dict([np.mean([_num(c.get("fit_seconds", c.get("seconds"))) for c in by_seed[s]])
+                                        for s in seeds])
+    out["per_seed_best_f1"] = {str(s): float(np.nanmax(f1[i])) for i, s in enumerate(seeds)
+                               if np.isfinite(f1[i]).any()}
+    return out
+
+
+def _lambda_selection(rda, seeds, selection):
+    """Per seed: the oracle-best lambda (labels) next to the label-free choices."""
+    from ..selection import contamination_lambda, knee_lambda
+
+    per_seed = []
+    for s in seeds:
+        cs = sorted((c for c in rda if c["_seed"] == s), key=lambda c: c["lam"])
+        if not cs:
+            continue
+        by_lam = {c["lam"]: c for c in cs}
+        lams = [c["lam"] for c in cs]
+        counts = [c["n_flagged"] for c in cs]
+        best = max(cs, key=lambda c: c["f1"])
+        rec = {"seed": s, "oracle_lam": best["lam"], "oracle_f1": best["f1"]}
+        scale = selection.get("knee_scale", "linear")
+        if scale == "log" and min(lams) <= 0:
+            scale = "linear"
+        knee = knee_lambda(lams, counts, scale=scale)
+        rec.update(knee_lam=knee, knee_f1=by_lam[knee]["f1"], knee_n_flagged=by_lam[knee]["n_flagged"])
+        contamination = selection.get("contamination")
+        if contamination and cs[0].get("n_rows"):
+            lam_c = contamination_lambda(lams, counts, cs[0]["n_rows"], contamination)
+            rec.update(contamination_lam=lam_c, contamination_f1=by_lam[lam_c]["f1"])
+        per_seed.append(rec)
+    if not per_seed:
+        return None
+    scale = selection.get("knee_scale", "linear")
+    out = {"rule": f"knee of log(1 + flagged rows) against lambda ({scale} lambda axis)",
+           "contamination": selection.get("contamination"), "per_seed": per_seed}
+    for key in ("oracle_f1", "knee_f1", "contamination_f1"):
+        vals = [r[key] for r in per_seed if key in r]
+        if vals:
+            out[key] = interval_dict(vals)
+    return out
+
+
 def summarize(run, cells):
     from .plots import outlier_figures
 
-    rda = sorted((c for c in cells if c["kind"] == "rda"), key=lambda c: c["lam"])
-    run.write_metrics_csv(rda, COLUMNS)
-    summary = {"cells_done": len(cells)}
+    config = run.config
+    for c in cells:
+        c["_seed"] = cell_seed(config, c)
+    seeds = sorted({c["_seed"] for c in cells})
+    base = base_seed(config, cells)
+    rda_all = [c for c in cells if c["kind"] == "rda"]
+    run.write_metrics_csv(sorted(rda_all, key=lambda c: (c["_seed"], c["lam"])), COLUMNS)
+    summary = {"cells_done": len(cells), "seeds": seeds, "base_seed": base}
+    # The base seed's best RDA and Isolation Forest, as before seeds existed.
+    rda = sorted((c for c in rda_all if c["_seed"] == base), key=lambda c: c["lam"])
     if rda:
         best = max(rda, key=lambda c: c["f1"])
         summary["rda"] = {k: best[k] for k in ("lam", "threshold", "precision", "recall", "f1", "auroc", "ap")}
-    forest = next((c for c in cells if c["kind"] == "iforest"), None)
+    forest = next((c for c in cells if c["kind"] == "iforest" and c["_seed"] == base), None)
     if forest:
         i = int(np.argmax(forest["f1"]))
         summary["iforest"] = {"fraction": forest["fractions"][i], "precision": forest["precision"][i],
@@ -159,20 +364,66 @@ def summarize(run, cells):
                               "ap": forest["ap"]}
     if rda and forest and summary["iforest"]["f1"] > 0:
         summary["relative_improvement"] = summary["rda"]["f1"] / summary["iforest"]["f1"] - 1
+    # Every method, over all seeds.
+    methods = {}
+    for kind in ("rda",) + SWEPT:
+        of_kind = [c for c in cells if c["kind"] == kind]
+        if of_kind:
+            m = _method_summary(kind, of_kind, seeds)
+            if m:
+                methods[kind] = m
+    summary["methods"] = methods
+    selection = _lambda_selection(rda_all, seeds, config.get("selection") or {"knee_scale": "linear"})
+    if selection:
+        summary["lambda_selection"] = selection
+    for c in cells:
+        c.pop("_seed", None)
     atomic_write_text(run.path / "summary.json", json.dumps(json_safe(summary), indent=1))
-    lines = ["| method | best F1 | at | precision | recall | AUROC | AP |", "|---|---|---|---|---|---|---|"]
-    if "rda" in summary:
-        r = summary["rda"]
-        lines.append(f"| ℓ2,1 RDA | {r['f1']:.3f} | λ = {r['lam']:g} (threshold {r['threshold']:.3g}) | "
-                     f"{r['precision']:.3f} | {r['recall']:.3f} | {r['auroc']:.3f} | {r['ap']:.3f} |")
-    if "iforest" in summary:
-        r = summary["iforest"]
-        lines.append(f"| Isolation Forest | {r['f1']:.3f} | fraction = {r['fraction']:g} | {r['precision']:.3f} | "
-                     f"{r['recall']:.3f} | {r['auroc']:.3f} | {r['ap']:.3f} |")
+    atomic_write_text(run.path / "summary.md", _summary_md(summary))
+    return outlier_figures(run.path, cells, base_seed=base)
+
+
+def _summary_md(summary):
+    seeds = summary["seeds"]
+    several = len(seeds) > 1
+    lines = []
+    if summary.get("methods"):
+        note = (f"mean ± 95% t-interval half-width over seeds {seeds}; each method at the knob value that "
+                "maximises its seed-mean F1" if several else f"seed {seeds[0]}; each method at its best F1")
+        lines += [f"Outlier detection, every method on the same data ({note}). Knob: λ for RDA, else the fraction "
+                  "of rows flagged (top by score). Fit time in seconds per fit.", "",
+                  "| method | best F1 | at | rows flagged | precision | recall | AUROC | AP | fit s |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for kind, m in summary["methods"].items():
+            at = f"λ = {m['at']:g}" if m["knob"] == "lambda" else f"fraction = {m['at']:g}"
+            cell = lambda key, d=3: fmt_pm(m[key]["mean"], m[key]["half_width"], d)  # noqa: E731
+            lines.append(f"| {m['method']} | {cell('f1')} | {at} | {cell('fraction')} | {cell('precision')} | "
+                         f"{cell('recall')} | {cell('auroc')} | {cell('ap')} | {cell('fit_seconds', 1)} |")
     if "relative_improvement" in summary:
-        lines.append(f"\nRDA's best F1 is {summary['relative_improvement']:+.1%} relative to Isolation Forest's.")
-    atomic_write_text(run.path / "summary.md", "\n".join(lines) + "\n")
-    return outlier_figures(run.path, cells)
+        lines.append(f"\nSeed {summary['base_seed']}: RDA's best F1 is {summary['relative_improvement']:+.1%} "
+                     "relative to Isolation Forest's.")
+    sel = summary.get("lambda_selection")
+    if sel:
+        has_c = any("contamination_lam" in r for r in sel["per_seed"])
+        lines += ["", f"λ without labels: {sel['rule']}"
+                  + (f"; contamination rule: smallest λ flagging ≤ {sel['contamination']:g} of the rows" if has_c else "")
+                  + ". Oracle: best F1 over the λ grid (uses labels).", ""]
+        head = "| seed | oracle F1 (λ) | knee F1 (λ, rows flagged) |" + (" contamination F1 (λ) |" if has_c else "")
+        lines += [head, "|---|---|---|" + ("---|" if has_c else "")]
+        for r in sel["per_seed"]:
+            row = (f"| {r['seed']} | {r['oracle_f1']:.3f} ({r['oracle_lam']:g}) | {r['knee_f1']:.3f} "
+                   f"({r['knee_lam']:g}, {r['knee_n_flagged']}) |")
+            if has_c:
+                row += (f" {r['contamination_f1']:.3f} ({r['contamination_lam']:g}) |" if "contamination_f1" in r
+                        else " — |")
+            lines.append(row)
+        if several:
+            row = (f"| mean | {fmt_pm(sel['oracle_f1']['mean'], sel['oracle_f1']['half_width'])} | "
+                   f"{fmt_pm(sel['knee_f1']['mean'], sel['knee_f1']['half_width'])} |")
+            if has_c and "contamination_f1" in sel:
+                row += f" {fmt_pm(sel['contamination_f1']['mean'], sel['contamination_f1']['half_width'])} |"
+            lines.append(row)
+    return "\n".join(lines) + "\n"
 
 
 def one_line_summary(run, cells):
@@ -182,4 +433,9 @@ def one_line_summary(run, cells):
         parts.append(f"RDA best F1 {s['rda']['f1']:.3f} at λ={s['rda']['lam']:g}")
     if "iforest" in s:
         parts.append(f"Isolation Forest best F1 {s['iforest']['f1']:.3f}")
+    others = {k: m for k, m in s.get("methods", {}).items()
+              if k not in ("rda", "iforest") and m["f1"]["mean"] is not None}
+    if others:
+        k, m = max(others.items(), key=lambda kv: kv[1]["f1"]["mean"])
+        parts.append(f"best other baseline {m['method']} F1 {m['f1']['mean']:.3f}")
     return "; ".join(parts)

@@ -133,27 +133,62 @@ def _sym_range(*arrays: np.ndarray) -> float:
     return m if m > 0 else 1.0
 
 
+# --------------------------------------------------------------------------- seeds
+def _seed(c: dict):
+    """A cell's seed (None for cells written before seeds existed)."""
+    return _int(c.get("seed"))
+
+
+def _base_cells(cells: list[dict], base_seed: int | None) -> list[dict]:
+    """The cells of one seed (``base_seed``, else the smallest present) plus seedless cells."""
+    seeds = sorted({s for c in cells if (s := _seed(c)) is not None})
+    if base_seed is None or base_seed not in seeds:
+        base_seed = seeds[0] if seeds else None
+    return [c for c in cells if _seed(c) in (None, base_seed)]
+
+
+def _band(ax, x, mean, hw, color, alpha=0.18) -> bool:
+    """Shade ``mean ± hw`` where both are finite; True if anything was drawn."""
+    x, mean, hw = (np.asarray(v, dtype=float) for v in (x, mean, hw))
+    ok = np.isfinite(x) & np.isfinite(mean) & np.isfinite(hw)
+    if ok.sum() < 1:
+        return False
+    ax.fill_between(x[ok], (mean - hw)[ok], (mean + hw)[ok], color=color, alpha=alpha, lw=0)
+    return True
+
+
+def _n_seeds(cells: list[dict]) -> int:
+    return max(1, len({_seed(c) for c in cells}))
+
+
 # --------------------------------------------------------------------------- Figure 2
 def _heatmap(run_dir: Path, cells: list[dict]) -> Path | None:
-    ae_err: dict[int, float] = {}
+    from .stats import excludes_zero, t_interval
+
+    ae_err: dict[tuple[int, Any], float] = {}
     for c in _of_kind(cells, "ae"):
         k, e = _int(c.get("k")), _finite(c.get("error"))
         if k is not None and e is not None:
-            ae_err[k] = e
-    diffs: dict[tuple[float, int], float] = {}
+            ae_err[(k, _seed(c))] = e
+    paired: dict[tuple[float, int], list[float]] = {}
     for c in _of_kind(cells, "rda"):
         k, lam, e = _int(c.get("k")), _finite(c.get("lam")), _finite(c.get("error"))
-        if k is None or lam is None or e is None or k not in ae_err:
+        if k is None or lam is None or e is None or (k, _seed(c)) not in ae_err:
             continue
-        diffs[(lam, k)] = ae_err[k] - e
-    if not diffs:
+        paired.setdefault((lam, k), []).append(ae_err[(k, _seed(c))] - e)
+    if not paired:
         return None
+    diffs = {key: t_interval(v) for key, v in paired.items()}
+    n_max = max(n for _, _, n in diffs.values())
 
     lams = sorted({lam for lam, _ in diffs})
     ks = sorted({k for _, k in diffs})
     grid = np.full((len(lams), len(ks)), np.nan)
-    for (lam, k), v in diffs.items():
-        grid[lams.index(lam), ks.index(k)] = v
+    half = np.full((len(lams), len(ks)), np.nan)
+    for (lam, k), (mean, hw, _) in diffs.items():
+        grid[lams.index(lam), ks.index(k)] = mean
+        if hw is not None:
+            half[lams.index(lam), ks.index(k)] = hw
 
     vmax = float(np.nanmax(np.abs(grid)))
     vmax = vmax if vmax > 0 else 1e-3
@@ -161,17 +196,23 @@ def _heatmap(run_dir: Path, cells: list[dict]) -> Path | None:
     cmap = plt.get_cmap("RdBu_r").with_extremes(bad="#bdbdbd")
 
     w = max(6.0, 2.8 + 0.8 * len(ks))
-    h = max(4.0, 1.8 + 0.42 * len(lams))
+    h = max(4.0, 1.8 + 0.42 * len(lams) * (1.4 if n_max > 1 else 1.0))
     fig, ax = plt.subplots(figsize=(w, h))
     im = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, norm=norm, aspect="auto",
                    origin="lower", interpolation="nearest")
     fs = 8 if len(ks) <= 10 else 6
     for i in range(len(lams)):
         for j in range(len(ks)):
-            v = grid[i, j]
+            v, hw = grid[i, j], half[i, j]
             if np.isfinite(v):
                 color = "white" if abs(v) > 0.6 * vmax else "black"
-                ax.text(j, i, f"{v:+.3f}", ha="center", va="center", fontsize=fs, color=color)
+                text = f"{v:+.3f}" + (f"\n±{hw:.3f}" if np.isfinite(hw) else "")
+                sig = excludes_zero(v, hw if np.isfinite(hw) else None)
+                ax.text(j, i, text, ha="center", va="center", fontsize=fs, color=color,
+                        fontweight="bold" if sig else "normal")
+                if sig:
+                    ax.add_patch(Rectangle((j - 0.47, i - 0.47), 0.94, 0.94, fill=False,
+                                           ec="#ffbf00", lw=2.6))
             else:
                 ax.text(j, i, "n/a", ha="center", va="center", fontsize=fs - 1, color="#555555")
     ax.set_xticks(range(len(ks)))
@@ -180,8 +221,13 @@ def _heatmap(run_dir: Path, cells: list[dict]) -> Path | None:
     ax.set_yticklabels([_fmt_lam(lam) for lam in lams])
     ax.set_xlabel("k (number of corrupted pixels per image)")
     ax.set_ylabel("λ (RDA ℓ1 penalty)")
-    ax.set_title("Denoising: random-forest test error, AE minus RDA\n"
-                 "(red: RDA better, blue: plain AE better, grey: missing)")
+    title = "Denoising: random-forest test error, AE minus RDA"
+    if n_max > 1:
+        title += (f"\n(mean over up to {n_max} seeds ± 95% t-interval; bold in a gold frame: interval excludes 0)"
+                  "\n(red: RDA better, blue: plain AE better, grey: missing)")
+    else:
+        title += "\n(red: RDA better, blue: plain AE better, grey: missing)"
+    ax.set_title(title, fontsize=10)
     cb = fig.colorbar(im, ax=ax, fraction=0.05, pad=0.03)
     cb.set_label("AE error − RDA error (positive: RDA better)")
     return _save(fig, run_dir / "heatmap.png")
@@ -386,56 +432,172 @@ def _prf_plot(ax, x: np.ndarray, p: np.ndarray, r: np.ndarray, f: np.ndarray, xn
     ax.grid(True, alpha=0.3)
 
 
+def _mean_prf(groups: list[list[dict]], getter) -> tuple[np.ndarray, ...]:
+    """Per group (one x value, several seeds): means and t half-widths of precision, recall, F1."""
+    from .stats import t_interval
+
+    out = []
+    for key in ("precision", "recall", "f1"):
+        means, hws = [], []
+        for g in groups:
+            vals = [v for c in g if (v := getter(c, key)) is not None]
+            mean, hw, _ = t_interval(vals)
+            means.append(np.nan if mean is None else mean)
+            hws.append(np.nan if hw is None else hw)
+        out += [np.array(means), np.array(hws)]
+    return tuple(out)
+
+
+def _prf_bands(ax, x, hws) -> bool:
+    drew = False
+    for (mean, hw), col in zip(hws, ("tab:blue", "tab:orange", "tab:green")):
+        drew |= _band(ax, x, mean, hw, col)
+    return drew
+
+
+def _best_f1(c: dict) -> float | None:
+    """A cell's best F1: a number, or the maximum of a fraction sweep's list."""
+    f1 = c.get("f1")
+    if isinstance(f1, list):
+        vals = [v for x in f1 if (v := _finite(x)) is not None]
+        return max(vals) if vals else None
+    return _finite(f1)
+
+
 def _f1_vs_lambda(run_dir: Path, cells: list[dict]) -> Path | None:
     rda = _rda_sorted_by_lam(cells, lambda c: any(
         _finite(c.get(k)) is not None for k in ("precision", "recall", "f1")))
     if not rda:
         return None
-    lam = np.array([_finite(c["lam"]) for c in rda])
-    get = lambda key: np.array([np.nan if _finite(c.get(key)) is None else _finite(c.get(key))
-                                for c in rda])
+    lams = sorted({_finite(c["lam"]) for c in rda})
+    groups = [[c for c in rda if _finite(c["lam"]) == lam] for lam in lams]
+    lam = np.array(lams)
+    pm, ph, rm, rh, fm, fh = _mean_prf(groups, lambda c, key: _finite(c.get(key)))
     fig, ax = plt.subplots(figsize=(8, 4.8))
-    _prf_plot(ax, lam, get("precision"), get("recall"), get("f1"), "λ")
-    ae_f1 = [v for c in _of_kind(cells, "ae") if (v := _finite(c.get("f1"))) is not None]
+    _prf_plot(ax, lam, pm, rm, fm, "λ")
+    banded = _prf_bands(ax, lam, [(pm, ph), (rm, rh), (fm, fh)])
+    ae_f1 = [v for c in _of_kind(cells, "ae") if (v := _best_f1(c)) is not None]
     if ae_f1:
-        ax.axhline(max(ae_f1), color="grey", ls="--", lw=1.2,
-                   label=f"plain AE best F1 = {max(ae_f1):.3f}")
+        mean_ae = float(np.mean(ae_f1))
+        ax.axhline(mean_ae, color="grey", ls="--", lw=1.2,
+                   label=f"plain AE best F1 = {mean_ae:.3f}" + (" (seed mean)" if len(ae_f1) > 1 else ""))
     ax.set_xlabel("λ (RDA ℓ2,1 penalty weight)")
-    ax.set_title("Outlier detection with RDA (ℓ2,1): precision / recall / F1 vs λ")
+    n = _n_seeds(rda)
+    ax.set_title("Outlier detection with RDA (ℓ2,1): precision / recall / F1 vs λ"
+                 + (f"\n(mean over {n} seeds, shaded: 95% t-interval)" if banded else ""))
     ax.legend(fontsize=8, loc="best")
     return _save(fig, run_dir / "f1_vs_lambda.png")
 
 
+def _sweep_curves(c: dict) -> dict[str, np.ndarray] | None:
+    """The fraction sweep of a cell as arrays sorted by fraction, or None if unusable."""
+    fr = c.get("fractions")
+    if not isinstance(fr, list) or not fr:
+        return None
+    n = len(fr)
+
+    def arr(key):
+        v = c.get(key)
+        v = v if isinstance(v, list) else []
+        out = np.full(n, np.nan)
+        for i, x in enumerate(v[:n]):
+            fx = _finite(x)
+            out[i] = np.nan if fx is None else fx
+        return out
+
+    x = arr("fractions")
+    order = np.argsort(np.where(np.isfinite(x), x, np.inf))
+    cur = {key: arr(key)[order] for key in ("fractions", "precision", "recall", "f1")}
+    ok = np.isfinite(cur["fractions"])
+    if not ok.any() or not any(np.isfinite(cur[k][ok]).any() for k in ("precision", "recall", "f1")):
+        return None
+    return {k: v[ok] for k, v in cur.items()}
+
+
+def _sweep_groups(cells: list[dict], kind: str):
+    """(fractions, [per-seed curves]) of a swept method; curves on other grids are left out."""
+    curves = [cur for c in _of_kind(cells, kind) if (cur := _sweep_curves(c)) is not None]
+    if not curves:
+        return None, []
+    x = curves[0]["fractions"]
+    same = [cur for cur in curves if cur["fractions"].shape == x.shape and np.allclose(cur["fractions"], x)]
+    return x, same
+
+
 def _iforest(run_dir: Path, cells: list[dict]) -> Path | None:
-    for c in _of_kind(cells, "iforest"):
-        fr = c.get("fractions")
-        if not isinstance(fr, list) or not fr:
-            continue
-        n = len(fr)
+    from .stats import curve_intervals
 
-        def arr(key):
-            v = c.get(key)
-            v = v if isinstance(v, list) else []
-            out = np.full(n, np.nan)
-            for i, x in enumerate(v[:n]):
-                fx = _finite(x)
-                out[i] = np.nan if fx is None else fx
-            return out
+    x, curves = _sweep_groups(cells, "iforest")
+    if not curves:
+        return None
+    stats = [curve_intervals(np.array([cur[key] for cur in curves])) for key in ("precision", "recall", "f1")]
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    _prf_plot(ax, x, stats[0][0], stats[1][0], stats[2][0], "fraction")
+    banded = _prf_bands(ax, x, stats)
+    ax.set_xlabel("outlier fraction (Isolation Forest contamination)")
+    ax.set_title("Outlier detection with Isolation Forest: precision / recall / F1"
+                 + (f"\n(mean over {len(curves)} seeds, shaded: 95% t-interval)" if banded else ""))
+    ax.legend(fontsize=8, loc="best")
+    return _save(fig, run_dir / "iforest.png")
 
-        x = arr("fractions")
-        order = np.argsort(np.where(np.isfinite(x), x, np.inf))
-        x, p, r, f = (a[order] for a in (x, arr("precision"), arr("recall"), arr("f1")))
-        ok = np.isfinite(x)
-        if not ok.any() or not (np.isfinite(p) | np.isfinite(r) | np.isfinite(f)).any():
+
+KNOB_METHODS = (("rda", "ℓ2,1 RDA (λ sweep)", "tab:red"), ("ae", "plain autoencoder", "tab:purple"),
+                ("iforest", "Isolation Forest", "tab:green"), ("rpca", "Robust PCA", "tab:blue"),
+                ("outlier_pursuit", "Outlier Pursuit", "tab:cyan"), ("lof", "Local Outlier Factor", "tab:olive"),
+                ("ocsvm", "One-Class SVM", "tab:brown"))
+
+
+def _f1_vs_knob(run_dir: Path, cells: list[dict]) -> Path | None:
+    """F1 of every method against the fraction of rows it flags (RDA: through λ), with t-bands."""
+    from .stats import curve_intervals, t_interval
+
+    series = []
+    for kind, label, color in KNOB_METHODS:
+        if kind == "rda":
+            rda = [c for c in _rda_sorted_by_lam(cells) if _finite(c.get("f1")) is not None
+                   and _finite(c.get("n_flagged")) is not None and (_finite(c.get("n_rows")) or 0) > 0]
+            lams = sorted({_finite(c["lam"]) for c in rda})
+            if not lams:
+                continue
+            xs, ms, hs = [], [], []
+            for lam in lams:
+                g = [c for c in rda if _finite(c["lam"]) == lam]
+                xs.append(float(np.mean([_finite(c["n_flagged"]) / _finite(c["n_rows"]) for c in g])))
+                mean, hw, _ = t_interval([_finite(c["f1"]) for c in g])
+                ms.append(mean)
+                hs.append(np.nan if hw is None else hw)
+            order = np.argsort(xs)
+            series.append((label, color, np.array(xs)[order], np.array(ms)[order], np.array(hs)[order],
+                           _n_seeds(rda), "o"))
+        else:
+            x, curves = _sweep_groups(cells, kind)
+            if not curves:
+                continue
+            mean, hw = curve_intervals(np.array([cur["f1"] for cur in curves]))
+            series.append((label, color, x, mean, hw, len(curves), None))
+    if len(series) < 2:
+        return None  # one method alone is already drawn by its own figure
+    fig, ax = plt.subplots(figsize=(9, 5.2))
+    banded = False
+    for label, color, x, mean, hw, n, marker in series:
+        ok = np.isfinite(mean)
+        if not ok.any():
             continue
-        x, p, r, f = x[ok], p[ok], r[ok], f[ok]
-        fig, ax = plt.subplots(figsize=(8, 4.8))
-        _prf_plot(ax, x, p, r, f, "fraction")
-        ax.set_xlabel("outlier fraction (Isolation Forest contamination)")
-        ax.set_title("Outlier detection with Isolation Forest: precision / recall / F1")
-        ax.legend(fontsize=8, loc="best")
-        return _save(fig, run_dir / "iforest.png")
-    return None
+        i = int(np.nanargmax(np.where(ok, mean, -np.inf)))
+        ax.plot(x[ok], mean[ok], color=color, marker=marker, ms=4, lw=2.0 if marker else 1.4,
+                label=f"{label}: best {mean[i]:.3f} at {x[i]:.3f}")
+        ax.plot([x[i]], [mean[i]], marker="*", ms=11, color=color, zorder=5)
+        banded |= _band(ax, x, mean, hw, color, alpha=0.15)
+    ax.set_xlabel("fraction of rows flagged (RDA: rows with non-zero S at each λ; others: top fraction by score)")
+    ax.set_ylabel("F1")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(True, alpha=0.3)
+    n = max(s[5] for s in series)
+    ax.set_title("Outlier detection: F1 of every method against its own knob, as the fraction flagged"
+                 + (f"\n(mean over {n} seeds, shaded: 95% t-interval; star: best)" if banded else " (star: best)"),
+                 fontsize=10)
+    ax.legend(fontsize=8, loc="upper right")
+    return _save(fig, run_dir / "f1_vs_knob.png")
 
 
 # --------------------------------------------------------------------------- Figure 4
@@ -538,12 +700,14 @@ def _s_tiles(run_dir: Path, cells: list[dict]) -> Path | None:
 
 
 # --------------------------------------------------------------------------- public API
-def denoise_figures(run_dir, cells: list[dict]) -> list[Path]:
-    """Figures of the denoising experiment: heatmap.png (Fig. 2), examples.png, convergence.png (Fig. 7)."""
+def denoise_figures(run_dir, cells: list[dict], base_seed: int | None = None) -> list[Path]:
+    """Figures of the denoising experiment: heatmap.png (Fig. 2; over all seeds, with intervals),
+    examples.png and convergence.png (Fig. 7; of one seed: ``base_seed``, else the smallest)."""
     run_dir = Path(run_dir)
     cells = [c for c in (cells or []) if isinstance(c, dict)]
-    written = [_heatmap(run_dir, cells), _examples(run_dir, cells)]
-    with_hist = [c for c in _of_kind(cells, "rda") if _history_arrays(c) is not None
+    one = _base_cells(cells, base_seed)
+    written = [_heatmap(run_dir, cells), _examples(run_dir, one)]
+    with_hist = [c for c in _of_kind(one, "rda") if _history_arrays(c) is not None
                  and _int(c.get("k")) is not None]
     k = _closest_k(_int(c.get("k")) for c in with_hist)
     if k is not None:
@@ -555,14 +719,113 @@ def denoise_figures(run_dir, cells: list[dict]) -> list[Path]:
     return [p for p in written if p is not None]
 
 
-def outlier_figures(run_dir, cells: list[dict]) -> list[Path]:
-    """Figures of the outlier experiment: f1_vs_lambda.png (Fig. 5), iforest.png (Fig. 6),
-    s_tiles.png (Fig. 4), convergence.png (Fig. 7)."""
+def outlier_figures(run_dir, cells: list[dict], base_seed: int | None = None) -> list[Path]:
+    """Figures of the outlier experiment: f1_vs_lambda.png (Fig. 5), iforest.png (Fig. 6) and
+    f1_vs_knob.png (every method; drawn when at least two have curves), over all seeds with
+    shaded 95% intervals; s_tiles.png (Fig. 4) and convergence.png (Fig. 7) of one seed
+    (``base_seed``, else the smallest)."""
     run_dir = Path(run_dir)
     cells = [c for c in (cells or []) if isinstance(c, dict)]
-    written = [_f1_vs_lambda(run_dir, cells), _iforest(run_dir, cells), _s_tiles(run_dir, cells)]
-    with_hist = _rda_sorted_by_lam(cells, lambda c: _history_arrays(c) is not None)
+    one = _base_cells(cells, base_seed)
+    written = [_f1_vs_lambda(run_dir, cells), _iforest(run_dir, cells), _f1_vs_knob(run_dir, cells),
+               _s_tiles(run_dir, one)]
+    with_hist = _rda_sorted_by_lam(one, lambda c: _history_arrays(c) is not None)
     if with_hist:
         written.append(_convergence(run_dir, _spread(with_hist, MAX_CONVERGENCE),
                                     "RDA (ℓ2,1) convergence on outlier detection"))
     return [p for p in written if p is not None]
+
+
+# --------------------------------------------------------------------------- stuck pixels (l2,1 columns)
+def features_figures(run_dir, cells: list[dict]) -> list[Path]:
+    """Figures of the stuck-pixel experiment (l2,1 over columns): f1_vs_lambda.png (column precision /
+    recall / F1 vs λ), column_norms.png (S's column norms as a 28×28 image at the best λ, stuck pixels
+    marked) and cleaned.png (corrupted images beside L_D at the best λ)."""
+    run_dir = Path(run_dir)
+    rda = sorted((c for c in (cells or []) if isinstance(c, dict) and c.get("kind") == "rda"
+                  and _finite(c.get("lam")) is not None), key=lambda c: _finite(c["lam"]))
+    if not rda:
+        return []
+    written = []
+    lam = np.array([_finite(c["lam"]) for c in rda])
+    get = lambda key: np.array([np.nan if _finite(c.get(key)) is None else _finite(c.get(key))  # noqa: E731
+                                for c in rda])
+    p, r, f = get("precision"), get("recall"), get("f1")
+    if np.isfinite(f).any():
+        fig, ax = plt.subplots(figsize=(8, 4.8))
+        for vals, name, mk, col in ((p, "precision", "s", "tab:blue"), (r, "recall", "^", "tab:orange"),
+                                    (f, "F1", "o", "tab:green")):
+            ok = np.isfinite(vals)
+            if ok.any():
+                ax.plot(lam[ok], vals[ok], marker=mk, ms=5, lw=1.6 if name == "F1" else 1.2, color=col,
+                        label=name)
+        i = int(np.nanargmax(f))
+        ax.annotate(f"best F1 {f[i]:.3f}\nλ = {_fmt_lam(lam[i])}", xy=(lam[i], f[i]), xytext=(0, -42),
+                    textcoords="offset points", ha="center", fontsize=8, color="tab:red",
+                    arrowprops=dict(arrowstyle="->", color="tab:red"),
+                    bbox=dict(boxstyle="round", fc="white", ec="tab:red", alpha=0.9))
+        if len(lam) > 1 and lam.min() > 0 and lam.max() / lam.min() > 4:
+            ax.set_xscale("log")
+        ax.set_ylim(-0.02, 1.08)
+        ax.set_xlabel("λ (ℓ2,1-columns penalty weight; column threshold = λ · n_images)")
+        ax.set_ylabel("score over the 784 columns (0–1)")
+        ax.set_title("Stuck pixels found by RDA (ℓ2,1 over columns): precision / recall / F1 vs λ")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8, loc="best")
+        written.append(_save(fig, run_dir / "f1_vs_lambda.png"))
+
+    # best cell (highest F1, smaller λ on ties) whose arrays are readable
+    order = sorted(range(len(rda)), key=lambda k: (-(f[k] if np.isfinite(f[k]) else -1.0), lam[k]))
+    best = z = None
+    for k in order:
+        z = _load_npz(run_dir, rda[k], ["column_norms", "stuck"])
+        if z is not None and np.size(z["column_norms"]) == IMG_SIDE * IMG_SIDE:
+            best = rda[k]
+            break
+    if best is None:
+        return written
+    title_lam = f"λ = {_fmt_lam(_finite(best['lam']))}"
+    norms = np.asarray(z["column_norms"], float).reshape(IMG_SIDE, IMG_SIDE)
+    stuck = np.asarray(z["stuck"]).astype(bool).reshape(IMG_SIDE, IMG_SIDE)
+    panels = [("S column norms", norms)]
+    if "residual_norms" in z and np.size(z["residual_norms"]) == IMG_SIDE * IMG_SIDE:
+        panels.append(("residual column norms ‖X − L_D‖", np.asarray(z["residual_norms"], float)
+                       .reshape(IMG_SIDE, IMG_SIDE)))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.8 * len(panels) + 0.6, 4.8), squeeze=False)
+    ys, xs = np.nonzero(stuck)
+    for ax, (name, img) in zip(axes[0], panels):
+        im = ax.imshow(img, cmap="magma", interpolation="nearest")
+        ax.scatter(xs, ys, s=90, facecolors="none", edgecolors="cyan", linewidths=1.4, label="stuck pixel")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(name, fontsize=9)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03).set_label("column norm", fontsize=8)
+    axes[0][0].legend(fontsize=7, loc="lower left", framealpha=0.8)
+    nf = _int(best.get("n_flagged"))
+    fig.suptitle(f"Column norms as 28×28 images, {title_lam} (best F1 {_finite(best.get('f1')) or 0:.3f}; "
+                 f"{nf if nf is not None else '?'} columns flagged, {int(stuck.sum())} stuck, circled)",
+                 fontsize=10)
+    fig.tight_layout()
+    written.append(_save(fig, run_dir / "column_norms.png"))
+
+    z = _load_npz(run_dir, best, ["corrupted", "L"])
+    if z is not None:
+        n = min(MAX_EXAMPLES, len(np.atleast_2d(z["corrupted"])), len(np.atleast_2d(z["L"])))
+        rows = [("clean original", z.get("clean")), ("corrupted input", z["corrupted"]), ("RDA  L_D\n(cleaned)", z["L"])]
+        rows = [(name, _as_images(a, n)) for name, a in rows if a is not None]
+        rows = [(name, imgs) for name, imgs in rows if imgs is not None]
+        if n > 0 and rows:
+            lo, hi = _gray_range(*[imgs for _, imgs in rows])
+            fig, axes = plt.subplots(len(rows), n, figsize=(1.25 * n + 1.6, 1.35 * len(rows) + 0.6), squeeze=False)
+            for i, (name, imgs) in enumerate(rows):
+                for j in range(n):
+                    ax = axes[i, j]
+                    ax.imshow(imgs[j], cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
+                    ax.scatter(xs, ys, s=14, facecolors="none", edgecolors="tab:red", linewidths=0.6)
+                    ax.set_xticks([])
+                    ax.set_yticks([])
+                axes[i, 0].set_ylabel(name, fontsize=9, rotation=0, ha="right", va="center", labelpad=8)
+            fig.suptitle(f"Stuck pixels (red circles) removed by RDA ℓ2,1-columns, {title_lam}", fontsize=11)
+            fig.subplots_adjust(wspace=0.05, hspace=0.08)
+            written.append(_save(fig, run_dir / "cleaned.png"))
+    return written

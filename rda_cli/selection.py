@@ -1,0 +1,140 @@
+"""Choosing the sparsity weight lambda without labels.
+
+A lambda sweep of a Robust Deep Autoencoder gives, for each lambda, how much of ``S`` is non-zero:
+the number of flagged rows for the l2,1 penalty, ``||S||_0`` for the l1 penalty. These functions
+pick a lambda from that curve alone, so that ``rda detect`` and the experiments can choose lambda
+when no ground truth exists.
+
+- :func:`knee_lambda`: the knee ("elbow") of the decreasing count-versus-lambda curve. Small
+  lambdas let ``S`` absorb ordinary rows (or pixels) too, so the count falls steeply; once only the
+  real anomalies are left it levels off. The knee is where the steep part meets the flat part.
+- :func:`contamination_lambda`: the smallest lambda whose flagged fraction is at most an expected
+  contamination given by the user.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["knee_lambda", "knee_index", "contamination_lambda"]
+
+
+def _sorted_curve(lams, counts):
+    lams = np.asarray(lams, dtype=float).ravel()
+    counts = np.asarray(counts, dtype=float).ravel()
+    if lams.shape != counts.shape:
+        raise ValueError(f"lams and counts must have the same length, got {lams.size} and {counts.size}")
+    if lams.size == 0:
+        raise ValueError("lams must not be empty")
+    if not (np.all(np.isfinite(lams)) and np.all(np.isfinite(counts))):
+        raise ValueError("lams and counts must be finite")
+    if np.unique(lams).size != lams.size:
+        raise ValueError("lams must not contain duplicates")
+    order = np.argsort(lams, kind="stable")
+    return lams[order], counts[order], order
+
+
+def knee_index(lams, counts, scale="linear", count_scale="log"):
+    """Index (into the given, possibly unsorted, ``lams``) of the knee of ``counts`` against ``lams``.
+
+    See :func:`knee_lambda`.
+    """
+    x, y, order = _sorted_curve(lams, counts)
+    if scale not in ("linear", "log"):
+        raise ValueError(f"scale must be 'linear' or 'log', got {scale!r}")
+    if count_scale not in ("linear", "log"):
+        raise ValueError(f"count_scale must be 'linear' or 'log', got {count_scale!r}")
+    if count_scale == "log":
+        if np.any(y < 0):
+            raise ValueError("count_scale='log' needs counts >= 0")
+        # lambdas that leave S all zero flag nothing; on the log axis their drop to 0 would
+        # dwarf the rest of the curve, so the knee is looked for among the others
+        keep = y > 0
+        if keep.sum() >= 1 and not keep.all():
+            x, y, order = x[keep], y[keep], order[keep]
+        y = np.log1p(y)
+    if scale == "log":
+        if np.any(x <= 0):
+            raise ValueError("scale='log' needs lambdas > 0")
+        x = np.log(x)
+    if x.size <= 2:
+        return int(order[0])
+    xn = (x - x[0]) / (x[-1] - x[0])
+    span = y.max() - y.min()
+    if span == 0:
+        return int(order[0])  # a flat curve has no knee: keep the smallest lambda
+    yn = (y - y.min()) / span
+    # Distance below the chord joining the first and the last point (Kneedle, Satopaa et al. 2011)
+    chord = yn[0] + (yn[-1] - yn[0]) * xn
+    gap = chord - yn
+    i = int(np.argmax(gap))
+    if gap[i] <= 0:
+        # concave curve (no bend below the chord): the first point after the largest drop
+        i = int(np.argmin(np.diff(yn))) + 1
+    return int(order[i])
+
+
+def knee_lambda(lams, counts, scale="linear", count_scale="log"):
+    """The lambda at the knee of a decreasing count-versus-lambda curve (no labels needed).
+
+    The counts are taken as ``log(1 + count)`` (by default), then both axes are scaled to [0, 1],
+    and the knee is the point that lies farthest below the straight
+    line (the chord) from the smallest-lambda point to the largest-lambda point, as in the Kneedle
+    method (Satopaa et al., 2011) for a convex decreasing curve. That is where the steep fall (``S``
+    absorbing ordinary rows or pixels) turns into the flat part (only the anomalies left).
+
+    Parameters
+    ----------
+    lams : array-like of shape (n,)
+        The swept lambdas (any order, no duplicates).
+    counts : array-like of shape (n,)
+        For each lambda, the non-zero amount of ``S``: flagged rows (l2,1 penalty, e.g.
+        ``RobustAutoencoder.outlier_mask_.sum()``) or non-zero entries (l1 penalty).
+    scale : {"linear", "log"}, default="linear"
+        Spacing of the lambda axis; "log" suits grids spread over decades (lambdas must be > 0).
+    count_scale : {"log", "linear"}, default="log"
+        Axis of the counts. On the log axis a fall from all rows to a few percent of them is not
+        dominated by its first step, so the knee lands where the flagged count levels off (on
+        synthetic data with planted outlier rows the linear axis stops too early, flagging up to
+        twice the planted rows). Lambdas whose count is 0 are then left out, unless all are.
+
+    Returns
+    -------
+    float
+        The chosen lambda, one of ``lams``. With one or two lambdas, or a flat curve, the smallest
+        lambda. If no point lies below the chord (a concave curve), the lambda just after the
+        largest drop.
+
+    Examples
+    --------
+    >>> knee_lambda([1, 2, 3, 4, 5, 6], [1000, 300, 60, 52, 50, 45])
+    3.0
+    """
+    i = knee_index(lams, counts, scale, count_scale)
+    return float(np.asarray(lams, dtype=float).ravel()[i])
+
+
+def contamination_lambda(lams, counts, n_rows, contamination):
+    """The smallest lambda at which the flagged fraction ``counts / n_rows`` is at most ``contamination``.
+
+    Parameters
+    ----------
+    lams, counts : array-like of shape (n,)
+        As for :func:`knee_lambda` (counts of flagged rows).
+    n_rows : int
+        Rows of the data.
+    contamination : float in (0, 1]
+        The fraction of outlying rows the user expects.
+
+    Returns
+    -------
+    float
+        The chosen lambda; the largest lambda if no lambda flags few enough rows.
+    """
+    x, y, _ = _sorted_curve(lams, counts)
+    if not 0 < contamination <= 1:
+        raise ValueError(f"contamination must be in (0, 1], got {contamination!r}")
+    if n_rows < 1:
+        raise ValueError(f"n_rows must be >= 1, got {n_rows!r}")
+    ok = np.flatnonzero(y / n_rows <= contamination)
+    return float(x[ok[0]] if ok.size else x[-1])
