@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -76,6 +77,10 @@ SCHEMA = {
                      learning_rate=0.001, reinitialize=True),
         lam=Field("float", 0.00065, minimum=0, doc="lambda of a single run (without --sweep-lambda)"),
         lambdas=Field("float_list", PAPER_LAMBDAS, minimum=0, min_length=1, doc="lambda grid of --sweep-lambda"),
+        warm_start=Field("bool", False, doc="fit the grid in ascending lambda, each lambda starting from the "
+                                            "previous one's network and S (local executor only)"),
+        warm_outer_iterations=Field("int", None, minimum=1, nullable=True,
+                                    doc="outer iterations of each warm-started lambda; null: outer_iterations"),
     ),
     "iforest": {
         "n_estimators": Field("int", 100, minimum=1, doc="Isolation Forest trees"),
@@ -143,7 +148,13 @@ def list_cells(config, sweep=True):
     cells = []
     for seed in seed_list(config):
         sfx = seed_suffix(config, seed)
-        cells += [{"id": f"rda_lam{cell_key(lam)}{sfx}", "kind": "rda", "lam": lam, "seed": seed} for lam in lams]
+        rda = [{"id": f"rda_lam{cell_key(lam)}{sfx}", "kind": "rda", "lam": lam, "seed": seed} for lam in lams]
+        if config["model"]["warm_start"] and len(rda) > 1:
+            # a lambda path: ascending, each cell continues from the one before (see compute_cell)
+            rda.sort(key=lambda c: c["lam"])
+            for prev, cell in zip(rda[:-1], rda[1:]):
+                cell["warm_from"] = prev["id"]
+        cells += rda
         cells += [{"id": f"{kind}{sfx}", "kind": kind, "seed": seed} for kind in ("iforest",) + tuple(enabled)]
     return cells
 
@@ -237,18 +248,40 @@ def compute_cell(config, cell):
         result["auroc"], result["ap"] = ranking_metrics(truth, scores)
     else:
         t_fit = time.perf_counter()
-        model = make_estimator(config["model"], "l21_rows", cell["lam"], seed).fit(X)
+        model = make_estimator(config["model"], "l21_rows", cell["lam"], seed)
+        if cell.get("warm_from"):
+            _warm_start_from(model, config, cell)
+        model.fit(X)
         result["fit_seconds"] = time.perf_counter() - t_fit
         p, r, f1 = flag_metrics(truth, model.outlier_mask_)
         auroc, ap = ranking_metrics(truth, model.residual_scores_)
         result.update(threshold=model.threshold_, precision=p, recall=r, f1=f1, auroc=auroc, ap=ap,
                       n_flagged=int(model.outlier_mask_.sum()), n_iter=model.n_iter_, history=model.history_)
+        arrays = {}
         if config["tiles"]:
             rows = _tile_rows(truth, config["tiles"])
             arrays = {"X": X[rows].astype(np.float16), "S": model.S_[rows].astype(np.float16),
                       "is_outlier": truth[rows]}
+        if config["model"]["warm_start"]:
+            # the state the next lambda of the path starts from (S is row-sparse: compresses well)
+            arrays.update({"state_S": model.S_, "state_L": model.L_})
+            arrays.update({f"state_w{i}": w for i, w in enumerate(model._weights)})
     result["seconds"] = time.perf_counter() - t0
-    return json_safe(result), arrays
+    return json_safe(result), arrays or None
+
+
+def _warm_start_from(model, config, cell):
+    """Load the fitted state of the previous lambda of the path (written by the run before this cell)."""
+    run_dir = config.get("_run_dir")
+    path = Path(run_dir) / "cells" / f"{cell['warm_from']}.npz" if run_dir else None
+    if path is None or not path.exists():
+        raise ValueError(f"warm start: the state of {cell['warm_from']} is missing; run the lambda path in order "
+                         "with --executor local")
+    with np.load(path) as z:
+        weights = [z[f"state_w{i}"] for i in range(sum(k.startswith("state_w") for k in z.files))]
+        model.S_, model.L_, model._weights = z["state_S"], z["state_L"], weights
+    model.set_params(warm_start=True, outer_iterations=config["model"]["warm_outer_iterations"]
+                     or config["model"]["outer_iterations"])
 
 
 # ---------------------------------------------------------------------------------------- summary

@@ -12,7 +12,7 @@ from .rundir import RunDir
 
 __all__ = ["EXPERIMENTS", "experiment_module", "default_run_dir", "run_experiment", "compute_task", "replot"]
 
-EXPERIMENTS = ("denoise", "outliers")
+EXPERIMENTS = ("denoise", "outliers", "features")
 
 
 def experiment_module(name):
@@ -59,8 +59,11 @@ def run_experiment(experiment, config, out_dir, cells=None, executor="local", wo
         if progress:
             progress(done, len(cells), cell["id"])
 
+    if any(c.get("warm_from") for c in todo) and executor != "local":
+        raise ValueError("a warm-started lambda path runs in order: use --executor local")
+    task_config = dict(config, _run_dir=str(run.path))  # where a cell may read an earlier cell's state
     try:
-        run_tasks(compute_task, [(experiment, config, c) for c in todo], on_result,
+        run_tasks(compute_task, [(experiment, task_config, c) for c in todo], on_result,
                   executor=executor, workers=workers, scheduler=scheduler)
     finally:
         wanted = {c["id"] for c in cells}
