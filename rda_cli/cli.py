@@ -160,5 +160,86 @@ def plot(run_dir):
                + (", ".join(Path(f).name for f in figures) or "no figures"))
 
 
+@main.command()
+@click.option("--data", "data_path", required=True, metavar="FILE",
+              help=".csv (header row optional, detected), .npy (2-D) or .npz (array 'X', else the first 2-D one)")
+@click.option("--penalty", type=click.Choice(["l21_rows", "l1", "l21_cols"]), default="l21_rows",
+              help="l21_rows: outlying rows; l1: single bad cells; l21_cols: corrupted columns")
+@click.option("--lam", type=float, default=None,
+              help="fix lambda (paper scaling, on the [0, 1]-scaled data: l2,1 threshold = lambda x rows; "
+                   "l1: 10 lambda / mu, see README)")
+@click.option("--contamination", type=float, default=None, metavar="F",
+              help="choose lambda so that about this fraction of rows (l21_cols: columns) is flagged, by bisection "
+                   "on log lambda (one fit per step, at most 8)  [default without --lam: the knee rule]")
+@click.option("--layers", default=None, metavar="H1,H2,...",
+              help="hidden layer sizes; the input width is put in front  [default: rda.default_layers(width): "
+                   "max(2, ceil(width/2)), max(1, ceil(width/4))]")
+@click.option("--id-column", default=None, metavar="NAME", help="CSV column holding row ids (not a feature)")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="result folder  [default: results/detect/<data file stem>]")
+@click.option("--set", "overrides", multiple=True, metavar="NAME=VALUE",
+              help="override an estimator setting, e.g. inner_epochs=20, random_state=1 (repeatable)")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+def detect(data_path, penalty, lam, contamination, layers, id_column, out, overrides, quiet):
+    """Find outlying rows (or cells, or columns) in your own table with an RDA.
+
+    Features are min-max scaled to [0, 1] (constant columns to 0.5); the scaler is saved with the model.
+    Default schedule: outer_iterations=10, inner_epochs=10, batch_size=min(133, rows), learning_rate=0.001,
+    reinitialize=false, random_state=0 (change with --set). Without --lam or --contamination, lambda is
+    chosen label-free at the knee of the number of flagged groups vs lambda over 8 lambdas (9 fits).
+
+    Writes scores.csv (row,score,flagged; score > 0 means flagged), L.npy and S.npy in the original
+    units, model/ (for rda score), score_hist.png and report.md.
+    """
+    from .detect import DetectError, detect as run_detect
+    from .tabular import TableError
+
+    progress = _Progress(quiet, "rda detect")
+    try:
+        info = run_detect(data_path, out, penalty=penalty, lam=lam, contamination=contamination, layers=layers,
+                          id_column=id_column, overrides=overrides, progress=progress)
+    except KeyboardInterrupt:
+        progress.close()
+        fail("interrupted; nothing was written", code=130)
+    except (DetectError, TableError, ValueError) as exc:
+        progress.close()
+        fail(exc)
+    progress.close()
+    what = "columns" if penalty == "l21_cols" else "rows"
+    extra = f" ({len(info['flagged_columns'])} columns flagged)" if "flagged_columns" in info else ""
+    click.echo(f"rda detect: {info['n_flagged']} of {info['n_rows']} rows flagged{extra} at lambda={info['lam']:.4g} "
+               f"(threshold {info['threshold']:.4g}; {what} penalty {penalty}) -> {info['out_dir']}")
+
+
+@main.command()
+@click.option("--model", "model_dir", required=True, metavar="DIR", help="the model/ folder written by rda detect")
+@click.option("--data", "data_path", required=True, metavar="FILE", help="new rows: .csv, .npy or .npz, same columns")
+@click.option("--out", type=click.Path(dir_okay=False), default="scores.csv", show_default=False,
+              help="output CSV (row,score,flagged)  [default: scores.csv in the current folder]")
+def score(model_dir, data_path, out):
+    """Score new rows with a model saved by rda detect (higher is more abnormal; > 0 is flagged).
+
+    The saved scaler is applied first; values outside the training range are not clipped (they fall outside
+    [0, 1], which the network cannot reconstruct, so they raise the score). If the model was fitted with an id
+    column and the new CSV has it, its values name the rows; otherwise rows are numbered from 0.
+    """
+    from .detect import DetectError, score as run_score
+    from .tabular import TableError
+
+    try:
+        info = run_score(model_dir, data_path, out)
+    except (DetectError, TableError, ValueError) as exc:
+        fail(exc)
+    click.echo(f"rda score: {info['n_flagged']} of {info['n_rows']} rows flagged -> {info['out']}")
+
+
+@main.command()
+@_common_options
+def features(config_path, out, overrides, quiet, executor, workers, scheduler):
+    """l2,1-over-columns RDA finds stuck pixels (corrupted features) in MNIST images, swept over lambda."""
+    config = _load("features", config_path, overrides)
+    _run("features", config, out, quiet, executor, workers, scheduler)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

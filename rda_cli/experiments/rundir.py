@@ -74,6 +74,8 @@ def _first_difference(a, b, path=""):
 
 
 def _versions():
+    from .. import autoencoder  # noqa: F401  (imports TensorFlow quietly)
+
     out = {"python": platform.python_version()}
     for name in ("numpy", "sklearn", "tensorflow", "keras", "matplotlib"):
         module = sys.modules.get(name)

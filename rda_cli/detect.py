@@ -1,0 +1,479 @@
+"""``rda detect`` and ``rda score``: Robust Deep Autoencoders on the user's own tables.
+
+:func:`detect` reads a table (see :mod:`rda_cli.tabular`), scales it to [0, 1], chooses lambda,
+fits a :class:`~rda_cli.rda.RobustAutoencoder` and writes a result folder; :func:`score` applies a
+saved model to new rows. Both check their whole input before training or writing anything, and
+:func:`detect` builds its folder under a temporary name next to the destination and renames it at
+the end, so a failure never leaves a half-written folder.
+
+Choosing lambda
+---------------
+Lambda sets the prox threshold (``lambda_scaling="paper"``: ``lambda * n_rows`` for l2,1,
+``10 * lambda / mu`` for l1; see :func:`~rda_cli.rda.effective_threshold`). A *group* is what the
+penalty flags: a row (``l21_rows``, ``l1``: a row with any non-zero entry) or a column
+(``l21_cols``). A pilot fit of the plain autoencoder (same network and schedule, ``S = 0``) gives
+each group's residual statistic ``g`` (row or column norm of ``X - L``; for l1 a row's largest
+absolute residual), which is what the threshold is compared with.
+
+* ``lam``: used as given.
+* ``contamination=F``: the target is ``round(F * n_groups)`` flagged groups. The first lambda puts
+  the threshold at the ``1 - F`` quantile of the pilot's ``g``; then lambda is doubled or halved
+  until the target is bracketed, and bisected on log lambda; each step is one full fit. The search
+  stops when the count is within ``max(1, 10% of the target)`` groups, or after ``max_fits`` fits;
+  the fit whose count is closest to the target (ties: the smaller count) is kept.
+* neither -- the *knee rule* (label-free): fit a log-spaced grid of ``n_grid`` lambdas whose
+  thresholds run from the median to the maximum of the pilot's ``g``; put the curve (log lambda,
+  number of non-zero groups) on [0, 1] x [0, 1] and take the point farthest below the straight
+  line joining its ends (the "Kneedle" knee): past that point, raising lambda barely changes what
+  is flagged -- the flagged groups are those that stand apart from the bulk. Ties go to the
+  smaller lambda.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .tabular import MinMaxScaler01, TableError, read_table
+
+__all__ = ["DetectError", "DEFAULT_SCHEDULE", "detect", "score", "parse_overrides", "parse_layers",
+           "knee_index", "estimator_params"]
+
+PENALTY_CHOICES = ("l21_rows", "l1", "l21_cols")
+# The schedule used unless --set changes it: short, for tables of a few hundred to a few
+# thousand rows (the estimator's own defaults are the paper's 20 x 50 epochs on 5000 images).
+DEFAULT_SCHEDULE = {"outer_iterations": 10, "inner_epochs": 10, "batch_size": 133, "learning_rate": 0.001,
+                    "reinitialize": False, "random_state": 0}
+RESERVED = {"penalty": "--penalty", "lam": "--lam or --contamination", "layers": "--layers"}
+TOP_ROWS = 20
+N_GRID = 8
+MAX_FITS = 8
+
+
+class DetectError(ValueError):
+    """A problem with the request (options, model folder), reported as one line."""
+
+
+# ---------------------------------------------------------------------------- options
+def parse_overrides(items):
+    """``["name=value", ...]`` -> dict; values parsed as YAML; names checked against the estimator."""
+    import yaml
+
+    from .rda import RobustAutoencoder
+
+    valid = sorted(RobustAutoencoder().get_params())
+    out = {}
+    for item in items or ():
+        if "=" not in item:
+            raise DetectError(f"--set {item!r}: expected NAME=VALUE, e.g. inner_epochs=20")
+        name, text = (s.strip() for s in item.split("=", 1))
+        if name in RESERVED:
+            raise DetectError(f"--set {name}: use {RESERVED[name]} instead")
+        if name not in valid:
+            close = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            settable = ", ".join(v for v in valid if v not in RESERVED)
+            raise DetectError(f"--set {name}: unknown estimator setting{hint} (settings: {settable})")
+        try:
+            out[name] = yaml.safe_load(text) if text else None
+        except yaml.YAMLError:
+            raise DetectError(f"--set {item!r}: cannot parse the value {text!r}") from None
+    return out
+
+
+def parse_layers(text, width):
+    """``"64,32"`` (hidden sizes) -> ``[width, 64, 32]``; None -> ``default_layers(width)``."""
+    from .rda import default_layers
+
+    if text is None or not str(text).strip():
+        return default_layers(width)
+    try:
+        hidden = [int(v) for v in str(text).replace(" ", "").split(",")]
+    except ValueError:
+        raise DetectError(f"--layers {text!r}: expected comma-separated positive integers, e.g. 64,32") from None
+    if not hidden or any(v < 1 for v in hidden):
+        raise DetectError(f"--layers {text!r}: expected comma-separated positive integers, e.g. 64,32")
+    return [int(width)] + hidden
+
+
+def estimator_params(width, n_rows, penalty, layers=None, overrides=None):
+    """The RobustAutoencoder settings of a detect run, validated (raises DetectError)."""
+    from .rda import RobustAutoencoder
+
+    if penalty not in PENALTY_CHOICES:
+        raise DetectError(f"--penalty {penalty!r}: expected one of {', '.join(PENALTY_CHOICES)}")
+    params = dict(DEFAULT_SCHEDULE)
+    params["batch_size"] = min(DEFAULT_SCHEDULE["batch_size"], int(n_rows))
+    params.update(overrides or {})
+    params.update(penalty=penalty, layers=parse_layers(layers, width), lam=0.0)
+    try:
+        RobustAutoencoder(**params)._validate_params()
+    except ValueError as exc:
+        raise DetectError(f"invalid setting: {exc}") from None
+    return params
+
+
+# ---------------------------------------------------------------------------- lambda choice
+def _group_stats(R, penalty):
+    if penalty == "l21_cols":
+        return np.linalg.norm(R, axis=0)
+    if penalty == "l1":
+        return np.abs(R).max(axis=1)
+    return np.linalg.norm(R, axis=1)
+
+
+def _n_flagged(model, penalty):
+    axis = 0 if penalty == "l21_cols" else 1
+    return int(np.any(model.S_ != 0, axis=axis).sum())
+
+
+def knee_index(lams, counts):
+    """Index of the knee of a (lambda, count) curve: the point farthest below the chord (see module doc)."""
+    x = np.log(np.asarray(lams, dtype=float))
+    y = np.asarray(counts, dtype=float)
+    if len(x) < 3 or x[-1] == x[0] or y.max() == y.min():
+        return 0
+    xn = (x - x[0]) / (x[-1] - x[0])
+    yn = (y - y.min()) / (y.max() - y.min())
+    chord = yn[0] + (yn[-1] - yn[0]) * xn
+    return int(np.argmax(chord - yn))  # argmax takes the first (smallest lambda) of ties
+
+
+class _Fitter:
+    """Fits with fixed settings, counting fits and reporting progress."""
+
+    def __init__(self, X, params, progress, total):
+        self.X, self.params, self.progress, self.total, self.done = X, params, progress, total, 0
+        if progress:
+            progress(0, total, None)
+
+    def __call__(self, lam, plain=False):
+        from .rda import RobustAutoencoder
+
+        p = dict(self.params, lam=float(lam))
+        if plain:  # the plain autoencoder through the same loop (S = 0)
+            p["penalty"] = None
+        model = RobustAutoencoder(**p).fit(self.X)
+        self.done += 1
+        if self.progress:
+            self.progress(min(self.done, self.total), self.total, f"fit {self.done}")
+        return model
+
+
+def _unit_threshold(X, params):
+    from .rda import effective_threshold
+
+    return effective_threshold(X, params["penalty"], 1.0, params.get("lambda_scaling", "paper")) or 1.0
+
+
+def _pilot_stats(fit, X, params):
+    pilot = fit(0.0, plain=True)
+    return _group_stats(X - pilot.L_, params["penalty"])
+
+
+def choose_by_contamination(X, params, fraction, fit, max_fits=MAX_FITS):
+    """Bisection on log lambda for about ``fraction`` of groups flagged; returns (model, lam, trace)."""
+    penalty = params["penalty"]
+    g = _pilot_stats(fit, X, params)
+    n_groups = len(g)
+    target = int(round(fraction * n_groups))
+    tol = max(1, int(round(0.1 * target)))
+    unit = _unit_threshold(X, params)
+    lam = max(float(np.quantile(g, 1.0 - fraction)), 1e-12) / unit
+    lo = hi = None  # lo: a lambda flagging too many, hi: one flagging too few
+    trace, best = [], None
+    for _ in range(max_fits):
+        model = fit(lam)
+        count = _n_flagged(model, penalty)
+        trace.append({"lam": lam, "threshold": model.threshold_, "flagged": count})
+        key = (abs(count - target), count)
+        if best is None or key < best[0]:
+            best = (key, model, lam)
+        if abs(count - target) <= tol:
+            break
+        if count > target:
+            lo = lam
+        else:
+            hi = lam
+        lam = math.sqrt(lo * hi) if lo is not None and hi is not None else (lam * 2 if hi is None else lam / 2)
+    return best[1], best[2], {"target": target, "tolerance": tol, "steps": trace}
+
+
+def choose_by_knee(X, params, fit, n_grid=N_GRID):
+    """The knee rule over a log grid of lambdas (see module doc); returns (model, lam, trace)."""
+    penalty = params["penalty"]
+    g = _pilot_stats(fit, X, params)
+    unit = _unit_threshold(X, params)
+    t_lo, t_hi = float(np.median(g)), float(np.max(g))
+    if not t_hi > t_lo > 0:
+        t_lo, t_hi = max(t_hi, 1e-6) / 4, max(t_hi, 1e-6)
+    lams = np.geomspace(t_lo / unit, t_hi / unit, n_grid)
+    models, counts = [], []
+    for lam in lams:
+        models.append(fit(lam))
+        counts.append(_n_flagged(models[-1], penalty))
+    k = knee_index(lams, counts)
+    steps = [{"lam": float(lam), "threshold": m.threshold_, "flagged": c} for lam, m, c in zip(lams, models, counts)]
+    return models[k], float(lams[k]), {"steps": steps, "knee": k}
+
+
+# ---------------------------------------------------------------------------- writing
+def _fmt(v):
+    return f"{v:.6g}"
+
+
+def _scores_csv(ids, id_name, scores, flagged):
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow([id_name or "row", "score", "flagged"])
+    for i, (s, f) in enumerate(zip(scores, flagged)):
+        w.writerow([ids[i] if ids is not None else i, _fmt(s), int(f)])
+    return buf.getvalue()
+
+
+def _histogram(path, scores, title):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    try:
+        s = np.asarray(scores, dtype=float)
+        ax.hist(s[s <= 0], bins=40, color="tab:blue", alpha=0.8, label=f"not flagged ({int((s <= 0).sum())})")
+        if (s > 0).any():
+            ax.hist(s[s > 0], bins=40, color="tab:red", alpha=0.8, label=f"flagged ({int((s > 0).sum())})")
+        ax.axvline(0, color="k", ls="--", lw=1, label="flagging boundary (score 0)")
+        ax.set_yscale("log")
+        ax.set_xlabel("score (> 0: flagged, the norm of the row of S; <= 0: how far the row is below the threshold)")
+        ax.set_ylabel("rows (log scale)")
+        ax.set_title(title, fontsize=10)
+        ax.legend(fontsize=8)
+        ax.grid(True, alpha=0.3)
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+
+
+def _report(info, ids, id_name, scores, flagged, col_rows):
+    lines = [f"# rda detect: {info['data']}", ""]
+    lines += [
+        f"- rows: {info['n_rows']}, feature columns: {info['n_features']}"
+        + (f" (id column `{id_name}` excluded)" if id_name else ""),
+        f"- penalty: `{info['penalty']}`, network layers: {info['layers']}",
+        f"- schedule: {info['outer_iterations']} outer iterations x {info['inner_epochs']} epochs, "
+        f"batch {info['batch_size']}, learning rate {info['learning_rate']}, "
+        f"reinitialize={info['reinitialize']}, random_state={info['random_state']}",
+        f"- **lambda = {info['lam']:.6g}** ({info['lambda_scaling']} scaling) -> prox threshold "
+        f"{info['threshold']:.6g} in [0, 1]-scaled units",
+        f"- lambda chosen by: {info['how']}",
+        f"- flagged: **{info['n_flagged']} of {info['n_rows']} rows** ({info['n_flagged'] / info['n_rows']:.1%})",
+        f"- fits: {info['fits']}, {info['seconds']:.1f} s",
+        "",
+    ]
+    steps = info.get("search", {}).get("steps")
+    if steps:
+        knee = info["search"].get("knee")
+        lines += ["## lambda search", "", "| # | lambda | threshold | groups flagged |", "|---|---|---|---|"]
+        for i, s in enumerate(steps):
+            mark = " (knee)" if knee == i else ""
+            lines.append(f"| {i + 1} | {s['lam']:.6g}{mark} | {s['threshold']:.4g} | {s['flagged']} |")
+        lines.append("")
+    lines += ["## scores", "",
+              "Score of a row: the norm of its row of S (scaled units) when flagged, else its residual "
+              "norm minus the threshold (<= 0), so every row is ranked.", "",
+              "![score histogram](score_hist.png)", "",
+              f"## top {min(TOP_ROWS, len(scores))} rows by score", "",
+              f"| {id_name or 'row'} | score | flagged |", "|---|---|---|"]
+    for i in np.argsort(-np.asarray(scores), kind="stable")[:TOP_ROWS]:
+        lines.append(f"| {ids[i] if ids is not None else i} | {_fmt(scores[i])} | {int(flagged[i])} |")
+    if col_rows is not None:
+        lines += ["", "## flagged columns (l2,1 over columns)", "", "| column | S column norm (original units) |",
+                  "|---|---|"]
+        lines += [f"| {name} | {_fmt(v)} |" for name, v in col_rows] or ["| (none) | |"]
+    lines += ["", "Files: `scores.csv` (row, score, flagged), `L.npy` and `S.npy` (original units: "
+              "X ~ L + S), `model/` (the network plus `scaler.json`; score new rows with "
+              "`rda score --model <this folder>/model --data FILE`)."]
+    return "\n".join(lines) + "\n"
+
+
+def _replace_dir(tmp, out_dir):
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+        os.replace(out_dir, old / out_dir.name)
+        os.replace(tmp, out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out_dir)
+
+
+def default_out_dir(data_path):
+    return Path("results") / "detect" / Path(data_path).stem
+
+
+# ---------------------------------------------------------------------------- detect
+def detect(data_path, out_dir=None, penalty="l21_rows", lam=None, contamination=None, layers=None,
+           id_column=None, overrides=(), progress=None):
+    """Fit an RDA on a user table and write the result folder; returns a summary dict.
+
+    ``overrides`` are ``"name=value"`` strings for RobustAutoencoder settings (schedule, seed...);
+    ``progress(done, total, label)`` is called after each fit. Raises :class:`TableError` /
+    :class:`DetectError` (one-line messages) before anything is trained or written.
+    """
+    t0 = time.perf_counter()
+    if lam is not None and contamination is not None:
+        raise DetectError("give either --lam or --contamination, not both")
+    if lam is not None and not (math.isfinite(lam) and lam >= 0):
+        raise DetectError(f"--lam {lam!r}: expected a finite number >= 0")
+    if contamination is not None and not 0 < contamination < 0.5:
+        raise DetectError(f"--contamination {contamination!r}: expected a fraction in (0, 0.5)")
+    out_dir = Path(out_dir) if out_dir is not None else default_out_dir(data_path)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DetectError(f"--out {out_dir} exists and is not a folder")
+    table = read_table(data_path, id_column=id_column, min_rows=2)
+    params = estimator_params(table.n_features, table.n_rows, penalty, layers, parse_overrides(overrides))
+
+    scaler = MinMaxScaler01().fit(table.X, table.feature_names, id_column)
+    X = scaler.transform(table.X)
+    if lam is not None:
+        fit = _Fitter(X, params, progress, 1)
+        model, chosen, search = fit(lam), float(lam), {}
+        how = "given (--lam)"
+    elif contamination is not None:
+        fit = _Fitter(X, params, progress, MAX_FITS + 1)
+        model, chosen, search = choose_by_contamination(X, params, contamination, fit)
+        how = (f"--contamination {contamination:g}: bisection on log lambda for {search['target']} flagged "
+               f"{'columns' if penalty == 'l21_cols' else 'rows'} (tolerance {search['tolerance']}), "
+               f"{len(search['steps'])} fit(s) after a pilot fit of the plain autoencoder")
+    else:
+        fit = _Fitter(X, params, progress, N_GRID + 1)
+        model, chosen, search = choose_by_knee(X, params, fit)
+        how = (f"knee rule (label-free): {N_GRID} lambdas log-spaced so that the thresholds run from the median "
+               "to the maximum group residual norm of a pilot plain-autoencoder fit; lambda at the knee of the "
+               "number-of-non-zero-groups vs log-lambda curve (the point farthest below the chord joining its ends)")
+
+    scores = model.decision_function(X)
+    flagged = scores > 0
+    L = scaler.inverse_transform(model.L_)
+    S = scaler.inverse_scale(model.S_)
+    col_rows = None
+    if penalty == "l21_cols":
+        norms = np.linalg.norm(S, axis=0)
+        col_rows = [(table.feature_names[j], norms[j]) for j in np.argsort(-norms, kind="stable")
+                    if model.column_scores_[j] > 0]
+    info = {
+        "data": str(data_path), "n_rows": table.n_rows, "n_features": table.n_features, "penalty": penalty,
+        "layers": model.layers_, "lam": chosen, "threshold": model.threshold_, "how": how, "search": search,
+        "n_flagged": int(flagged.sum()), "fits": fit.done, "id_column": id_column,
+        **{k: params[k] for k in ("outer_iterations", "inner_epochs", "batch_size", "learning_rate",
+                                  "reinitialize", "random_state")},
+        "lambda_scaling": model.lambda_scaling,
+    }
+    if col_rows is not None:
+        info["flagged_columns"] = [name for name, _ in col_rows]
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    try:
+        (tmp / "scores.csv").write_text(_scores_csv(table.ids, id_column, scores, flagged))
+        np.save(tmp / "L.npy", L)
+        np.save(tmp / "S.npy", S)
+        model.save(tmp / "model")
+        scaler.save(tmp / "model" / "scaler.json")
+        _histogram(tmp / "score_hist.png", scores, f"rda detect: {Path(data_path).name}, lambda = {chosen:.4g}")
+        info["seconds"] = time.perf_counter() - t0
+        (tmp / "report.md").write_text(_report(info, table.ids, id_column, scores, flagged, col_rows))
+        (tmp / "detect.json").write_text(json.dumps(info, indent=1, default=float))
+        _replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    info["out_dir"] = str(out_dir)
+    return info
+
+
+# ---------------------------------------------------------------------------- score
+def load_model(model_dir):
+    """``(RobustAutoencoder, MinMaxScaler01)`` from a ``detect`` model folder (raises DetectError)."""
+    from .rda import RobustAutoencoder
+
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise DetectError(f"--model {model_dir} does not exist or is not a folder")
+    missing = [n for n in ("params.json", "network.keras", "arrays.npz", "scaler.json") if not (model_dir / n).exists()]
+    if missing:
+        raise DetectError(f"--model {model_dir} is not a model folder written by rda detect "
+                          f"(missing {', '.join(missing)})")
+    scaler = MinMaxScaler01.load(model_dir / "scaler.json")
+    try:
+        model = RobustAutoencoder.load(model_dir)
+    except Exception as exc:  # a damaged network file: report it on one line
+        raise DetectError(f"--model {model_dir}: cannot load the model ({type(exc).__name__}: "
+                          f"{' '.join(str(exc).split())[:200]})") from None
+    if model.n_features_in_ != scaler.n_features:
+        raise DetectError(f"--model {model_dir}: the scaler has {scaler.n_features} columns but the network "
+                          f"{model.n_features_in_}")
+    return model, scaler
+
+
+def score(model_dir, data_path, out="scores.csv"):
+    """Score the rows of ``data_path`` with a saved detect model; writes ``out`` (same format as
+    detect's scores.csv); returns a summary dict.
+
+    The saved scaler is applied first; values outside the training range are not clipped (they map
+    outside [0, 1], which the sigmoid network cannot reconstruct, and raise the row's score). The
+    scores are the estimator's ``decision_function`` for unseen rows (> 0: flagged).
+    """
+    out = Path(out)
+    if out.is_dir():
+        raise DetectError(f"--out {out} is a folder; give a file name such as {out / 'scores.csv'}")
+    model, scaler = load_model(model_dir)
+    id_column = scaler.id_column
+    if id_column is not None and Path(data_path).suffix.lower() == ".csv":
+        try:
+            table = read_table(data_path, id_column=id_column, min_rows=1)
+        except TableError as exc:
+            if f"no column named {id_column!r}" not in str(exc) and "no header row" not in str(exc):
+                raise
+            table = read_table(data_path, min_rows=1)  # the new file has no id column: number the rows
+    else:
+        table = read_table(data_path, min_rows=1)
+    if table.n_features != scaler.n_features:
+        raise DetectError(f"{data_path} has {table.n_features} feature columns but the model was fitted on "
+                          f"{scaler.n_features}" + (f" ({', '.join(scaler.feature_names)})"
+                                                    if scaler.feature_names and len(scaler.feature_names) <= 12
+                                                    else ""))
+    if table.has_header and scaler.feature_names and table.feature_names != scaler.feature_names:
+        diff = next(f"{a!r} where the model has {b!r}" for a, b in zip(table.feature_names, scaler.feature_names)
+                    if a != b)
+        raise DetectError(f"{data_path}: the columns differ from the model's: {diff}")
+    X = scaler.transform(table.X)
+    if table.n_rows == 1:
+        if model.penalty == "l21_cols":
+            raise DetectError(f"{data_path} has 1 data row; an l2,1-columns model needs at least 2 to score")
+        scores = model.decision_function(np.vstack([X, X]))[:1]  # rows are scored independently
+    else:
+        scores = model.decision_function(X)
+    flagged = scores > 0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(_scores_csv(table.ids, table.id_name, scores, flagged))
+        os.replace(tmp, out)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return {"out": str(out), "n_rows": table.n_rows, "n_flagged": int(flagged.sum()), "threshold": model.threshold_}

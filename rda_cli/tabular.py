@@ -1,0 +1,287 @@
+"""User tables for ``rda detect`` / ``rda score``: reading them and scaling them to [0, 1].
+
+Readable files
+--------------
+``.csv``
+    Comma-separated numbers. The header row is optional and detected: if any cell of the first row
+    is not a number, the first row is the header. One column may hold row identifiers
+    (``id_column``, named in the header); it is kept as text and excluded from the features. Every
+    other cell must be a finite number: empty cells, text, NaN and inf are refused with the row and
+    column named.
+``.npy``
+    A 2-D numeric array (no pickled objects).
+``.npz``
+    The array named ``X`` if present, else the first 2-D array in the file.
+
+Scaling
+-------
+The network's sigmoid output lives in [0, 1], so features are min-max scaled with the training
+table's minimum and maximum: ``(x - min) / (max - min)``. A constant column (``max == min``) cannot
+be divided by its range: its training value maps to 0.5, and on new data any value above it maps to
+1 and any value below it to 0 (a change in a column that never changed is as abnormal as it gets).
+New data outside the training range is *not* clipped: it maps outside [0, 1], which the sigmoid
+network cannot reconstruct, so such rows score higher. The scaler is saved as JSON (no pickle).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .data import DataError
+
+__all__ = ["TableError", "Table", "read_table", "MinMaxScaler01"]
+
+SUFFIXES = (".csv", ".npy", ".npz")
+
+
+class TableError(DataError):
+    """A problem with a user table, reported as one line."""
+
+
+@dataclass
+class Table:
+    """A numeric table read from a file."""
+
+    X: np.ndarray  # (n_rows, n_features) float64, all finite
+    feature_names: list = field(default_factory=list)
+    ids: list | None = None  # row identifiers (strings) from the id column, if one was named
+    id_name: str | None = None
+    has_header: bool = False
+    path: str = ""
+
+    @property
+    def n_rows(self):
+        return self.X.shape[0]
+
+    @property
+    def n_features(self):
+        return self.X.shape[1]
+
+
+def _is_number(text):
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_finite(X, path, names=None):
+    bad = ~np.isfinite(X)
+    if bad.any():
+        r, c = (int(v) for v in np.argwhere(bad)[0])
+        col = f"'{names[c]}'" if names else str(c + 1)
+        raise TableError(f"{path}: row {r + 1}, column {col} is {X[r, c]!r}: every value must be a finite number "
+                         f"({int(bad.sum())} such cells)")
+
+
+def _read_csv(path, id_column):
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            rows = [(i + 1, row) for i, row in enumerate(csv.reader(fh)) if any(cell.strip() for cell in row)]
+    except UnicodeDecodeError:
+        raise TableError(f"{path}: not a text CSV file (cannot decode it as UTF-8)") from None
+    except csv.Error as exc:
+        raise TableError(f"{path}: malformed CSV: {exc}") from None
+    if not rows:
+        raise TableError(f"{path} is empty")
+    first = [cell.strip() for cell in rows[0][1]]
+    has_header = not all(_is_number(cell) for cell in first)
+    width = len(first)
+    if has_header:
+        names = first
+        if any(not n for n in names):
+            raise TableError(f"{path}: the header row has an empty column name (column {names.index('') + 1})")
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise TableError(f"{path}: the header names column {dup[0]!r} more than once")
+        rows = rows[1:]
+    else:
+        names = [f"x{j + 1}" for j in range(width)]
+    id_index = None
+    if id_column is not None:
+        if not has_header:
+            raise TableError(f"{path} has no header row, so it has no column named {id_column!r} "
+                             "(--id-column needs a header)")
+        if id_column not in names:
+            import difflib
+
+            close = difflib.get_close_matches(id_column, names, n=1, cutoff=0.5)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise TableError(f"{path}: no column named {id_column!r}{hint} (columns: {', '.join(names)})")
+        id_index = names.index(id_column)
+    if not rows:
+        raise TableError(f"{path} has a header but no data rows")
+    feat_idx = [j for j in range(width) if j != id_index]
+    if not feat_idx:
+        raise TableError(f"{path} has no feature columns besides the id column {id_column!r}")
+    X = np.empty((len(rows), len(feat_idx)), dtype=np.float64)
+    ids = [] if id_index is not None else None
+    for r, (line, row) in enumerate(rows):
+        if len(row) != width:
+            raise TableError(f"{path}: line {line} has {len(row)} cells, expected {width} (as in the first row)")
+        for k, j in enumerate(feat_idx):
+            cell = row[j].strip()
+            try:
+                X[r, k] = float(cell)
+            except ValueError:
+                what = "an empty cell" if not cell else f"non-numeric value {cell!r}"
+                raise TableError(f"{path}: line {line}, column {names[j]!r} holds {what}; every feature value "
+                                 "must be a number (name a text id column with --id-column)") from None
+        if ids is not None:
+            ids.append(row[id_index].strip())
+    _check_finite(X, path, [names[j] for j in feat_idx])
+    return Table(X, [names[j] for j in feat_idx], ids, id_column, has_header)
+
+
+def _as_numeric_2d(arr, path, what):
+    arr = np.asarray(arr)
+    if arr.dtype.kind not in "biuf":
+        raise TableError(f"{path}: {what} has dtype {arr.dtype}, expected numbers")
+    if arr.ndim != 2:
+        raise TableError(f"{path}: {what} has shape {arr.shape}, expected a 2-D array (rows, features)")
+    if arr.size == 0:
+        raise TableError(f"{path}: {what} is empty (shape {arr.shape})")
+    X = arr.astype(np.float64)
+    _check_finite(X, path)
+    return X
+
+
+def _read_array(path, suffix):
+    try:
+        if suffix == ".npy":
+            return _as_numeric_2d(np.load(path, allow_pickle=False), path, "the array")
+        with np.load(path, allow_pickle=False) as z:
+            if "X" in z.files:
+                return _as_numeric_2d(z["X"], path, "array 'X'")
+            for key in z.files:
+                a = z[key]
+                if a.ndim == 2:
+                    return _as_numeric_2d(a, path, f"array {key!r}")
+            raise TableError(f"{path}: no 2-D array in it (arrays: {', '.join(z.files) or 'none'})")
+    except TableError:
+        raise
+    except ValueError as exc:  # pickled objects, corrupt headers
+        raise TableError(f"{path}: cannot read it as {suffix} ({' '.join(str(exc).split())})") from None
+    except (OSError, EOFError) as exc:
+        raise TableError(f"{path}: cannot read it as {suffix} ({' '.join(str(exc).split()) or 'truncated'})") from None
+
+
+def read_table(path, id_column=None, min_rows=2):
+    """Read a ``.csv``, ``.npy`` or ``.npz`` file into a :class:`Table` (see the module docstring).
+
+    Raises :class:`TableError` (one line) for a missing, empty or malformed file, non-numeric or
+    non-finite values, or fewer than ``min_rows`` rows.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise TableError(f"{path} does not exist")
+    if path.is_dir():
+        raise TableError(f"{path} is a folder, expected a .csv, .npy or .npz file")
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise TableError(f"{path}: unsupported file type {suffix or '(none)'!r}; expected .csv, .npy or .npz")
+    if path.stat().st_size == 0:
+        raise TableError(f"{path} is empty")
+    if suffix == ".csv":
+        table = _read_csv(path, id_column)
+    else:
+        if id_column is not None:
+            raise TableError(f"{path}: --id-column applies to CSV files only ({suffix} files have no column names)")
+        X = _read_array(path, suffix)
+        table = Table(X, [f"x{j + 1}" for j in range(X.shape[1])])
+    table.path = str(path)
+    if table.n_rows < min_rows:
+        raise TableError(f"{path} has {table.n_rows} data row{'s' if table.n_rows != 1 else ''}; "
+                         f"at least {min_rows} are needed")
+    return table
+
+
+class MinMaxScaler01:
+    """Min-max scaling to [0, 1] fitted on a table; constant columns handled (see the module docstring)."""
+
+    def __init__(self, data_min=None, data_max=None, feature_names=None, id_column=None):
+        self.data_min = None if data_min is None else np.asarray(data_min, dtype=np.float64)
+        self.data_max = None if data_max is None else np.asarray(data_max, dtype=np.float64)
+        self.feature_names = list(feature_names) if feature_names is not None else None
+        self.id_column = id_column
+
+    def fit(self, X, feature_names=None, id_column=None):
+        X = np.asarray(X, dtype=np.float64)
+        self.data_min, self.data_max = X.min(axis=0), X.max(axis=0)
+        if feature_names is not None:
+            self.feature_names = list(feature_names)
+        self.id_column = id_column
+        return self
+
+    @property
+    def n_features(self):
+        return int(self.data_min.shape[0])
+
+    @property
+    def data_range(self):
+        """``max - min`` per column (0 for constant columns)."""
+        return self.data_max - self.data_min
+
+    @property
+    def constant(self):
+        return self.data_range == 0
+
+    def transform(self, X):
+        X = np.asarray(X, dtype=np.float64)
+        rng = self.data_range
+        const = rng == 0
+        safe = np.where(const, 1.0, rng)
+        Z = (X - self.data_min) / safe
+        if const.any():
+            Z[:, const] = 0.5 + 0.5 * np.sign(X[:, const] - self.data_min[const])
+        return Z.astype(np.float32)
+
+    def fit_transform(self, X, **kwargs):
+        return self.fit(X, **kwargs).transform(X)
+
+    def inverse_transform(self, Z):
+        """Back to the original units (a constant column's values all become its constant)."""
+        Z = np.asarray(Z, dtype=np.float64)
+        return np.where(self.constant, self.data_min, Z * self.data_range + self.data_min)
+
+    def inverse_scale(self, D):
+        """A difference in scaled units (e.g. ``S``) in the original units: ``D * (max - min)``."""
+        return np.asarray(D, dtype=np.float64) * self.data_range
+
+    # ------------------------------------------------------------------ JSON
+    def to_dict(self):
+        return {
+            "kind": "minmax01",
+            "version": 1,
+            "min": [float(v) for v in self.data_min],
+            "max": [float(v) for v in self.data_max],
+            "feature_names": self.feature_names,
+            "id_column": self.id_column,
+        }
+
+    def save(self, path):
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1))
+        return path
+
+    @classmethod
+    def load(cls, path):
+        path = Path(path)
+        try:
+            d = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise TableError(f"{path} does not exist") from None
+        except (OSError, json.JSONDecodeError) as exc:
+            raise TableError(f"{path}: cannot read the scaler ({' '.join(str(exc).split())})") from None
+        if not isinstance(d, dict) or d.get("kind") != "minmax01" or "min" not in d or "max" not in d:
+            raise TableError(f"{path} is not a scaler written by rda detect")
+        lo, hi = d["min"], d["max"]
+        if len(lo) != len(hi) or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in lo + hi):
+            raise TableError(f"{path}: malformed min/max")
+        return cls(lo, hi, d.get("feature_names"), d.get("id_column"))
