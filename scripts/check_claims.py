@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Check the paper's claims on a CI-scale run; write a claims table; exit 1 if any claim fails.
 
-Usage: python scripts/check_claims.py [RESULTS_DIR]   (default: results/ci, holding outliers/ and denoise/)
+Usage: python scripts/check_claims.py [RESULTS_DIR]
+(default: results/ci, holding outliers/, denoise/ and, if present, features/)
 """
 
 import sys
@@ -12,7 +13,8 @@ from rda_cli.experiments.claims import check_claims, claims_table
 
 def main(argv):
     root = Path(argv[1]) if len(argv) > 1 else Path("results/ci")
-    claims = check_claims(root / "outliers", root / "denoise")
+    features = root / "features"
+    claims = check_claims(root / "outliers", root / "denoise", features_dir=features if features.exists() else None)
     table = claims_table(claims)
     (root / "claims.md").write_text(table)
     print(table)

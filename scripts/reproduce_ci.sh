@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# CI-scale reproduction: both experiments, then the claims check (exit 1 if a claim fails).
+# CI-scale reproduction: the three experiments, then the claims check (exit 1 if a claim fails).
 # MNIST is found as the data layer does ($RDA_DATA_DIR, Keras' cache, ...). Results: results/ci/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,4 +9,6 @@ rda outliers --config configs/outliers-ci.yaml --sweep-lambda --out "$OUT/outlie
 t1=$(date +%s); echo "== outliers (CI scale) took $((t1 - t0)) s"
 rda denoise --config configs/denoise-ci.yaml --out "$OUT/denoise" --quiet
 t2=$(date +%s); echo "== denoise (CI scale) took $((t2 - t1)) s"
+rda features --config configs/features-ci.yaml --out "$OUT/features" --quiet
+t3=$(date +%s); echo "== features (CI scale) took $((t3 - t2)) s"
 python scripts/check_claims.py "$OUT"

@@ -79,3 +79,23 @@ def test_script_writes_table_and_exit_code(tmp_path):
     assert res.returncode == 1
     assert "FAIL" in (tmp_path / "claims.md").read_text()
     assert "0.200" in res.stdout
+
+
+def test_features_claim(tmp_path):
+    out, den = make_runs(tmp_path, [0.62], 0.38, 0.30, [0.35, 0.2, 0.3])
+    feat = tmp_path / "features"
+    (feat / "cells").mkdir(parents=True)
+    for name in FIGURES["features"]:
+        png(feat / name)
+    for f1, ok in ((1.0, True), (0.5, False)):
+        (feat / "cells" / "rda_0.01.json").write_text(json.dumps({"id": "x", "kind": "rda", "lam": 0.01, "f1": f1}))
+        claims = check_claims(out, den, features_dir=feat)
+        assert [c.passed for c in claims if c.claim.startswith("features: ℓ2,1")] == [ok]
+        assert len(claims) == 8  # 2 outlier, 2 denoise, 1 features claims, 3 figure checks
+
+
+def test_other_seeds_are_ignored(tmp_path):
+    out, den = make_runs(tmp_path, [0.2], 0.38, 0.30, [0.35, 0.2, 0.3])
+    (out / "cells" / "rda_9_s1.json").write_text(json.dumps({"id": "rda_9_s1", "kind": "rda", "lam": 0.1, "f1": 0.9}))
+    claims = check_claims(out, den)
+    assert not claims[0].passed and "0.200" in claims[0].measured

@@ -5,7 +5,8 @@ Reads the saved cells of an outlier run and a denoising run (never retrains) and
 - outliers: best l2,1-RDA F1 >= 0.50, and >= 1.3 x the best Isolation Forest F1 (paper: 0.64 vs 0.37);
 - denoise: at k = 150 the best RDA random-forest error over the lambda grid is <= 0.8 x the plain
   autoencoder's error (paper: up to 30% lower around there), and at the largest lambda S is all zero;
-- every figure of both runs exists and is a valid PNG larger than 10 kB.
+- features (when a run is given): the best l2,1-columns RDA finds the stuck pixels with F1 >= 0.9;
+- every figure of the runs exists and is a valid PNG larger than 10 kB.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FIGURES = {
     "outliers": ("f1_vs_lambda.png", "iforest.png", "s_tiles.png", "convergence.png"),
     "denoise": ("heatmap.png", "examples.png", "convergence.png"),
+    "features": ("f1_vs_lambda.png", "column_norms.png", "cleaned.png"),
 }
 
 
@@ -54,7 +56,7 @@ def _png_ok(path, min_bytes=10_000):
     return True, f"{len(data) // 1000} kB"
 
 
-def check_claims(outlier_dir, denoise_dir, k_claim=150):
+def check_claims(outlier_dir, denoise_dir, k_claim=150, features_dir=None):
     claims = []
     out_cells = _cells(outlier_dir)
     rda = [c for c in out_cells if c.get("kind") == "rda"]
@@ -95,7 +97,18 @@ def check_claims(outlier_dir, denoise_dir, k_claim=150):
     else:
         claims.append(Claim("denoise: at the largest λ S is all zero", "S → 0 as λ grows", "no RDA cell", False))
 
-    for experiment, run_dir in (("outliers", outlier_dir), ("denoise", denoise_dir)):
+    runs = [("outliers", outlier_dir), ("denoise", denoise_dir)]
+    if features_dir is not None:
+        runs.append(("features", features_dir))
+        feat = [c for c in _cells(features_dir) if c.get("kind") == "rda" and c.get("f1") is not None]
+        name = "features: ℓ2,1-columns RDA finds the stuck pixels, best column F1 ≥ 0.9"
+        if feat:
+            best = max(feat, key=lambda c: c["f1"])
+            claims.append(Claim(name, "(the paper's Figure 1, right; no number given)",
+                                f"{best['f1']:.3f} (λ = {best['lam']:g})", best["f1"] >= 0.9))
+        else:
+            claims.append(Claim(name, "—", "no RDA cell", False))
+    for experiment, run_dir in runs:
         results = {name: _png_ok(Path(run_dir) / name) for name in FIGURES[experiment]}
         bad = [f"{n}: {why}" for n, (ok, why) in results.items() if not ok]
         claims.append(Claim(f"{experiment}: every figure is a valid PNG > 10 kB", "—",
