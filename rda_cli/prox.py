@@ -7,9 +7,31 @@ threshold, and return a new array; the input is never modified.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 __all__ = ["l1_shrink", "l21_shrink", "penalty_value"]
+
+# Element-wise passes over large arrays are split into row blocks run on a few threads (numpy
+# releases the GIL in its loops); below this many elements one thread is faster.
+_PARALLEL_MIN_SIZE = 1 << 20
+_THREADS = max(1, min(4, os.cpu_count() or 1))
+_pool = None
+
+
+def _by_row_blocks(fn, n_rows, size):
+    """Call ``fn(start, stop)`` over row blocks, in parallel when the array is large."""
+    global _pool
+    if _THREADS == 1 or size < _PARALLEL_MIN_SIZE or n_rows < 2 * _THREADS:
+        fn(0, n_rows)
+        return
+    if _pool is None:
+        _pool = ThreadPoolExecutor(_THREADS, thread_name_prefix="rda-prox")
+    bounds = np.linspace(0, n_rows, _THREADS + 1).astype(int)
+    for future in [_pool.submit(fn, a, b) for a, b in zip(bounds[:-1], bounds[1:])]:
+        future.result()
 
 
 def _check(S, threshold):
@@ -41,8 +63,13 @@ def l1_shrink(S, threshold):
     if threshold == 0:
         return S.copy()
     # sign(s) * max(|s| - t, 0) == s - clip(s, -t, t): two passes over memory instead of four
-    out = np.clip(S, -threshold, threshold)
-    np.subtract(S, out, out=out)
+    out = np.empty_like(S, dtype=np.result_type(S.dtype, np.float32))
+
+    def block(a, b):
+        np.clip(S[a:b], -threshold, threshold, out=out[a:b])
+        np.subtract(S[a:b], out[a:b], out=out[a:b])
+
+    _by_row_blocks(block, S.shape[0], S.size)
     return out
 
 
@@ -79,9 +106,14 @@ def l21_shrink(S, threshold, groups="rows"):
     scale = np.zeros_like(norms)
     big = norms > threshold
     scale[big] = 1.0 - threshold / norms[big]
-    if groups == "rows":
-        return np.einsum("ij,i->ij", S, scale)
-    return S * scale[None, :]
+    out = np.empty_like(S, dtype=np.result_type(S.dtype, np.float32))
+    factor = scale[:, None] if groups == "rows" else scale[None, :]
+
+    def block(a, b):
+        np.multiply(S[a:b], factor[a:b] if groups == "rows" else factor, out=out[a:b])
+
+    _by_row_blocks(block, S.shape[0], S.size)
+    return out
 
 
 def penalty_value(S, penalty):
