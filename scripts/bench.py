@@ -59,7 +59,7 @@ def trainer_gflops(layers, rows, batch, epochs):
     X = np.random.default_rng(0).random((rows, layers[0]), dtype=np.float32)
     trainer = AutoencoderTrainer(DeepAutoencoder(layers), batch_size=batch, seed=0)
     trainer.train(X, 1)  # trace and compile
-    seconds = best_of(lambda: trainer.train(X, epochs), 2) / epochs
+    seconds = best_of(lambda: trainer.train(X, epochs), 3) / epochs
     return epoch_flops(rows, layers) / seconds / 1e9, seconds
 
 
@@ -135,7 +135,7 @@ def main():
     X = np.random.default_rng(0).random((rows, 784), dtype=np.float32)
     ref = AuthorsStyleLoop(layers, 133)
     ref.epoch(X)
-    ref_s = best_of(lambda: ref.epoch(X), 2)
+    ref_s = best_of(lambda: ref.epoch(X), 3)
     ours_s = next(t["seconds_per_epoch"] for t in res["trainer"] if t["network"] == "784-400-200" and t["batch_size"] == 133)
     res["reference_seconds_per_epoch_b133"] = ref_s
     res["reference_gflops_b133"] = epoch_flops(rows - rows % 133, layers) / ref_s / 1e9
