@@ -315,12 +315,16 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
         return self
 
     def _set_training_scores(self, X):
-        self.decision_scores_ = np.linalg.norm(self.S_, axis=1).astype(np.float64)
         self.residual_scores_ = np.linalg.norm(X - self.L_, axis=1).astype(np.float64)
+        self._train_fingerprint = _fingerprint(X)
+        self._set_sparse_scores()
+
+    def _set_sparse_scores(self):
+        """The attributes derived from ``S_`` alone (also rebuilt by :meth:`load`)."""
+        self.decision_scores_ = np.linalg.norm(self.S_, axis=1).astype(np.float64)
         self.column_scores_ = np.linalg.norm(self.S_, axis=0).astype(np.float64)
         self.outlier_mask_ = np.any(self.S_ != 0, axis=1)
         self.labels_ = self.outlier_mask_.astype(int)
-        self._train_fingerprint = _fingerprint(X)
 
     # ------------------------------------------------------------------ new data
     def _sparse_part(self, X, n_iter=10):
@@ -452,11 +456,8 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
         est.n_features_in_ = meta["n_features_in_"]
         est.history_ = meta["history_"]
         est.residual_scores_ = arrays["residual_scores_"]
-        est.decision_scores_ = np.linalg.norm(est.S_, axis=1).astype(np.float64)
-        est.column_scores_ = np.linalg.norm(est.S_, axis=0).astype(np.float64)
-        est.outlier_mask_ = np.any(est.S_ != 0, axis=1)
-        est.labels_ = est.outlier_mask_.astype(int)
         est._train_fingerprint = meta["train_fingerprint"]
+        est._set_sparse_scores()
         return est
 
     # Pickling (multiprocessing, Dask, scikit-learn's clone checks): the fitted network travels as

@@ -31,7 +31,7 @@ from .common import (
     seed_suffix,
     seeds_field,
 )
-from .config import ConfigError, Field
+from .config import Field
 from .stats import excludes_zero, fmt_pm, interval_dict
 
 NAME = "denoise"
@@ -70,9 +70,7 @@ COLUMNS = ["id", "kind", "seed", "k", "lam", "threshold", "error", "s_nonzero", 
 
 
 def post_check(config):
-    check_data_path(config)
-    if config["model"]["layers"][0] != 784:
-        raise ConfigError("config key 'model.layers': the first size must be 784")
+    check_data_path(config)  # also checks that the network's input width is MNIST's 784
 
 
 def list_cells(config):
