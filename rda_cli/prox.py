@@ -14,24 +14,42 @@ import numpy as np
 
 __all__ = ["l1_shrink", "l21_shrink", "penalty_value"]
 
-# Element-wise passes over large arrays are split into row blocks run on a few threads (numpy
-# releases the GIL in its loops); below this many elements one thread is faster.
+# Passes over large arrays are split into row blocks run on a few threads (numpy releases the
+# GIL in its loops); below this many elements one thread is faster. Within a thread, rows go in
+# chunks of about _CHUNK_BYTES, so that the l2,1 shrink scales a chunk while the pass that took
+# its norms has just left it in cache: one trip through memory instead of two.
 _PARALLEL_MIN_SIZE = 1 << 20
+_CHUNK_BYTES = 1 << 21
 _THREADS = max(1, min(4, os.cpu_count() or 1))
 _pool = None
 
 
-def _by_row_blocks(fn, n_rows, size):
-    """Call ``fn(start, stop)`` over row blocks, in parallel when the array is large."""
+def _by_row_blocks(fn, n_rows, size, row_bytes):
+    """Call ``fn(start, stop)`` over row chunks, threads taking contiguous shares when large."""
     global _pool
+    step = max(1, _CHUNK_BYTES // max(1, row_bytes))
+
+    def share(a, b):
+        for start in range(a, b, step):
+            fn(start, min(start + step, b))
+
     if _THREADS == 1 or size < _PARALLEL_MIN_SIZE or n_rows < 2 * _THREADS:
-        fn(0, n_rows)
+        share(0, n_rows)
         return
     if _pool is None:
         _pool = ThreadPoolExecutor(_THREADS, thread_name_prefix="rda-prox")
     bounds = np.linspace(0, n_rows, _THREADS + 1).astype(int)
-    for future in [_pool.submit(fn, a, b) for a, b in zip(bounds[:-1], bounds[1:])]:
+    for future in [_pool.submit(share, a, b) for a, b in zip(bounds[:-1], bounds[1:])]:
         future.result()
+
+
+def _output(S, out):
+    dtype = np.result_type(S.dtype, np.float32)
+    if out is None:
+        return np.empty_like(S, dtype=dtype)
+    if not isinstance(out, np.ndarray) or out.shape != S.shape or out.dtype != dtype:
+        raise ValueError(f"out must be a {dtype} array of shape {S.shape}")
+    return out
 
 
 def _check(S, threshold):
@@ -44,7 +62,7 @@ def _check(S, threshold):
     return S, threshold
 
 
-def l1_shrink(S, threshold):
+def l1_shrink(S, threshold, out=None):
     """Element-wise soft threshold, the proximal operator of ``threshold * ||S||_1``.
 
     Each entry moves ``threshold`` towards zero and stops there:
@@ -54,26 +72,30 @@ def l1_shrink(S, threshold):
     ----------
     S : array-like of shape (n_samples, n_features)
     threshold : float >= 0
+    out : ndarray or None, default=None
+        Where to write the result (may be ``S`` itself, to shrink in place); None: a new array.
 
     Returns
     -------
     ndarray of the same shape and floating dtype as ``S``.
     """
     S, threshold = _check(S, threshold)
+    out = _output(S, out)
     if threshold == 0:
-        return S.copy()
-    # sign(s) * max(|s| - t, 0) == s - clip(s, -t, t): two passes over memory instead of four
-    out = np.empty_like(S, dtype=np.result_type(S.dtype, np.float32))
+        if out is not S:
+            np.copyto(out, S)
+        return out
 
+    # sign(s) * max(|s| - t, 0) == s - clip(s, -t, t); the clipped chunk stays in cache
     def block(a, b):
-        np.clip(S[a:b], -threshold, threshold, out=out[a:b])
-        np.subtract(S[a:b], out[a:b], out=out[a:b])
+        clipped = np.clip(S[a:b], -threshold, threshold)
+        np.subtract(S[a:b], clipped, out=out[a:b])
 
-    _by_row_blocks(block, S.shape[0], S.size)
+    _by_row_blocks(block, S.shape[0], S.size, S.strides[0])
     return out
 
 
-def l21_shrink(S, threshold, groups="rows"):
+def l21_shrink(S, threshold, groups="rows", out=None):
     """Block soft threshold, the proximal operator of ``threshold * ||S||_{2,1}``.
 
     A group (a row or a column of ``S``) whose Euclidean norm is at most ``threshold``
@@ -87,6 +109,8 @@ def l21_shrink(S, threshold, groups="rows"):
     groups : {"rows", "columns"}
         ``"rows"`` groups each instance (outlying instances), ``"columns"`` each
         feature (corrupted features).
+    out : ndarray or None, default=None
+        Where to write the result (may be ``S`` itself, to shrink in place); None: a new array.
 
     Returns
     -------
@@ -95,25 +119,37 @@ def l21_shrink(S, threshold, groups="rows"):
     S, threshold = _check(S, threshold)
     if groups not in ("rows", "columns"):
         raise ValueError(f"groups must be 'rows' or 'columns', got {groups!r}")
+    out = _output(S, out)
     if threshold == 0:
-        return S.copy()
+        if out is not S:
+            np.copyto(out, S)
+        return out
     if groups == "rows":
-        # row norms as a stack of 1 x d by d x 1 products: one fast pass over S
-        norms = np.sqrt(np.matmul(S[:, None, :], S[:, :, None]).reshape(-1))
-    else:
-        norms = np.sqrt(np.einsum("ij,ij->j", S, S))
-    # Groups with norm <= threshold (zero-norm groups included) get factor 0: no division by 0.
-    scale = np.zeros_like(norms)
-    big = norms > threshold
-    scale[big] = 1.0 - threshold / norms[big]
-    out = np.empty_like(S, dtype=np.result_type(S.dtype, np.float32))
-    factor = scale[:, None] if groups == "rows" else scale[None, :]
+
+        def block(a, b):
+            # the chunk's row norms (a stack of 1 x d by d x 1 products), then its scaling,
+            # while the chunk is still in cache
+            rows = S[a:b]
+            scale = np.sqrt(np.matmul(rows[:, None, :], rows[:, :, None]).reshape(-1))
+            np.multiply(rows, _group_scale(scale, threshold)[:, None], out=out[a:b])
+
+        _by_row_blocks(block, S.shape[0], S.size, S.strides[0])
+        return out
+    scale = _group_scale(np.sqrt(np.einsum("ij,ij->j", S, S)), threshold)[None, :]
 
     def block(a, b):
-        np.multiply(S[a:b], factor[a:b] if groups == "rows" else factor, out=out[a:b])
+        np.multiply(S[a:b], scale, out=out[a:b])
 
-    _by_row_blocks(block, S.shape[0], S.size)
+    _by_row_blocks(block, S.shape[0], S.size, S.strides[0])
     return out
+
+
+def _group_scale(norms, threshold):
+    """``max(1 - threshold / norm, 0)`` per group, overwriting ``norms``; a zero norm gives 0."""
+    np.maximum(norms, np.finfo(norms.dtype).tiny, out=norms)
+    np.divide(threshold, norms, out=norms)
+    np.subtract(1.0, norms, out=norms)
+    return np.maximum(norms, 0.0, out=norms)
 
 
 def penalty_value(S, penalty):

@@ -210,11 +210,12 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ fitting
     def _prox(self, R):
+        """The penalty's proximal operator applied to the residual ``R``, in place (``R`` is consumed)."""
         if self.penalty is None:
             return np.zeros_like(R)
         if self.penalty == "l1":
-            return l1_shrink(R, self.threshold_)
-        return l21_shrink(R, self.threshold_, "rows" if self.penalty == "l21_rows" else "columns")
+            return l1_shrink(R, self.threshold_, out=R)
+        return l21_shrink(R, self.threshold_, "rows" if self.penalty == "l21_rows" else "columns", out=R)
 
     def _build(self, n_features):
         from .autoencoder import shared_trainer

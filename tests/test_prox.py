@@ -88,3 +88,39 @@ def test_bad_inputs(fn):
 def test_l21_bad_groups():
     with pytest.raises(ValueError, match="groups"):
         l21_shrink(np.ones((2, 2)), 0.1, groups="diagonal")
+
+
+@pytest.mark.parametrize("groups", ["rows", "columns"])
+def test_large_array_threaded_chunks_match_plain_numpy(groups):
+    # > 1M elements and rows of 3.2 kB: several 2 MB chunks per thread
+    S = np.random.default_rng(2).normal(size=(3001, 800)).astype(np.float32)
+    S[10] = 0.0
+    axis = 1 if groups == "rows" else 0
+    norms = np.linalg.norm(S.astype(np.float64), axis=axis, keepdims=True)
+    t = float(np.median(norms))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        expected = np.where(norms > t, S * (1 - t / norms), 0.0)
+    # float32 norms: groups whose norm is within rounding of t scale by ~1e-7, hence the atol
+    np.testing.assert_allclose(l21_shrink(S, t, groups), expected, rtol=1e-5, atol=2e-5)
+    np.testing.assert_allclose(l1_shrink(S, 0.7), np.sign(S) * np.maximum(np.abs(S) - 0.7, 0), atol=1e-6)
+
+
+@pytest.mark.parametrize("fn,args", [(l1_shrink, (0.3,)), (l21_shrink, (2.0, "rows")), (l21_shrink, (2.0, "columns"))])
+def test_in_place_equals_new_array(S, fn, args):
+    S = S.astype(np.float32)
+    expected = fn(S, *args)
+    work = S.copy()
+    result = fn(work, *args, out=work)
+    assert result is work
+    np.testing.assert_array_equal(work, expected)
+    other = np.empty_like(S)
+    assert fn(S, *args, out=other) is other
+    np.testing.assert_array_equal(other, expected)
+
+
+def test_out_of_wrong_shape_or_dtype_rejected():
+    S = np.ones((4, 3), np.float32)
+    with pytest.raises(ValueError, match="out must be"):
+        l21_shrink(S, 0.1, out=np.empty((3, 4), np.float32))
+    with pytest.raises(ValueError, match="out must be"):
+        l1_shrink(S, 0.1, out=np.empty((4, 3), np.float64))

@@ -16,6 +16,31 @@ __all__ = ["EXECUTORS", "run_tasks"]
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # inherited by spawned workers
 
 EXECUTORS = ("local", "processes", "dask")
+THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def threads_per_worker(workers):
+    """Cores per worker when ``workers`` processes share this machine (at least 1)."""
+    return max(1, (os.cpu_count() or 1) // max(1, int(workers)))
+
+
+def limit_threads(threads):
+    """Make this (fresh) process use ``threads`` threads for TensorFlow and the BLAS libraries.
+
+    Called first thing in each pool worker: N workers each running two-thread matrix products on
+    two cores would fight over them, while N single-thread workers keep every core busy with
+    its own model (the small per-batch products of one network do not scale across threads).
+    TensorFlow reads its variables when it starts; a variable the user already set is kept.
+    """
+    for var in THREAD_VARIABLES:
+        os.environ.setdefault(var, str(threads))
+    os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(int(os.environ["OMP_NUM_THREADS"]))
+    except Exception:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        pass
 
 
 def run_tasks(fn, tasks, on_result, executor="local", workers=None, scheduler=None):
@@ -29,7 +54,9 @@ def run_tasks(fn, tasks, on_result, executor="local", workers=None, scheduler=No
     elif executor == "processes":
         # "spawn": TensorFlow's runtime does not survive fork()
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers or 2, mp_context=ctx) as pool:
+        workers = workers or 2
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=limit_threads,
+                                 initargs=(threads_per_worker(workers),)) as pool:
             futures = {pool.submit(fn, task): task for task in tasks}
             try:
                 for fut in as_completed(futures):

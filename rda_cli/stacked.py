@@ -1,0 +1,273 @@
+"""Fit Robust Deep Autoencoders for several lambdas at once, in one compiled training step.
+
+A lambda sweep fits K models of the same shape on the same ``X``. ``StackedTrainer`` holds their
+K networks as stacked weights (kernels of shape ``(K, a, b)``) and trains them together: every
+layer is one batched matrix product over the K models, so the small per-batch products of a
+single network (133 x 784 by 784 x 400 at the paper's batch size) become K times larger calls,
+with less per-call overhead. The models stay independent: the loss is the sum of their own mean
+squared errors, so each model's gradient is its own, and Adam works element by element; each
+model draws its own weights and mini-batch order from its own seed, as a single fit would.
+
+:func:`fit_lambda_path` runs the alternating algorithm of :class:`~rda_cli.rda.RobustAutoencoder`
+for all K lambdas in lockstep and returns K fitted ``RobustAutoencoder`` objects, as K separate
+fits with the same seed would (up to floating-point rounding: the batched products add in another
+order). A model that meets the stopping rule keeps the state it stopped in, while the others go on.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .autoencoder import DeepAutoencoder  # noqa: F401  (also quiets TensorFlow's start-up)
+from .prox import penalty_value
+from .rda import RobustAutoencoder, effective_threshold
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+__all__ = ["StackedTrainer", "fit_lambda_path"]
+
+
+class StackedTrainer:
+    """Adam / mean-squared-error training of K tied-or-untied sigmoid autoencoders of one shape.
+
+    Parameters
+    ----------
+    layer_sizes : list of int
+        Sizes including the input width, as for :class:`~rda_cli.autoencoder.DeepAutoencoder`.
+    n_models : int
+        K, the number of networks trained together.
+    seeds : list of int
+        One seed per network: its weight draws and its per-epoch shuffles.
+    tied, learning_rate, batch_size, jit_compile
+        As for :class:`~rda_cli.autoencoder.AutoencoderTrainer`.
+
+    Attributes
+    ----------
+    traces : int
+        How many times the training loop was traced (once per data shape).
+    """
+
+    def __init__(self, layer_sizes, n_models, seeds, tied=True, learning_rate=0.001, batch_size=133,
+                 jit_compile=True):
+        self.layer_sizes = [int(d) for d in layer_sizes]
+        self.k = int(n_models)
+        if len(seeds) != self.k:
+            raise ValueError(f"need one seed per model: {self.k} models, {len(seeds)} seeds")
+        self.tied = bool(tied)
+        self.batch_size = int(batch_size)
+        # One single-model network gives the weight order and the initial-value draws, so that a
+        # stacked model k starts exactly where a single fit with seed k would.
+        self._template = DeepAutoencoder(self.layer_sizes, tied=self.tied)
+        self.rngs = [np.random.default_rng(s) for s in seeds]
+        self.variables = [
+            tf.Variable(tf.zeros((self.k,) + tuple(w.shape)), name=w.name, trainable=True)
+            for w in self._template.weights
+        ]
+        self.optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
+        self.optimizer.build(self.variables)
+        self.traces = 0
+        self._train = tf.function(self._train_impl, jit_compile=jit_compile)
+        self._forward = tf.function(self._forward_impl, jit_compile=jit_compile, reduce_retracing=True)
+
+    # -- weights -------------------------------------------------------------------------------
+    def _split(self):
+        """The stacked variables as (encoder kernels, encoder biases, decoder kernels, decoder biases)."""
+        n = len(self.layer_sizes) - 1
+        v = self.variables
+        enc_k, enc_b = v[:n], v[n : 2 * n]
+        dec_k = [] if self.tied else v[2 * n : 3 * n]
+        dec_b = v[3 * n :] if not self.tied else v[2 * n :]
+        return enc_k, enc_b, dec_k, dec_b
+
+    def reinitialize(self):
+        """Each model draws fresh weights from its own stream; Adam's state is reset."""
+        draws = [self._template.init_values(rng) for rng in self.rngs]
+        for i, var in enumerate(self.variables):
+            var.assign(np.stack([d[i] for d in draws]))
+        for v in self.optimizer.variables:
+            if "learning_rate" not in v.path:
+                v.assign(tf.zeros(v.shape, dtype=v.dtype))
+
+    def get_weights(self, k):
+        """Model ``k``'s weights in :class:`DeepAutoencoder`'s order (as ``get_weights`` gives them)."""
+        return [v[k].numpy() for v in self.variables]
+
+    # -- compiled kernels ----------------------------------------------------------------------
+    def _net(self, x):
+        enc_k, enc_b, dec_k, dec_b = self._split()
+        h = x
+        for w, b in zip(enc_k, enc_b):
+            h = tf.sigmoid(tf.matmul(h, w) + b[:, None, :])
+        code = h
+        for i in reversed(range(len(enc_k))):
+            if self.tied:
+                h = tf.matmul(h, enc_k[i], transpose_b=True)
+            else:
+                h = tf.matmul(h, dec_k[i])
+            h = tf.sigmoid(h + dec_b[i][:, None, :])
+        return h, code
+
+    def _step(self, xb):
+        with tf.GradientTape() as tape:
+            recon, _ = self._net(xb)
+            # sum over models of each model's own mean squared error: model k's gradient is its own
+            loss_k = tf.reduce_mean(tf.square(recon - xb), axis=[1, 2])
+            loss = tf.reduce_sum(loss_k)
+        grads = tape.gradient(loss, self.variables)
+        self.optimizer.apply(grads, self.variables)
+        return loss_k
+
+    def _train_impl(self, X, perms):
+        """One epoch: ``X`` is (K, n, d), ``perms`` (K, n) each model's row order."""
+        self.traces += 1
+        n = X.shape[1]
+        b = min(self.batch_size, n)
+        n_full, rest = divmod(n, b)
+        total = tf.zeros((self.k,))
+        for i in tf.range(n_full):
+            idx = tf.slice(perms, [0, i * b], [self.k, b])
+            total += self._step(tf.gather(X, idx, axis=1, batch_dims=1)) * b
+        if rest:
+            total += self._step(tf.gather(X, perms[:, n_full * b :], axis=1, batch_dims=1)) * rest
+        return total / n
+
+    def _forward_impl(self, X):
+        return self._net(X)
+
+    # -- public API ----------------------------------------------------------------------------
+    def train(self, X, epochs):
+        """Train every model ``epochs`` epochs on its own slice of ``X`` (K, n, d).
+
+        Returns the mean loss per epoch and model, shape (epochs, K).
+        """
+        X = tf.convert_to_tensor(np.asarray(X, dtype=np.float32))
+        n = int(X.shape[1])
+        losses = []
+        for _ in range(int(epochs)):
+            perms = np.stack([rng.permutation(n) for rng in self.rngs]).astype(np.int32)
+            losses.append(self._train(X, tf.convert_to_tensor(perms)).numpy())
+        return np.array(losses)
+
+    def reconstruct(self, X, chunk=8192):
+        """Each model's reconstruction of its own slice of ``X`` (K, n, d)."""
+        X = np.asarray(X, dtype=np.float32)
+        out = [self._forward(tf.convert_to_tensor(X[:, s : s + chunk]))[0].numpy()
+               for s in range(0, X.shape[1], chunk)]
+        return np.concatenate(out, axis=1) if out else np.zeros_like(X)
+
+
+def fit_lambda_path(X, lambdas, stack=None, **params):
+    """Fit one :class:`RobustAutoencoder` per lambda, ``stack`` of them at a time in one trainer.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    lambdas : sequence of float
+    stack : int or None, default=None
+        How many lambdas train together; None: all of them.
+    **params
+        Any other :class:`RobustAutoencoder` parameter (``warm_start`` is not supported). Every
+        model gets the same ``random_state``, as independent fits of a sweep would.
+
+    Returns
+    -------
+    list of RobustAutoencoder
+        Fitted, in the order of ``lambdas``; each behaves as a separately fitted model
+        (``decision_function``, ``transform``, ``save``...).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rda_cli.stacked import fit_lambda_path
+    >>> X = np.random.default_rng(0).random((200, 20)).astype("float32")
+    >>> models = fit_lambda_path(X, [0.001, 0.01], layers=[20, 10, 5], outer_iterations=2,
+    ...                          inner_epochs=2, random_state=0)
+    >>> [m.S_.shape for m in models]
+    [(200, 20), (200, 20)]
+    """
+    lambdas = [float(v) for v in lambdas]
+    if not lambdas:
+        raise ValueError("lambdas must not be empty")
+    if params.get("warm_start"):
+        raise ValueError("fit_lambda_path trains the lambdas side by side; warm_start is not supported")
+    stack = len(lambdas) if stack is None else int(stack)
+    if stack < 1:
+        raise ValueError(f"stack must be >= 1, got {stack!r}")
+    models = [RobustAutoencoder(lam=lam, **params) for lam in lambdas]
+    for start in range(0, len(models), stack):
+        _fit_together(X, models[start : start + stack])
+    return models
+
+
+def _fit_together(X, models):
+    first = models[0]
+    for m in models:
+        m._validate_params()
+    X = first._check_X(X, reset=True)
+    seed = first.random_state
+    if seed is None:
+        seed = int(np.random.SeedSequence().generate_state(1)[0])
+    for m in models:
+        if m is not first:
+            m._check_X(X, reset=True)
+        m.threshold_ = effective_threshold(X, m.penalty, m.lam, m.lambda_scaling)
+        m.layers_ = list(first.layers) if first.layers is not None else _default(X)
+        m.history_ = []
+    trainer = StackedTrainer(first.layers_, len(models), [seed] * len(models), tied=first.tied,
+                             learning_rate=first.learning_rate, batch_size=first.batch_size)
+    trainer.reinitialize()
+    k = len(models)
+    norm_x = float(np.linalg.norm(X)) or 1.0
+    S = np.zeros((k,) + X.shape, np.float32)
+    LS_prev = np.broadcast_to(X, S.shape).copy()
+    L = np.empty_like(S)
+    active = list(range(k))
+    for it in range(first.outer_iterations):
+        t0 = time.perf_counter()
+        if first.reinitialize and it > 0:
+            trainer.reinitialize()
+        L_in = X[None] - S
+        losses = trainer.train(L_in, first.inner_epochs)
+        L_all = trainer.reconstruct(L_in)
+        seconds = (time.perf_counter() - t0) / len(active)
+        for j in list(active):
+            m = models[j]
+            L[j] = L_all[j]
+            S[j] = m._prox(X - L[j])
+            c1 = float(np.linalg.norm(X - L[j] - S[j])) / norm_x
+            c2 = float(np.linalg.norm(LS_prev[j] - L[j] - S[j])) / norm_x
+            LS_prev[j] = L[j] + S[j]
+            rec = float(np.linalg.norm(L_in[j] - L[j]))
+            pen = penalty_value(S[j], m.penalty)
+            nz = S[j] != 0
+            axis = 0 if m.penalty == "l21_cols" else 1
+            m.history_.append({
+                "iteration": it + 1, "reconstruction_error": rec, "penalty": pen,
+                "objective": rec + m.threshold_ * pen, "c1": c1, "c2": c2,
+                "nonzero_entries": int(nz.sum()), "nonzero_groups": int(nz.any(axis=axis).sum()),
+                "loss": float(losses[-1, j]), "seconds": seconds,
+            })
+            if c1 < m.tol or c2 < m.tol or it + 1 == m.outer_iterations:
+                _finish(m, X, L[j], S[j], trainer.get_weights(j))
+                active.remove(j)
+        if not active:
+            break
+    for j in active:  # pragma: no cover - the loop above finishes every model by its last iteration
+        _finish(models[j], X, L[j], S[j], trainer.get_weights(j))
+
+
+def _default(X):
+    from .rda import default_layers
+
+    return default_layers(X.shape[1])
+
+
+def _finish(model, X, L, S, weights):
+    model.n_iter_ = len(model.history_)
+    model._weights = weights
+    model.L_ = L.copy()
+    model.S_ = S.copy()
+    model._set_training_scores(X)
