@@ -44,10 +44,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .selection import knee_index
 from .tabular import MinMaxScaler01, TableError, read_table
 
 __all__ = ["DetectError", "DEFAULT_SCHEDULE", "detect", "score", "parse_overrides", "parse_layers",
-           "knee_index", "estimator_params"]
+           "estimator_params"]
 
 PENALTY_CHOICES = ("l21_rows", "l1", "l21_cols")
 # The schedule used unless --set changes it: short, for tables of a few hundred to a few
@@ -137,18 +138,6 @@ def _n_flagged(model, penalty):
     return int(np.any(model.S_ != 0, axis=axis).sum())
 
 
-def knee_index(lams, counts):
-    """Index of the knee of a (lambda, count) curve: the point farthest below the chord (see module doc)."""
-    x = np.log(np.asarray(lams, dtype=float))
-    y = np.asarray(counts, dtype=float)
-    if len(x) < 3 or x[-1] == x[0] or y.max() == y.min():
-        return 0
-    xn = (x - x[0]) / (x[-1] - x[0])
-    yn = (y - y.min()) / (y.max() - y.min())
-    chord = yn[0] + (yn[-1] - yn[0]) * xn
-    return int(np.argmax(chord - yn))  # argmax takes the first (smallest lambda) of ties
-
-
 class _Fitter:
     """Fits with fixed settings, counting fits and reporting progress."""
 
@@ -222,7 +211,8 @@ def choose_by_knee(X, params, fit, n_grid=N_GRID):
     for lam in lams:
         models.append(fit(lam))
         counts.append(_n_flagged(models[-1], penalty))
-    k = knee_index(lams, counts)
+    # the grid is log-spaced: the knee on a log lambda axis, counts as they are
+    k = knee_index(lams, counts, scale="log", count_scale="linear")
     steps = [{"lam": float(lam), "threshold": m.threshold_, "flagged": c} for lam, m, c in zip(lams, models, counts)]
     return models[k], float(lams[k]), {"steps": steps, "knee": k}
 

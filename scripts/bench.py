@@ -5,10 +5,15 @@
 2. the trainer's throughput (GFLOP/s, 6 * rows * 2 * sum d_i d_{i+1} per epoch) on the outlier
    network (784-400-200, 5124 rows) and the denoising network (784-196-49, 50,000 rows) at
    several batch sizes, as a fraction of (1);
+   - the same, two single-thread worker processes training at once (how `--executor processes`
+     runs a sweep's cells), as their summed throughput;
+   - K networks stacked in one compiled step (rda_cli.stacked), as their summed throughput;
 3. a reference loop in the authors' style (one compiled graph call per mini-batch from Python,
    as their sess.run per batch; l2,1 shrink with Python loops) against ours: both speedups;
-4. the prox operators' throughput against a plain array copy of the same size;
-5. the CI-scale outlier sweep end to end, and an estimate of the paper-scale sweep.
+4. the prox operators' throughput against a plain array copy of the same size, in place (as the
+   estimator calls them, on the residual it has just computed) and into a new array;
+5. the CI-scale outlier sweep end to end (sequential and two workers), an estimate of the
+   paper-scale sweep, and resident memory over a 100-cell sweep.
 
 Usage: python scripts/bench.py [--quick] [--skip-sweep] [--out results/bench/bench.json]
 """
@@ -28,10 +33,9 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
-from rda_cli.autoencoder import AutoencoderTrainer, DeepAutoencoder  # noqa: E402
-from rda_cli.prox import l1_shrink, l21_shrink  # noqa: E402
+# TensorFlow and rda's trainer are imported inside the functions: the pool workers of section 2
+# import this file too, and must set their thread counts before TensorFlow starts.
 
 
 def best_of(fn, repeat=3):
@@ -43,12 +47,31 @@ def best_of(fn, repeat=3):
     return min(times)
 
 
-def matmul_gflops(n=4096, repeat=5):
-    a = tf.random.uniform((n, n), seed=1)
-    b = tf.random.uniform((n, n), seed=2)
-    f = tf.function(lambda a, b: tf.reduce_sum(tf.matmul(a, b)))
-    f(a, b).numpy()
-    return 2 * n**3 / best_of(lambda: f(a, b).numpy(), repeat) / 1e9
+class Roofline:
+    """TensorFlow's fp32 n^3 matmul throughput, measured on demand.
+
+    The machine's speed drifts during a run (a shared host); each throughput below is divided by
+    the mean of the roofline measured just before and just after it, so that a ratio compares
+    the two at the same time.
+    """
+
+    def __init__(self, n=4096):
+        import tensorflow as tf
+
+        self.n = n
+        self.a = tf.random.uniform((n, n), seed=1)
+        self.b = tf.random.uniform((n, n), seed=2)
+        self.f = tf.function(lambda a, b: tf.reduce_sum(tf.matmul(a, b)))
+        self.f(self.a, self.b).numpy()
+
+    def measure(self, repeat=3):
+        return 2 * self.n**3 / best_of(lambda: self.f(self.a, self.b).numpy(), repeat) / 1e9
+
+    def around(self, fn):
+        """``(fn(), roofline)``, the roofline the mean of one measurement before and one after."""
+        before = self.measure()
+        out = fn()
+        return out, (before + self.measure()) / 2
 
 
 def epoch_flops(rows, layers):
@@ -56,6 +79,8 @@ def epoch_flops(rows, layers):
 
 
 def trainer_gflops(layers, rows, batch, epochs):
+    from rda_cli.autoencoder import AutoencoderTrainer, DeepAutoencoder
+
     X = np.random.default_rng(0).random((rows, layers[0]), dtype=np.float32)
     trainer = AutoencoderTrainer(DeepAutoencoder(layers), batch_size=batch, seed=0)
     trainer.train(X, 1)  # trace and compile
@@ -63,10 +88,58 @@ def trainer_gflops(layers, rows, batch, epochs):
     return epoch_flops(rows, layers) / seconds / 1e9, seconds
 
 
+def _worker_epochs(task):
+    """In a pool worker: compile, wait for the other workers, then time ``epochs`` epochs."""
+    layers, rows, batch, epochs, barrier = task
+    from rda_cli.autoencoder import AutoencoderTrainer, DeepAutoencoder
+
+    X = np.random.default_rng(0).random((rows, layers[0]), dtype=np.float32)
+    trainer = AutoencoderTrainer(DeepAutoencoder(layers), batch_size=batch, seed=0)
+    trainer.train(X, 1)
+    barrier.wait()
+    t0 = time.perf_counter()
+    trainer.train(X, epochs)
+    return time.perf_counter() - t0
+
+
+def parallel_trainer_gflops(layers, rows, batch, epochs, workers=2):
+    """Summed throughput of ``workers`` single-model trainers in their own processes at once,
+    each limited to its share of the cores as ``--executor processes`` does."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from rda_cli.experiments.executors import limit_threads, threads_per_worker
+
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Manager() as manager, ProcessPoolExecutor(
+        workers, mp_context=ctx, initializer=limit_threads, initargs=(threads_per_worker(workers),)
+    ) as pool:
+        barrier = manager.Barrier(workers)
+        seconds = list(pool.map(_worker_epochs, [(layers, rows, batch, epochs, barrier)] * workers))
+    # all workers' epochs over the time the slowest took
+    return workers * epochs * epoch_flops(rows, layers) / max(seconds) / 1e9
+
+
+def stacked_trainer_gflops(layers, rows, batch, k, epochs):
+    from rda_cli.stacked import StackedTrainer
+
+    X = np.random.default_rng(0).random((rows, layers[0]), dtype=np.float32)
+    XX = np.broadcast_to(X, (k,) + X.shape).copy()
+    trainer = StackedTrainer(layers, k, list(range(k)), batch_size=batch)
+    trainer.reinitialize()
+    trainer.train(XX, 1)
+    seconds = best_of(lambda: trainer.train(XX, epochs), 2) / epochs
+    return k * epoch_flops(rows, layers) / seconds / 1e9
+
+
 class AuthorsStyleLoop:
     """One compiled graph call per mini-batch, driven from Python (as a TF1 sess.run per batch)."""
 
     def __init__(self, layers, batch, seed=0):
+        import tensorflow as tf
+
+        from rda_cli.autoencoder import DeepAutoencoder
+
         self.model = DeepAutoencoder(layers)
         self.opt = tf.keras.optimizers.Adam(0.001)
         self.batch = batch
@@ -105,6 +178,43 @@ def l21_shrink_loops(threshold, S):
     return out
 
 
+def prox_fraction_of_copy(fn, S, copy_s, repeat=30):
+    """Copy time over the prox's, in place on fresh copies of ``S`` and into a new array."""
+    work = [S.copy() for _ in range(repeat)]
+    in_place = []
+    for w in work:
+        t0 = time.perf_counter()
+        fn(w, out=w)
+        in_place.append(time.perf_counter() - t0)
+    new = best_of(lambda: fn(S), repeat)
+    return copy_s / min(in_place), copy_s / new, min(in_place)
+
+
+def rss_mb():
+    """Resident memory of this process now, in MB."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def hundred_cell_sweep(tmp):
+    """Resident memory over a 100-cell outlier sweep (tiny network, 100 lambdas) in this process."""
+    from rda_cli.experiments.config import validate
+    from rda_cli.experiments.outliers import SCHEMA, list_cells
+    from rda_cli.experiments.runner import run_experiment
+
+    config = validate({"run_name": "rss", "data": {"n_source": 2000, "n_outliers": 20},
+                       "model": {"layers": [784, 32, 8], "lambdas": [round(0.0002 + 0.00001 * i, 6) for i in range(100)],
+                                 "outer_iterations": 2, "inner_epochs": 1, "batch_size": 133},
+                       "baselines": {b: {"enabled": False} for b in ("ae", "rpca", "outlier_pursuit", "lof", "ocsvm")},
+                       "tiles": 4}, SCHEMA)
+    cells = [c for c in list_cells(config, True) if c["kind"] == "rda"]
+    trace = []
+    run_experiment("outliers", config, Path(tmp) / "rss", cells=cells,
+                   progress=lambda done, total, cid: trace.append(rss_mb()) if cid else None)
+    return {"cells": len(trace), "rss_mb_after_10": trace[9], "rss_mb_after_100": trace[-1],
+            "rss_mb_growth_10_to_100": trace[-1] - trace[9]}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
@@ -112,31 +222,64 @@ def main():
     ap.add_argument("--out", default="results/bench/bench.json")
     args = ap.parse_args()
     epochs = 1 if args.quick else 3
+    import tensorflow as tf
+
+    from rda_cli.prox import l1_shrink, l21_shrink
+
     res = {"host": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
                     "tensorflow": tf.__version__, "gpus": len(tf.config.list_physical_devices("GPU"))}}
 
-    peak = matmul_gflops(2048 if args.quick else 4096)
+    roof = Roofline(2048 if args.quick else 4096)
+    peak = roof.measure(5)
     res["matmul_gflops"] = peak
     print(f"fp32 matmul 4096^3: {peak:.1f} GFLOP/s (the roofline)")
 
     res["trainer"] = []
-    print(f"\n{'network':>14} {'rows':>6} {'batch':>5} {'GFLOP/s':>8} {'of peak':>8} {'s/epoch':>8}")
+    print(f"\n{'network':>14} {'rows':>6} {'batch':>5} {'GFLOP/s':>8} {'roofline':>8} {'of peak':>8} {'s/epoch':>8}")
     for name, layers, rows in (("784-400-200", [784, 400, 200], 5124), ("784-196-49", [784, 196, 49], 50000)):
         for batch in (30, 133, 256, 1024):
             if args.quick and rows > 10000:
                 rows = 10000
-            g, s = trainer_gflops(layers, rows, batch, epochs)
+            (g, s), peak = roof.around(lambda: trainer_gflops(layers, rows, batch, epochs))
             res["trainer"].append({"network": name, "rows": rows, "batch_size": batch, "gflops": g,
-                                   "fraction_of_peak": g / peak, "seconds_per_epoch": s})
-            print(f"{name:>14} {rows:>6} {batch:>5} {g:>8.1f} {g / peak:>8.1%} {s:>8.3f}")
+                                   "fraction_of_peak": g / peak, "seconds_per_epoch": s,
+                                   "roofline_gflops": peak})
+            print(f"{name:>14} {rows:>6} {batch:>5} {g:>8.1f} {peak:>8.1f} {g / peak:>8.1%} {s:>8.3f}")
+
+    workers = 2
+    res["trainer_parallel"] = []
+    res["trainer_stacked"] = []
+    print(f"\nseveral models at once (summed throughput): {workers} single-thread worker processes, or K networks "
+          "stacked in one compiled step")
+    print(f"{'network':>14} {'rows':>6} {'batch':>5} {'how':>12} {'GFLOP/s':>8} {'roofline':>8} {'of peak':>8}")
+    for name, layers, rows in (("784-400-200", [784, 400, 200], 5124), ("784-196-49", [784, 196, 49], 50000)):
+        rows = min(rows, 10000) if (args.quick or name == "784-196-49") else rows
+        for batch in (133, 256):
+            g, peak = roof.around(lambda: parallel_trainer_gflops(layers, rows, batch, 2 * epochs, workers))
+            res["trainer_parallel"].append({"network": name, "rows": rows, "batch_size": batch, "workers": workers,
+                                            "threads_per_worker": max(1, os.cpu_count() // workers),
+                                            "gflops": g, "fraction_of_peak": g / peak, "roofline_gflops": peak})
+            print(f"{name:>14} {rows:>6} {batch:>5} {f'{workers} processes':>12} {g:>8.1f} {peak:>8.1f} {g / peak:>8.1%}")
+            k = 4
+            g, peak = roof.around(lambda: stacked_trainer_gflops(layers, rows, batch, k, epochs))
+            res["trainer_stacked"].append({"network": name, "rows": rows, "batch_size": batch, "models": k,
+                                           "gflops": g, "fraction_of_peak": g / peak, "roofline_gflops": peak})
+            print(f"{name:>14} {rows:>6} {batch:>5} {f'{k} stacked':>12} {g:>8.1f} {peak:>8.1f} {g / peak:>8.1%}")
 
     # 3. authors' style per-batch loop vs ours, outlier network, batch 133
     layers, rows = [784, 400, 200], 5124
     X = np.random.default_rng(0).random((rows, 784), dtype=np.float32)
+    from rda_cli.autoencoder import AutoencoderTrainer, DeepAutoencoder
+
     ref = AuthorsStyleLoop(layers, 133)
     ref.epoch(X)
-    ref_s = best_of(lambda: ref.epoch(X), 3)
-    ours_s = next(t["seconds_per_epoch"] for t in res["trainer"] if t["network"] == "784-400-200" and t["batch_size"] == 133)
+    ours = AutoencoderTrainer(DeepAutoencoder(layers), batch_size=133, seed=0)
+    ours.train(X, 1)
+    ref_times, our_times = [], []
+    for _ in range(4):  # alternated, so that both see the same drift of the machine's speed
+        ref_times.append(best_of(lambda: ref.epoch(X), 1))
+        our_times.append(best_of(lambda: ours.train(X, 1), 1))
+    ref_s, ours_s = min(ref_times), min(our_times)
     res["reference_seconds_per_epoch_b133"] = ref_s
     res["reference_gflops_b133"] = epoch_flops(rows - rows % 133, layers) / ref_s / 1e9
     res["reference_speedup_b133"] = ref_s / ours_s
@@ -147,16 +290,19 @@ def main():
     S = np.random.default_rng(1).normal(size=(rows, 784)).astype(np.float32)
     t = 0.5 * float(np.median(np.linalg.norm(S, axis=1)))
     loops_s = best_of(lambda: l21_shrink_loops(t, S), 1)
-    prox_s = best_of(lambda: l21_shrink(S, t), 20)
-    l1_s = best_of(lambda: l1_shrink(S, 0.5), 20)
-    copy_s = best_of(lambda: S.copy(), 20)
+    assert np.allclose(l21_shrink_loops(t, S[:50]), l21_shrink(S[:50], t), atol=1e-5)
+    copy_s = best_of(lambda: S.copy(), 30)
+    l21_frac, l21_new_frac, prox_s = prox_fraction_of_copy(lambda A, out=None: l21_shrink(A, t, out=out), S, copy_s)
+    l1_frac, l1_new_frac, l1_s = prox_fraction_of_copy(lambda A, out=None: l1_shrink(A, 0.5, out=out), S, copy_s)
     res["prox_seconds"] = {"l21_loops": loops_s, "l21": prox_s, "l1": l1_s, "copy": copy_s}
     res["prox_speedup_vs_loops"] = loops_s / prox_s
-    res["prox_fraction_of_copy"] = copy_s / prox_s
-    res["prox_l1_fraction_of_copy"] = copy_s / l1_s
-    print(f"l2,1 shrink on {rows}x784: Python loops {loops_s:.2f} s, ours {prox_s * 1e3:.1f} ms "
-          f"({loops_s / prox_s:.0f}x); plain copy {copy_s * 1e3:.2f} ms: prox at {copy_s / prox_s:.2f}x copy speed "
-          f"(l1: {copy_s / l1_s:.2f}x)")
+    res["prox_fraction_of_copy"] = l21_frac
+    res["prox_l1_fraction_of_copy"] = l1_frac
+    res["prox_fraction_of_copy_new_array"] = l21_new_frac
+    res["prox_l1_fraction_of_copy_new_array"] = l1_new_frac
+    print(f"l2,1 shrink on {rows}x784 (every row survives): Python loops {loops_s:.2f} s, ours {prox_s * 1e3:.2f} ms "
+          f"({loops_s / prox_s:.0f}x); plain copy {copy_s * 1e3:.2f} ms: in place at {l21_frac:.2f}x copy speed, "
+          f"into a new array {l21_new_frac:.2f}x (l1: {l1_frac:.2f}x, {l1_new_frac:.2f}x)")
 
     # 5. sweeps
     per_epoch_paper = ours_s  # outlier network, batch 133, 5124 rows
@@ -166,18 +312,30 @@ def main():
         from rda_cli.experiments.runner import run_experiment
 
         cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "outliers-ci.yaml", SCHEMA, (), post_check)
+        for executor, key in (("local", "ci_outlier_sweep_seconds"), ("processes", "ci_outlier_sweep_seconds_processes")):
+            with tempfile.TemporaryDirectory() as tmp:
+                t0 = time.perf_counter()
+                _, cells, _, _ = run_experiment("outliers", cfg, Path(tmp) / "run", cells=list_cells(cfg, True),
+                                                executor=executor, workers=workers)
+                res[key] = time.perf_counter() - t0
+            best = max((c for c in cells if c["kind"] == "rda"), key=lambda c: c["f1"])
+            res[key.replace("seconds", "best_f1")] = best["f1"]
+            print(f"\nCI-scale outlier sweep end to end, --executor {executor}: {res[key]:.0f} s "
+                  f"(best F1 {best['f1']:.3f})")
         with tempfile.TemporaryDirectory() as tmp:
-            t0 = time.perf_counter()
-            _, cells, _, _ = run_experiment("outliers", cfg, Path(tmp) / "run", cells=list_cells(cfg, True))
-            res["ci_outlier_sweep_seconds"] = time.perf_counter() - t0
-        best = max((c for c in cells if c["kind"] == "rda"), key=lambda c: c["f1"])
-        res["ci_outlier_sweep_best_f1"] = best["f1"]
-        print(f"\nCI-scale outlier sweep end to end: {res['ci_outlier_sweep_seconds']:.0f} s (best F1 {best['f1']:.3f})")
+            res["sweep_100_cells"] = hundred_cell_sweep(tmp)
+        r = res["sweep_100_cells"]
+        print(f"100-cell sweep in one process: resident memory {r['rss_mb_after_10']:.0f} MB after 10 cells, "
+              f"{r['rss_mb_after_100']:.0f} MB after 100 ({r['rss_mb_growth_10_to_100']:+.0f} MB)")
     # paper scale: 15 lambdas x 20 outer x 50 epochs, plus per-outer-iteration reconstruct + prox
     res["paper_outlier_sweep_seconds_estimate"] = 15 * 1000 * per_epoch_paper + 15 * 20 * (prox_s + 0.05)
+    par = next(t for t in res["trainer_parallel"] if t["network"] == "784-400-200" and t["batch_size"] == 133)
+    res["paper_outlier_sweep_processes_seconds_estimate"] = (
+        15 * 1000 * epoch_flops(5124, [784, 400, 200]) / (par["gflops"] * 1e9) + 15 * 20 * (prox_s + 0.05) / workers)
     res["paper_outlier_sweep_authors_style_seconds_estimate"] = 15 * 1000 * ref_s + 15 * 20 * loops_s
     print(f"paper-scale outlier sweep (15 lambdas x 1000 epochs): estimated "
-          f"{res['paper_outlier_sweep_seconds_estimate'] / 60:.0f} min with ours, "
+          f"{res['paper_outlier_sweep_seconds_estimate'] / 60:.0f} min with ours "
+          f"({res['paper_outlier_sweep_processes_seconds_estimate'] / 60:.0f} min on {workers} worker processes), "
           f"{res['paper_outlier_sweep_authors_style_seconds_estimate'] / 60:.0f} min in the authors' style")
     res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out = Path(args.out)

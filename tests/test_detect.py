@@ -9,7 +9,8 @@ from click.testing import CliRunner
 from sklearn.metrics import roc_auc_score
 
 from rda_cli.cli import main
-from rda_cli.detect import knee_index, parse_overrides
+from rda_cli.detect import parse_overrides
+from rda_cli.selection import knee_index
 from rda_cli.tabular import MinMaxScaler01, TableError, read_table
 
 from synthetic import with_outlier_rows
@@ -246,8 +247,9 @@ def test_scaler_constant_columns_and_json(tmp_path):
 def test_knee_and_overrides():
     lams = np.geomspace(1e-3, 1e-2, 8)
     counts = [190, 100, 25, 20, 20, 19, 10, 1]  # steep drop, then a plateau of the outlying rows
-    assert knee_index(lams, counts) in (2, 3)
-    assert knee_index(lams, [5] * 8) == 0
+    # as rda detect calls it: log lambda axis, counts as they are
+    assert knee_index(lams, counts, scale="log", count_scale="linear") in (2, 3)
+    assert knee_index(lams, [5] * 8, scale="log", count_scale="linear") == 0
     assert parse_overrides(["inner_epochs=3", "tied=false"]) == {"inner_epochs": 3, "tied": False}
     with pytest.raises(ValueError, match="use --penalty"):
         parse_overrides(["penalty=l1"])

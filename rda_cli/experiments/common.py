@@ -12,7 +12,8 @@ import numpy as np
 from .config import ConfigError, Field
 
 __all__ = ["model_schema", "data_path_field", "load_data_cached", "make_estimator", "check_data_path", "json_safe",
-           "seeds_field", "seed_list", "seed_suffix", "cell_seed", "base_seed"]
+           "seeds_field", "seed_list", "seed_suffix", "cell_seed", "base_seed", "tag_seeds", "untag_seeds",
+           "header_schema"]
 
 
 def data_path_field():
@@ -42,6 +43,30 @@ def cell_seed(config, cell):
     """The seed of a cell (cells written before seeds existed carry none: the config's ``seed``)."""
     seed = cell.get("seed")
     return config["seed"] if seed is None else seed
+
+
+def tag_seeds(config, cells):
+    """Write each cell's seed under ``"_seed"`` (for grouping while summarising); return the sorted
+    seeds present. :func:`untag_seeds` removes the tags before cells are written or plotted."""
+    for c in cells:
+        c["_seed"] = cell_seed(config, c)
+    return sorted({c["_seed"] for c in cells})
+
+
+def untag_seeds(cells):
+    for c in cells:
+        c.pop("_seed", None)
+
+
+def header_schema(experiment, seed_doc, seeds=True):
+    """The keys every experiment config starts with: ``run_name``, ``seed`` and (optionally) ``seeds``."""
+    spec = {
+        "run_name": Field("str", None, nullable=True, doc=f"folder name under results/{experiment}/; null: timestamp"),
+        "seed": Field("int", 0, minimum=0, doc=seed_doc),
+    }
+    if seeds:
+        spec["seeds"] = seeds_field()
+    return spec
 
 
 def base_seed(config, cells):

@@ -23,13 +23,15 @@ from .common import (
     cell_seed,
     check_data_path,
     data_path_field,
+    header_schema,
     json_safe,
     load_data_cached,
     make_estimator,
     model_schema,
     seed_list,
     seed_suffix,
-    seeds_field,
+    tag_seeds,
+    untag_seeds,
 )
 from .config import Field
 from .stats import excludes_zero, fmt_pm, interval_dict
@@ -37,9 +39,7 @@ from .stats import excludes_zero, fmt_pm, interval_dict
 NAME = "denoise"
 
 SCHEMA = {
-    "run_name": Field("str", None, nullable=True, doc="folder name under results/denoise/; null: timestamp"),
-    "seed": Field("int", 0, minimum=0, doc="seeds corruption, network, batches and forest"),
-    "seeds": seeds_field(),
+    **header_schema("denoise", "seeds corruption, network, batches and forest"),
     "data": {
         "path": data_path_field(),
         "n_images": Field("int", 50000, minimum=30, maximum=60000, doc="first N training images"),
@@ -178,9 +178,7 @@ def summarize(run, cells):
     from .rundir import atomic_write_text
 
     config = run.config
-    for c in cells:
-        c["_seed"] = cell_seed(config, c)
-    seeds = sorted({c["_seed"] for c in cells})
+    seeds = tag_seeds(config, cells)
     run.write_metrics_csv(sorted(cells, key=lambda c: (c["_seed"], c["k"], c["kind"], c["lam"] or 0)), COLUMNS)
     ae = {(c["k"], c["_seed"]): c for c in cells if c["kind"] == "ae"}
     rows = []
@@ -220,8 +218,7 @@ def summarize(run, cells):
     if any(c["kind"] == "rda" for c in cells):
         summary["lambda_selection"] = _lambda_selection(cells, config)
     base = base_seed(config, cells)
-    for c in cells:
-        c.pop("_seed", None)
+    untag_seeds(cells)
     atomic_write_text(run.path / "summary.json", json.dumps(json_safe(summary), indent=1))
     atomic_write_text(run.path / "summary.md", _summary_md(summary))
     return denoise_figures(run.path, cells, base_seed=base)

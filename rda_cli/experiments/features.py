@@ -27,6 +27,7 @@ from .common import (
     cell_key,
     check_data_path,
     data_path_field,
+    header_schema,
     json_safe,
     load_data_cached,
     make_estimator,
@@ -38,8 +39,7 @@ from .rundir import atomic_write_text
 NAME = "features"
 
 SCHEMA = {
-    "run_name": Field("str", None, nullable=True, doc="folder name under results/features/; null: timestamp"),
-    "seed": Field("int", 0, minimum=0, doc="seeds the stuck pixels, the network weights and the batch order"),
+    **header_schema("features", "seeds the stuck pixels, the network weights and the batch order", seeds=False),
     "data": {
         "path": data_path_field(),
         "n_images": Field("int", 5000, minimum=30, maximum=60000, doc="the first N training images"),

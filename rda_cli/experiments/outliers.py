@@ -28,13 +28,15 @@ from .common import (
     cell_seed,
     check_data_path,
     data_path_field,
+    header_schema,
     json_safe,
     load_data_cached,
     make_estimator,
     model_schema,
     seed_list,
     seed_suffix,
-    seeds_field,
+    tag_seeds,
+    untag_seeds,
 )
 from .config import ConfigError, Field
 from .rundir import atomic_write_text
@@ -63,9 +65,7 @@ def _enabled(doc):
 
 
 SCHEMA = {
-    "run_name": Field("str", None, nullable=True, doc="folder name under results/outliers/; null: timestamp"),
-    "seed": Field("int", 0, minimum=0, doc="seeds the data mix, the networks and the forest"),
-    "seeds": seeds_field(),
+    **header_schema("outliers", "seeds the data mix, the networks and the forest"),
     "data": {
         "path": data_path_field(),
         "nominal": Field("int", 4, minimum=0, maximum=9, doc="the nominal digit"),
@@ -377,9 +377,7 @@ def summarize(run, cells):
     from .plots import outlier_figures
 
     config = run.config
-    for c in cells:
-        c["_seed"] = cell_seed(config, c)
-    seeds = sorted({c["_seed"] for c in cells})
+    seeds = tag_seeds(config, cells)
     base = base_seed(config, cells)
     rda_all = [c for c in cells if c["kind"] == "rda"]
     run.write_metrics_csv(sorted(rda_all, key=lambda c: (c["_seed"], c["lam"])), COLUMNS)
@@ -409,8 +407,7 @@ def summarize(run, cells):
     selection = _lambda_selection(rda_all, seeds, config.get("selection") or {"knee_scale": "linear"})
     if selection:
         summary["lambda_selection"] = selection
-    for c in cells:
-        c.pop("_seed", None)
+    untag_seeds(cells)
     atomic_write_text(run.path / "summary.json", json.dumps(json_safe(summary), indent=1))
     atomic_write_text(run.path / "summary.md", _summary_md(summary))
     return outlier_figures(run.path, cells, base_seed=base)
