@@ -2,11 +2,12 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["RobustAutoencoder", "effective_threshold", "l1_shrink", "l21_shrink", "__version__"]
+__all__ = ["RobustAutoencoder", "fit_lambda_path", "effective_threshold", "l1_shrink", "l21_shrink", "__version__"]
 
 _LAZY = {
     "RobustAutoencoder": "rda",
     "effective_threshold": "rda",
+    "fit_lambda_path": "stacked",
     "l1_shrink": "prox",
     "l21_shrink": "prox",
 }

@@ -80,6 +80,12 @@ def test_bad_arguments(data, args, kw, match):
         fit_lambda_path(X, args, **settings(**kw) if "stack" not in kw else dict(settings(), **kw))
 
 
+def test_exported_from_the_package():
+    import rda_cli
+
+    assert rda_cli.fit_lambda_path is fit_lambda_path
+
+
 def test_seeds_per_model_required():
     with pytest.raises(ValueError, match="one seed per model"):
         StackedTrainer([4, 2], 2, [0])
