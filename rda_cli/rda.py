@@ -278,35 +278,15 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
             losses = trainer.train(L_in, self.inner_epochs)
             L = trainer.reconstruct(L_in)
             S = self._prox(X - L)
-            c1 = float(np.linalg.norm(X - L - S)) / norm_x
-            c2 = float(np.linalg.norm(LS_prev - L - S)) / norm_x
+            h = self._record(it, X, L_in, L, S, LS_prev, norm_x, losses[-1], time.perf_counter() - t0)
             LS_prev = L + S
-            rec = float(np.linalg.norm(L_in - L))
-            pen = penalty_value(S, self.penalty)
-            nz = S != 0
-            axis = 0 if self.penalty == "l21_cols" else 1
-            self.history_.append(
-                {
-                    "iteration": it + 1,
-                    "reconstruction_error": rec,
-                    "penalty": pen,
-                    "objective": rec + self.threshold_ * pen,
-                    "c1": c1,
-                    "c2": c2,
-                    "nonzero_entries": int(nz.sum()),
-                    "nonzero_groups": int(nz.any(axis=axis).sum()),
-                    "loss": float(losses[-1]),
-                    "seconds": time.perf_counter() - t0,
-                }
-            )
             if self.verbose:
-                h = self.history_[-1]
                 print(
                     f"[rda] iter {it + 1}/{self.outer_iterations} loss={h['loss']:.5f} "
-                    f"obj={h['objective']:.4f} c1={c1:.2e} c2={c2:.2e} "
+                    f"obj={h['objective']:.4f} c1={h['c1']:.2e} c2={h['c2']:.2e} "
                     f"nonzero groups={h['nonzero_groups']} ({h['seconds']:.1f}s)"
                 )
-            if c1 < self.tol or c2 < self.tol:
+            if self._converged():
                 break
         self.n_iter_ = len(self.history_)
         self._weights = trainer.get_weights()
@@ -314,6 +294,31 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
         self.S_ = S
         self._set_training_scores(X)
         return self
+
+    def _record(self, it, X, L_in, L, S, LS_prev, norm_x, loss, seconds):
+        """Append outer iteration ``it``'s record to ``history_`` (see the class docstring); return it."""
+        rec = float(np.linalg.norm(L_in - L))
+        pen = penalty_value(S, self.penalty)
+        nz = S != 0
+        axis = 0 if self.penalty == "l21_cols" else 1
+        self.history_.append({
+            "iteration": it + 1,
+            "reconstruction_error": rec,
+            "penalty": pen,
+            "objective": rec + self.threshold_ * pen,
+            "c1": float(np.linalg.norm(X - L - S)) / norm_x,
+            "c2": float(np.linalg.norm(LS_prev - L - S)) / norm_x,
+            "nonzero_entries": int(nz.sum()),
+            "nonzero_groups": int(nz.any(axis=axis).sum()),
+            "loss": float(loss),
+            "seconds": seconds,
+        })
+        return self.history_[-1]
+
+    def _converged(self):
+        """Whether the last outer iteration met the stopping rule (c1 or c2 below ``tol``)."""
+        h = self.history_[-1]
+        return h["c1"] < self.tol or h["c2"] < self.tol
 
     def _set_training_scores(self, X):
         self.residual_scores_ = np.linalg.norm(X - self.L_, axis=1).astype(np.float64)

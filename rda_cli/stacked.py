@@ -21,8 +21,7 @@ import time
 import numpy as np
 
 from .autoencoder import DeepAutoencoder  # noqa: F401  (also quiets TensorFlow's start-up)
-from .prox import penalty_value
-from .rda import RobustAutoencoder, effective_threshold
+from .rda import RobustAutoencoder, default_layers, effective_threshold
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -214,7 +213,7 @@ def _fit_together(X, models):
         if m is not first:
             m._check_X(X, reset=True)
         m.threshold_ = effective_threshold(X, m.penalty, m.lam, m.lambda_scaling)
-        m.layers_ = list(first.layers) if first.layers is not None else _default(X)
+        m.layers_ = list(first.layers) if first.layers is not None else default_layers(X.shape[1])
         m.history_ = []
     trainer = StackedTrainer(first.layers_, len(models), [seed] * len(models), tied=first.tied,
                              learning_rate=first.learning_rate, batch_size=first.batch_size)
@@ -237,32 +236,18 @@ def _fit_together(X, models):
             m = models[j]
             L[j] = L_all[j]
             S[j] = m._prox(X - L[j])
-            c1 = float(np.linalg.norm(X - L[j] - S[j])) / norm_x
-            c2 = float(np.linalg.norm(LS_prev[j] - L[j] - S[j])) / norm_x
+            m._record(it, X, L_in[j], L[j], S[j], LS_prev[j], norm_x, losses[-1, j], seconds)
             LS_prev[j] = L[j] + S[j]
-            rec = float(np.linalg.norm(L_in[j] - L[j]))
-            pen = penalty_value(S[j], m.penalty)
-            nz = S[j] != 0
-            axis = 0 if m.penalty == "l21_cols" else 1
-            m.history_.append({
-                "iteration": it + 1, "reconstruction_error": rec, "penalty": pen,
-                "objective": rec + m.threshold_ * pen, "c1": c1, "c2": c2,
-                "nonzero_entries": int(nz.sum()), "nonzero_groups": int(nz.any(axis=axis).sum()),
-                "loss": float(losses[-1, j]), "seconds": seconds,
-            })
-            if c1 < m.tol or c2 < m.tol or it + 1 == m.outer_iterations:
+            if m._converged() or it + 1 == m.outer_iterations:
                 _finish(m, X, L[j], S[j], trainer.get_weights(j))
                 active.remove(j)
+        if first.verbose:
+            print(f"[rda] stacked iter {it + 1}/{first.outer_iterations}: {len(active)} of {k} models still "
+                  f"running, nonzero groups {[m.history_[-1]['nonzero_groups'] for m in models]}")
         if not active:
             break
     for j in active:  # pragma: no cover - the loop above finishes every model by its last iteration
         _finish(models[j], X, L[j], S[j], trainer.get_weights(j))
-
-
-def _default(X):
-    from .rda import default_layers
-
-    return default_layers(X.shape[1])
 
 
 def _finish(model, X, L, S, weights):

@@ -23,10 +23,10 @@ def data():
     return with_outlier_rows(600, 30, 0.05, seed=0)
 
 
-@pytest.mark.parametrize("reinitialize", [False, True])
-def test_stacked_models_equal_separate_fits(data, reinitialize):
+@pytest.mark.parametrize("reinitialize,tied", [(False, True), (True, True), (False, False)])
+def test_stacked_models_equal_separate_fits(data, reinitialize, tied):
     X, _ = data
-    kw = settings(reinitialize=reinitialize)
+    kw = settings(reinitialize=reinitialize, tied=tied)
     separate = [RobustAutoencoder(lam=lam, **kw).fit(X) for lam in LAMS]
     stacked = fit_lambda_path(X, LAMS, **kw)
     for a, b in zip(separate, stacked):
