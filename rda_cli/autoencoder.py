@@ -124,6 +124,13 @@ class DeepAutoencoder(keras.Model):
         return values
 
 
+def reset_optimizer_state(optimizer):
+    """Zero an optimizer's moments and step counter in place (its learning rate is kept)."""
+    for v in optimizer.variables:
+        if "learning_rate" not in v.path:
+            v.assign(ops.zeros(v.shape, dtype=v.dtype))
+
+
 class AutoencoderTrainer:
     """Adam / mean-squared-error training of a :class:`DeepAutoencoder` on in-memory arrays.
 
@@ -169,9 +176,7 @@ class AutoencoderTrainer:
 
     def reset_optimizer(self):
         """Zero Adam's moments and step counter, keeping the weights."""
-        for v in self.optimizer.variables:
-            if "learning_rate" not in v.path:
-                v.assign(ops.zeros(v.shape, dtype=v.dtype))
+        reset_optimizer_state(self.optimizer)
 
     # -- compiled kernels ----------------------------------------------------------------------
     def _step(self, xb):

@@ -1,8 +1,9 @@
 """Proximal operators of the sparsity penalties used by the Robust Deep Autoencoder.
 
-Both operators are vectorised over the whole array: no Python loop over elements or groups.
-They take the matrix ``S`` (rows are instances, columns are features) and a non-negative
-threshold, and return a new array; the input is never modified.
+Both operators are vectorised: no Python loop over elements or groups (large arrays go through
+in row chunks, on a few threads). They take the matrix ``S`` (rows are instances, columns are
+features) and a non-negative threshold, and return a new array, leaving ``S`` as it was, unless
+``out`` names where to write (``out=S`` shrinks in place, as the estimator does with its residual).
 """
 
 from __future__ import annotations

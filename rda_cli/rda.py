@@ -217,15 +217,18 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
             return l1_shrink(R, self.threshold_, out=R)
         return l21_shrink(R, self.threshold_, "rows" if self.penalty == "l21_rows" else "columns", out=R)
 
+    def _seed(self):
+        """``random_state``, or a fresh seed when it is None."""
+        if self.random_state is None:
+            return int(np.random.SeedSequence().generate_state(1)[0])
+        return self.random_state
+
     def _build(self, n_features):
         from .autoencoder import shared_trainer
 
-        seed = self.random_state
-        if seed is None:
-            seed = int(np.random.SeedSequence().generate_state(1)[0])
         self.layers_ = list(self.layers) if self.layers is not None else default_layers(n_features)
         trainer = shared_trainer(self.layers_, self.tied, self.learning_rate, self.batch_size)
-        trainer.reseed(seed)
+        trainer.reseed(self._seed())
         trainer.reinitialize()
         self._token = object()
         trainer.owner = self._token
@@ -288,12 +291,16 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
                 )
             if self._converged():
                 break
+        self._set_fitted(X, L, S, trainer.get_weights())
+        return self
+
+    def _set_fitted(self, X, L, S, weights):
+        """Keep the final ``L``, ``S`` and network weights of a fit on ``X`` and derive the scores."""
         self.n_iter_ = len(self.history_)
-        self._weights = trainer.get_weights()
+        self._weights = weights
         self.L_ = L
         self.S_ = S
         self._set_training_scores(X)
-        return self
 
     def _record(self, it, X, L_in, L, S, LS_prev, norm_x, loss, seconds):
         """Append outer iteration ``it``'s record to ``history_`` (see the class docstring); return it."""

@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from .autoencoder import DeepAutoencoder  # noqa: F401  (also quiets TensorFlow's start-up)
+from .autoencoder import DeepAutoencoder, reset_optimizer_state  # first: quiets TensorFlow's start-up
 from .rda import RobustAutoencoder, default_layers, effective_threshold
 
 import keras  # noqa: E402
@@ -76,19 +76,15 @@ class StackedTrainer:
         """The stacked variables as (encoder kernels, encoder biases, decoder kernels, decoder biases)."""
         n = len(self.layer_sizes) - 1
         v = self.variables
-        enc_k, enc_b = v[:n], v[n : 2 * n]
         dec_k = [] if self.tied else v[2 * n : 3 * n]
-        dec_b = v[3 * n :] if not self.tied else v[2 * n :]
-        return enc_k, enc_b, dec_k, dec_b
+        return v[:n], v[n : 2 * n], dec_k, v[-n:]
 
     def reinitialize(self):
         """Each model draws fresh weights from its own stream; Adam's state is reset."""
         draws = [self._template.init_values(rng) for rng in self.rngs]
         for i, var in enumerate(self.variables):
             var.assign(np.stack([d[i] for d in draws]))
-        for v in self.optimizer.variables:
-            if "learning_rate" not in v.path:
-                v.assign(tf.zeros(v.shape, dtype=v.dtype))
+        reset_optimizer_state(self.optimizer)
 
     def get_weights(self, k):
         """Model ``k``'s weights in :class:`DeepAutoencoder`'s order (as ``get_weights`` gives them)."""
@@ -206,9 +202,7 @@ def _fit_together(X, models):
     for m in models:
         m._validate_params()
     X = first._check_X(X, reset=True)
-    seed = first.random_state
-    if seed is None:
-        seed = int(np.random.SeedSequence().generate_state(1)[0])
+    seed = first._seed()
     for m in models:
         if m is not first:
             m._check_X(X, reset=True)
@@ -239,20 +233,11 @@ def _fit_together(X, models):
             m._record(it, X, L_in[j], L[j], S[j], LS_prev[j], norm_x, losses[-1, j], seconds)
             LS_prev[j] = L[j] + S[j]
             if m._converged() or it + 1 == m.outer_iterations:
-                _finish(m, X, L[j], S[j], trainer.get_weights(j))
+                # L and S are reused for the models still running: the fitted model keeps copies
+                m._set_fitted(X, L[j].copy(), S[j].copy(), trainer.get_weights(j))
                 active.remove(j)
         if first.verbose:
             print(f"[rda] stacked iter {it + 1}/{first.outer_iterations}: {len(active)} of {k} models still "
                   f"running, nonzero groups {[m.history_[-1]['nonzero_groups'] for m in models]}")
-        if not active:
+        if not active:  # every model finishes by its last outer iteration
             break
-    for j in active:  # pragma: no cover - the loop above finishes every model by its last iteration
-        _finish(models[j], X, L[j], S[j], trainer.get_weights(j))
-
-
-def _finish(model, X, L, S, weights):
-    model.n_iter_ = len(model.history_)
-    model._weights = weights
-    model.L_ = L.copy()
-    model.S_ = S.copy()
-    model._set_training_scores(X)

@@ -78,12 +78,18 @@ def epoch_flops(rows, layers):
     return 6 * rows * 2 * sum(a * b for a, b in zip(layers[:-1], layers[1:]))
 
 
-def trainer_gflops(layers, rows, batch, epochs):
+def compiled_trainer(layers, rows, batch):
+    """Random data of ``rows`` rows and a trainer for it, traced and compiled by one epoch."""
     from rda_cli.autoencoder import AutoencoderTrainer, DeepAutoencoder
 
     X = np.random.default_rng(0).random((rows, layers[0]), dtype=np.float32)
     trainer = AutoencoderTrainer(DeepAutoencoder(layers), batch_size=batch, seed=0)
-    trainer.train(X, 1)  # trace and compile
+    trainer.train(X, 1)
+    return X, trainer
+
+
+def trainer_gflops(layers, rows, batch, epochs):
+    X, trainer = compiled_trainer(layers, rows, batch)
     seconds = best_of(lambda: trainer.train(X, epochs), 2 if epochs * rows > 100_000 else 3) / epochs
     return epoch_flops(rows, layers) / seconds / 1e9, seconds
 
@@ -91,11 +97,7 @@ def trainer_gflops(layers, rows, batch, epochs):
 def _worker_epochs(task):
     """In a pool worker: compile, wait for the other workers, then time ``epochs`` epochs."""
     layers, rows, batch, epochs, barrier = task
-    from rda_cli.autoencoder import AutoencoderTrainer, DeepAutoencoder
-
-    X = np.random.default_rng(0).random((rows, layers[0]), dtype=np.float32)
-    trainer = AutoencoderTrainer(DeepAutoencoder(layers), batch_size=batch, seed=0)
-    trainer.train(X, 1)
+    X, trainer = compiled_trainer(layers, rows, batch)
     barrier.wait()
     t0 = time.perf_counter()
     trainer.train(X, epochs)
@@ -199,13 +201,13 @@ def rss_mb():
 def hundred_cell_sweep(tmp):
     """Resident memory over a 100-cell outlier sweep (tiny network, 100 lambdas) in this process."""
     from rda_cli.experiments.config import validate
-    from rda_cli.experiments.outliers import SCHEMA, list_cells
+    from rda_cli.experiments.outliers import BASELINES, SCHEMA, list_cells
     from rda_cli.experiments.runner import run_experiment
 
     config = validate({"run_name": "rss", "data": {"n_source": 2000, "n_outliers": 20},
                        "model": {"layers": [784, 32, 8], "lambdas": [round(0.0002 + 0.00001 * i, 6) for i in range(100)],
                                  "outer_iterations": 2, "inner_epochs": 1, "batch_size": 133},
-                       "baselines": {b: {"enabled": False} for b in ("ae", "rpca", "outlier_pursuit", "lof", "ocsvm")},
+                       "baselines": {b: {"enabled": False} for b in BASELINES},
                        "tiles": 4}, SCHEMA)
     cells = [c for c in list_cells(config, True) if c["kind"] == "rda"]
     trace = []
@@ -224,6 +226,7 @@ def main():
     epochs = 1 if args.quick else 3
     import tensorflow as tf
 
+    from rda_cli.experiments.executors import threads_per_worker
     from rda_cli.prox import l1_shrink, l21_shrink
 
     res = {"host": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
@@ -261,7 +264,7 @@ def main():
         for batch in (133, 256):
             g, peak = roof.around(lambda: parallel_trainer_gflops(layers, rows, batch, 2 * epochs, workers))
             res["trainer_parallel"].append({"network": name, "rows": rows, "batch_size": batch, "workers": workers,
-                                            "threads_per_worker": max(1, os.cpu_count() // workers),
+                                            "threads_per_worker": threads_per_worker(workers),
                                             "gflops": g, "fraction_of_peak": g / peak, "roofline_gflops": peak})
             print(f"{name:>14} {rows:>6} {batch:>5} {f'{workers} processes':>12} {g:>8.1f} {peak:>8.1f} {g / peak:>8.1%}")
             k = 4
@@ -272,13 +275,9 @@ def main():
 
     # 3. authors' style per-batch loop vs ours, outlier network, batch 133
     layers, rows = [784, 400, 200], 5124
-    X = np.random.default_rng(0).random((rows, 784), dtype=np.float32)
-    from rda_cli.autoencoder import AutoencoderTrainer, DeepAutoencoder
-
+    X, ours = compiled_trainer(layers, rows, 133)
     ref = AuthorsStyleLoop(layers, 133)
     ref.epoch(X)
-    ours = AutoencoderTrainer(DeepAutoencoder(layers), batch_size=133, seed=0)
-    ours.train(X, 1)
     ref_times, our_times = [], []
     for _ in range(4):  # alternated, so that both see the same drift of the machine's speed
         ref_times.append(best_of(lambda: ref.epoch(X), 1))
