@@ -18,9 +18,25 @@ EXECUTOR_CHOICES = click.Choice(["local", "processes", "dask"])
 
 
 def fail(message, code=2):
-    """Print a one-line error and exit (never a traceback)."""
+    """Print a one-line error and exit (never a traceback).
+
+    Exit codes: 2 for a request refused before any work (bad options, config, data, an output
+    location that is refused or cannot be written), 1 for a fault met while running (a write that
+    fails part-way, e.g. a full disk), 130 for an interruption.
+    """
     click.echo(f"rda: error: {' '.join(str(message).split())}", err=True)
     sys.exit(code)
+
+
+def warn(message):
+    """Print a one-line warning."""
+    click.echo(f"rda: warning: {' '.join(str(message).split())}", err=True)
+
+
+def fail_oserror(exc, doing="write"):
+    from .safeio import oserror_line
+
+    fail(oserror_line(exc, doing), code=1)
 
 
 def packaged_config(name):
@@ -71,13 +87,16 @@ def _run(experiment, config, out, quiet, executor, workers, scheduler, cells=Non
     try:
         run, finished, computed, figures = run_experiment(
             experiment, config, out_dir, cells=cells, executor=executor, workers=workers,
-            scheduler=scheduler, progress=progress)
+            scheduler=scheduler, progress=progress, warn=warn)
     except KeyboardInterrupt:
         progress.close()
         fail(f"interrupted; finished cells are kept in {out_dir}: re-run the same command to resume", code=130)
     except (ConfigError, DataError, ValueError) as exc:
         progress.close()
         fail(exc)
+    except OSError as exc:
+        progress.close()
+        fail_oserror(exc)
     progress.close()
     line = experiment_module(experiment).one_line_summary(run, finished)
     click.echo(f"rda {experiment}: {line}; {len(computed)} computed, {len(finished) - len(computed)} read back "
@@ -152,10 +171,18 @@ def plot(run_dir):
 
     if not (Path(run_dir) / "config.yaml").exists():
         fail(f"{run_dir} is not a run folder (no config.yaml in it)")
+    invalid = []
     try:
-        experiment, cells, figures = replot(run_dir)
-    except (ValueError, OSError) as exc:
+        experiment, cells, figures = replot(run_dir, invalid)
+    except ValueError as exc:
         fail(exc)
+    except OSError as exc:
+        fail_oserror(exc)
+    if invalid:
+        names = ", ".join(f"{name} ({problem})" for name, problem in invalid[:5])
+        more = f" and {len(invalid) - 5} more" if len(invalid) > 5 else ""
+        warn(f"{len(invalid)} invalid cell(s) not drawn: {names}{more}; re-run the experiment on this folder "
+             "to recompute them")
     click.echo(f"rda plot: {experiment} run with {len(cells)} cells; wrote "
                + (", ".join(Path(f).name for f in figures) or "no figures"))
 
@@ -175,12 +202,16 @@ def plot(run_dir):
               help="hidden layer sizes; the input width is put in front  [default: rda.default_layers(width): "
                    "max(2, ceil(width/2)), max(1, ceil(width/4))]")
 @click.option("--id-column", default=None, metavar="NAME", help="CSV column holding row ids (not a feature)")
+@click.option("--array", "array_name", default=None, metavar="NAME",
+              help=".npz input: the array to read  [default: 'X', or the only 2-D array]")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
-              help="result folder  [default: results/detect/<data file stem>]")
+              help="result folder, new or empty  [default: results/detect/<data file stem>]")
+@click.option("--force", is_flag=True,
+              help="replace an --out folder that an earlier rda detect wrote (never any other folder)")
 @click.option("--set", "overrides", multiple=True, metavar="NAME=VALUE",
               help="override an estimator setting, e.g. inner_epochs=20, random_state=1 (repeatable)")
 @click.option("--quiet", is_flag=True, help="no progress bar")
-def detect(data_path, penalty, lam, contamination, layers, id_column, out, overrides, quiet):
+def detect(data_path, penalty, lam, contamination, layers, id_column, array_name, out, force, overrides, quiet):
     """Find outlying rows (or cells, or columns) in your own table with an RDA.
 
     Features are min-max scaled to [0, 1] (constant columns to 0.5); the scaler is saved with the model.
@@ -197,13 +228,17 @@ def detect(data_path, penalty, lam, contamination, layers, id_column, out, overr
     progress = _Progress(quiet, "rda detect")
     try:
         info = run_detect(data_path, out, penalty=penalty, lam=lam, contamination=contamination, layers=layers,
-                          id_column=id_column, overrides=overrides, progress=progress)
+                          id_column=id_column, overrides=overrides, progress=progress, force=force,
+                          array=array_name)
     except KeyboardInterrupt:
         progress.close()
         fail("interrupted; nothing was written", code=130)
     except (DetectError, TableError, ValueError) as exc:
         progress.close()
         fail(exc)
+    except OSError as exc:
+        progress.close()
+        fail_oserror(exc)
     progress.close()
     what = "columns" if penalty == "l21_cols" else "rows"
     extra = f" ({len(info['flagged_columns'])} columns flagged)" if "flagged_columns" in info else ""
@@ -214,9 +249,14 @@ def detect(data_path, penalty, lam, contamination, layers, id_column, out, overr
 @main.command()
 @click.option("--model", "model_dir", required=True, metavar="DIR", help="the model/ folder written by rda detect")
 @click.option("--data", "data_path", required=True, metavar="FILE", help="new rows: .csv, .npy or .npz, same columns")
+@click.option("--array", "array_name", default=None, metavar="NAME",
+              help=".npz input: the array to read  [default: 'X', or the only 2-D array]")
 @click.option("--out", type=click.Path(dir_okay=False), default="scores.csv", show_default=False,
-              help="output CSV (row,score,flagged)  [default: scores.csv in the current folder]")
-def score(model_dir, data_path, out):
+              help="output CSV (row,score,flagged)  [default: scores.csv in the current folder]; an existing "
+                   "file is replaced only if it is a scores file rda wrote")
+@click.option("--force", is_flag=True, help="replace an existing --out file that rda did not write "
+                                            "(never the input file or a file in the model folder)")
+def score(model_dir, data_path, array_name, out, force):
     """Score new rows with a model saved by rda detect (higher is more abnormal; > 0 is flagged).
 
     The saved scaler is applied first; values outside the training range are not clipped (they fall outside
@@ -227,9 +267,11 @@ def score(model_dir, data_path, out):
     from .tabular import TableError
 
     try:
-        info = run_score(model_dir, data_path, out)
+        info = run_score(model_dir, data_path, out, force=force, array=array_name)
     except (DetectError, TableError, ValueError) as exc:
         fail(exc)
+    except OSError as exc:
+        fail_oserror(exc)
     click.echo(f"rda score: {info['n_flagged']} of {info['n_rows']} rows flagged -> {info['out']}")
 
 

@@ -66,10 +66,26 @@ class DetectError(ValueError):
 
 
 # ---------------------------------------------------------------------------- options
+def _setting_fields():
+    """The typed rules of the estimator settings ``--set`` may change (the experiment configs' rules)."""
+    from .experiments.common import model_schema
+    from .experiments.config import Field
+
+    fields = {k: v for k, v in model_schema().items() if k not in RESERVED}
+    fields.update(
+        random_state=Field("int", 0, nullable=True, minimum=0, doc="seed"),
+        warm_start=Field("bool", False),
+        verbose=Field("int", 0, minimum=0),
+    )
+    return fields
+
+
 def parse_overrides(items):
-    """``["name=value", ...]`` -> dict; values parsed as YAML; names checked against the estimator."""
+    """``["name=value", ...]`` -> dict; values parsed as YAML; names and types checked against the
+    estimator's settings with the same typed rules as the experiment configs."""
     import yaml
 
+    from .experiments.config import ConfigError, validate_value
     from .rda import RobustAutoencoder
 
     valid = sorted(RobustAutoencoder().get_params())
@@ -86,9 +102,16 @@ def parse_overrides(items):
             settable = ", ".join(v for v in valid if v not in RESERVED)
             raise DetectError(f"--set {name}: unknown estimator setting{hint} (settings: {settable})")
         try:
-            out[name] = yaml.safe_load(text) if text else None
+            value = yaml.safe_load(text) if text else None
         except yaml.YAMLError:
             raise DetectError(f"--set {item!r}: cannot parse the value {text!r}") from None
+        field = _setting_fields().get(name)
+        if field is not None:
+            try:
+                value = validate_value(field, value, name, label="--set")
+            except ConfigError as exc:
+                raise DetectError(str(exc)) from None
+        out[name] = value
     return out
 
 
@@ -256,7 +279,8 @@ def _histogram(path, scores, title):
 
 
 def _report(info, ids, id_name, scores, flagged, col_rows):
-    lines = [f"# rda detect: {info['data']}", ""]
+    source = info['data'] + (f" (array `{info['array']}`)" if info.get("array") else "")
+    lines = [f"# rda detect: {source}", ""]
     lines += [
         f"- rows: {info['n_rows']}, feature columns: {info['n_features']}"
         + (f" (id column `{id_name}` excluded)" if id_name else ""),
@@ -298,28 +322,94 @@ def _report(info, ids, id_name, scores, flagged, col_rows):
 
 
 def _replace_dir(tmp, out_dir):
+    """Rename the finished folder ``tmp`` to ``out_dir``; an earlier result there (already checked by
+    :func:`check_out_dir`) is moved aside first and put back if the rename fails."""
     out_dir = Path(out_dir)
-    if out_dir.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-        os.replace(out_dir, old / out_dir.name)
+    if not out_dir.exists():
         os.replace(tmp, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+    os.replace(out_dir, old / out_dir.name)
+    try:
         os.replace(tmp, out_dir)
+    except BaseException:
+        os.replace(old / out_dir.name, out_dir)  # put the earlier result back
+        os.rmdir(old)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def default_out_dir(data_path):
     return Path("results") / "detect" / Path(data_path).stem
 
 
+MARKER = "detect.json"  # the file that says a folder holds an rda detect result
+OUTPUT_NAMES = frozenset({"scores.csv", "L.npy", "S.npy", "model", "score_hist.png", "report.md", MARKER})
+
+
+def check_out_dir(out_dir, data_path, force=False):
+    """Refuse (DetectError, before any work) an output folder whose replacement could lose the user's files.
+
+    A new or empty folder is fine. An existing folder is replaced only with ``force`` and only if it
+    holds an earlier ``rda detect`` result (its ``detect.json``) and nothing else; never the current
+    folder or one above it, never a folder holding the input file, never a path under a regular file.
+    """
+    from .safeio import check_parent_is_folder, is_within
+
+    out = Path(out_dir)
+    if is_within(Path.cwd(), out):
+        raise DetectError(f"--out {out} is the current folder or a folder above it; it is never replaced: "
+                          "name a new folder")
+    if is_within(data_path, out):
+        raise DetectError(f"--out {out} holds the input file {data_path}; it is never replaced: name a new folder")
+    try:
+        check_parent_is_folder(out)
+    except NotADirectoryError as exc:
+        raise DetectError(f"--out {out}: {exc.filename} is a file, not a folder") from None
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise DetectError(f"--out {out} exists and is not a folder")
+    entries = sorted(p.name for p in out.iterdir())
+    if not entries:
+        return
+    if MARKER not in entries:
+        raise DetectError(f"--out {out} is a folder that rda detect did not write (no {MARKER} in it); nothing was "
+                          "changed: name a new or empty folder")
+    if not force:
+        raise DetectError(f"--out {out} holds an earlier rda detect result; pass --force to replace it, or name "
+                          "a new folder")
+    foreign = [n for n in entries if n not in OUTPUT_NAMES]
+    if foreign:
+        raise DetectError(f"--out {out} also holds files rda detect did not write ({', '.join(foreign[:3])}"
+                          f"{', ...' if len(foreign) > 3 else ''}); it is not replaced, even with --force")
+
+
+def _start_output(out_dir):
+    """Create the temporary folder the results are built in, next to ``out_dir`` (this proves the location
+    writable before any training); returns ``(tmp, created_parents)``."""
+    from .safeio import make_dirs, remove_dirs_if_empty
+
+    created = make_dirs(out_dir.parent)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    except BaseException:
+        remove_dirs_if_empty(created)
+        raise
+    return tmp, created
+
+
 # ---------------------------------------------------------------------------- detect
 def detect(data_path, out_dir=None, penalty="l21_rows", lam=None, contamination=None, layers=None,
-           id_column=None, overrides=(), progress=None):
+           id_column=None, overrides=(), progress=None, force=False, array=None):
     """Fit an RDA on a user table and write the result folder; returns a summary dict.
 
     ``overrides`` are ``"name=value"`` strings for RobustAutoencoder settings (schedule, seed...);
-    ``progress(done, total, label)`` is called after each fit. Raises :class:`TableError` /
-    :class:`DetectError` (one-line messages) before anything is trained or written.
+    ``progress(done, total, label)`` is called after each fit; ``force`` allows replacing a folder an
+    earlier detect wrote (see :func:`check_out_dir`); ``array`` names the array of an ``.npz`` input.
+    Raises :class:`TableError` / :class:`DetectError` (one-line messages) before anything is trained
+    or written; an OSError met while writing leaves nothing behind (the results are built in a
+    temporary folder, renamed at the end).
     """
     t0 = time.perf_counter()
     if lam is not None and contamination is not None:
@@ -329,11 +419,30 @@ def detect(data_path, out_dir=None, penalty="l21_rows", lam=None, contamination=
     if contamination is not None and not 0 < contamination < 0.5:
         raise DetectError(f"--contamination {contamination!r}: expected a fraction in (0, 0.5)")
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(data_path)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise DetectError(f"--out {out_dir} exists and is not a folder")
-    table = read_table(data_path, id_column=id_column, min_rows=2)
+    check_out_dir(out_dir, data_path, force)
+    table = read_table(data_path, id_column=id_column, min_rows=2, array=array)
     params = estimator_params(table.n_features, table.n_rows, penalty, layers, parse_overrides(overrides))
+    try:
+        tmp, created = _start_output(out_dir)
+    except OSError as exc:
+        from .safeio import oserror_line
 
+        raise DetectError(f"--out {out_dir}: {oserror_line(exc, 'create a folder in')}") from None
+    try:
+        info = _fit_and_write(table, params, data_path, out_dir, tmp, penalty, lam, contamination, id_column,
+                              progress, t0)
+    except BaseException:
+        from .safeio import remove_dirs_if_empty
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        remove_dirs_if_empty(created)
+        raise
+    info["out_dir"] = str(out_dir)
+    return info
+
+
+def _fit_and_write(table, params, data_path, out_dir, tmp, penalty, lam, contamination, id_column, progress, t0):
+    """Scale, choose lambda, fit, and write every result file into ``tmp``; then rename it to ``out_dir``."""
     scaler = MinMaxScaler01().fit(table.X, table.feature_names, id_column)
     X = scaler.transform(table.X)
     if lam is not None:
@@ -363,7 +472,7 @@ def detect(data_path, out_dir=None, penalty="l21_rows", lam=None, contamination=
         col_rows = [(table.feature_names[j], norms[j]) for j in np.argsort(-norms, kind="stable")
                     if model.column_scores_[j] > 0]
     info = {
-        "data": str(data_path), "n_rows": table.n_rows, "n_features": table.n_features, "penalty": penalty,
+        "data": str(data_path), "array": table.array_name, "n_rows": table.n_rows, "n_features": table.n_features, "penalty": penalty,
         "layers": model.layers_, "lam": chosen, "threshold": model.threshold_, "how": how, "search": search,
         "n_flagged": int(flagged.sum()), "fits": fit.done, "id_column": id_column,
         **{k: params[k] for k in ("outer_iterations", "inner_epochs", "batch_size", "learning_rate",
@@ -373,23 +482,16 @@ def detect(data_path, out_dir=None, penalty="l21_rows", lam=None, contamination=
     if col_rows is not None:
         info["flagged_columns"] = [name for name, _ in col_rows]
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-    try:
-        (tmp / "scores.csv").write_text(_scores_csv(table.ids, id_column, scores, flagged))
-        np.save(tmp / "L.npy", L)
-        np.save(tmp / "S.npy", S)
-        model.save(tmp / "model")
-        scaler.save(tmp / "model" / "scaler.json")
-        _histogram(tmp / "score_hist.png", scores, f"rda detect: {Path(data_path).name}, lambda = {chosen:.4g}")
-        info["seconds"] = time.perf_counter() - t0
-        (tmp / "report.md").write_text(_report(info, table.ids, id_column, scores, flagged, col_rows))
-        (tmp / "detect.json").write_text(json.dumps(info, indent=1, default=float))
-        _replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    info["out_dir"] = str(out_dir)
+    (tmp / "scores.csv").write_text(_scores_csv(table.ids, id_column, scores, flagged))
+    np.save(tmp / "L.npy", L)
+    np.save(tmp / "S.npy", S)
+    model.save(tmp / "model")
+    scaler.save(tmp / "model" / "scaler.json")
+    _histogram(tmp / "score_hist.png", scores, f"rda detect: {Path(data_path).name}, lambda = {chosen:.4g}")
+    info["seconds"] = time.perf_counter() - t0
+    (tmp / "report.md").write_text(_report(info, table.ids, id_column, scores, flagged, col_rows))
+    (tmp / MARKER).write_text(json.dumps(info, indent=1, default=float))
+    _replace_dir(tmp, out_dir)
     return info
 
 
@@ -406,8 +508,12 @@ def load_model(model_dir):
         raise DetectError(f"--model {model_dir} is not a model folder written by rda detect "
                           f"(missing {', '.join(missing)})")
     scaler = MinMaxScaler01.load(model_dir / "scaler.json")
+    from .rda import ModelFileError
+
     try:
         model = RobustAutoencoder.load(model_dir)
+    except ModelFileError as exc:
+        raise DetectError(f"--model {model_dir}: {exc}") from None
     except Exception as exc:  # a damaged network file: report it on one line
         raise DetectError(f"--model {model_dir}: cannot load the model ({type(exc).__name__}: "
                           f"{' '.join(str(exc).split())[:200]})") from None
@@ -417,28 +523,60 @@ def load_model(model_dir):
     return model, scaler
 
 
-def score(model_dir, data_path, out="scores.csv"):
-    """Score the rows of ``data_path`` with a saved detect model; writes ``out`` (same format as
-    detect's scores.csv); returns a summary dict.
+def _is_scores_file(path):
+    """Whether ``path`` starts with the header of a scores file rda wrote (``<id>,score,flagged``)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            header = fh.readline(4096).rstrip("\r\n").split(",")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return len(header) >= 3 and header[1:3] == ["score", "flagged"]
 
-    The saved scaler is applied first; values outside the training range are not clipped (they map
-    outside [0, 1], which the sigmoid network cannot reconstruct, and raise the row's score). The
-    scores are the estimator's ``decision_function`` for unseen rows (> 0: flagged).
-    """
+
+def check_score_out(out, data_path, model_dir, force=False):
+    """Refuse (DetectError) an ``rda score`` output that would replace the user's files: the input file, a
+    folder, anything in the model folder; another existing file only if it is a scores file rda wrote, or
+    with ``force``."""
+    from .safeio import check_parent_is_folder, is_within
+
     out = Path(out)
     if out.is_dir():
         raise DetectError(f"--out {out} is a folder; give a file name such as {out / 'scores.csv'}")
+    if Path(data_path).exists() and is_within(out, data_path):
+        raise DetectError(f"--out {out} is the input file; it is never overwritten: name another file")
+    if (Path(model_dir) / "params.json").is_file() and is_within(out, model_dir):
+        raise DetectError(f"--out {out} is inside the model folder {model_dir}; name a file elsewhere")
+    try:
+        check_parent_is_folder(out)
+    except NotADirectoryError as exc:
+        raise DetectError(f"--out {out}: {exc.filename} is a file, not a folder") from None
+    if out.exists() and not force and not _is_scores_file(out):
+        raise DetectError(f"--out {out} exists and is not a scores file rda wrote; pass --force to replace it, "
+                          "or name another file")
+
+
+def score(model_dir, data_path, out="scores.csv", force=False, array=None):
+    """Score the rows of ``data_path`` with a saved detect model; writes ``out`` (same format as
+    detect's scores.csv); returns a summary dict.
+
+    The saved scaler is applied first; values outside the training range are not clipped to [0, 1]
+    (they map outside it, which the sigmoid network cannot reconstruct, and raise the row's score).
+    The scores are the estimator's ``decision_function`` for unseen rows (> 0: flagged). ``out`` is
+    checked by :func:`check_score_out` before anything is read; ``array`` names an ``.npz`` input's array.
+    """
+    out = Path(out)
+    check_score_out(out, data_path, model_dir, force)
     model, scaler = load_model(model_dir)
     id_column = scaler.id_column
     if id_column is not None and Path(data_path).suffix.lower() == ".csv":
         try:
-            table = read_table(data_path, id_column=id_column, min_rows=1)
+            table = read_table(data_path, id_column=id_column, min_rows=1, array=array)
         except TableError as exc:
             if f"no column named {id_column!r}" not in str(exc) and "no header row" not in str(exc):
                 raise
             table = read_table(data_path, min_rows=1)  # the new file has no id column: number the rows
     else:
-        table = read_table(data_path, min_rows=1)
+        table = read_table(data_path, min_rows=1, array=array)
     if table.n_features != scaler.n_features:
         raise DetectError(f"{data_path} has {table.n_features} feature columns but the model was fitted on "
                           f"{scaler.n_features}" + (f" ({', '.join(scaler.feature_names)})"
@@ -456,14 +594,18 @@ def score(model_dir, data_path, out="scores.csv"):
     else:
         scores = model.decision_function(X)
     flagged = scores > 0
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    from .safeio import make_dirs, remove_dirs_if_empty
+
+    created = make_dirs(out.parent)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
         with os.fdopen(fd, "w") as fh:
             fh.write(_scores_csv(table.ids, table.id_name, scores, flagged))
         os.replace(tmp, out)
     except BaseException:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        remove_dirs_if_empty(created)
         raise
     return {"out": str(out), "n_rows": table.n_rows, "n_flagged": int(flagged.sum()), "threshold": model.threshold_}

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import os
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +27,14 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .prox import l1_shrink, l21_shrink, penalty_value
 
-__all__ = ["RobustAutoencoder", "effective_threshold", "default_layers"]
+__all__ = ["RobustAutoencoder", "ModelFileError", "effective_threshold", "default_layers"]
+
+MAX_LAYER_WIDTH = 1_000_000  # a saved network wider than this is refused by RobustAutoencoder.load
+MAX_PARAMETERS = 200_000_000  # ... and so is one with more weights than this (0.8 GB of float32)
+
+
+class ModelFileError(ValueError):
+    """A saved model folder that cannot be trusted or read; the message is one line."""
 
 PENALTIES = ("l1", "l21_rows", "l21_cols", None)
 SCALINGS = ("paper", "absolute")
@@ -431,44 +441,98 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ persistence
     def save(self, path):
-        """Save a fitted model into folder ``path``: ``network.keras``, ``arrays.npz``, ``params.json``."""
+        """Save a fitted model into folder ``path``: ``network.keras``, ``arrays.npz``, ``params.json``.
+
+        Atomic: the files are written into a temporary folder next to ``path``, which is then renamed;
+        an existing ``path`` is replaced only if it is a model folder (it holds ``params.json``), and is
+        put back if the rename fails. No pickle is used; :meth:`load` accepts files from untrusted sources.
+        """
+        import shutil
+        import tempfile
+
         check_is_fitted(self, "S_")
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        self._net().model.save(path / "network.keras")
-        np.savez(path / "arrays.npz", L_=self.L_, S_=self.S_, residual_scores_=self.residual_scores_)
-        meta = {
-            "params": self.get_params(),
-            "threshold_": self.threshold_,
-            "layers_": self.layers_,
-            "n_iter_": self.n_iter_,
-            "n_features_in_": self.n_features_in_,
-            "history_": self.history_,
-            "train_fingerprint": self._train_fingerprint,
-        }
-        (path / "params.json").write_text(json.dumps(meta, indent=1))
+        if path.exists() and (not path.is_dir() or (any(path.iterdir()) and not (path / "params.json").is_file())):
+            raise ValueError(f"{path} exists and is not a model folder; refusing to replace it")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        try:
+            self._net().model.save(tmp / "network.keras")
+            np.savez(tmp / "arrays.npz", L_=self.L_, S_=self.S_, residual_scores_=self.residual_scores_)
+            meta = {
+                "params": self.get_params(),
+                "threshold_": self.threshold_,
+                "layers_": self.layers_,
+                "n_iter_": self.n_iter_,
+                "n_features_in_": self.n_features_in_,
+                "history_": self.history_,
+                "train_fingerprint": self._train_fingerprint,
+            }
+            (tmp / "params.json").write_text(json.dumps(meta, indent=1))
+            if path.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
+                os.replace(path, old / path.name)
+                try:
+                    os.replace(tmp, path)
+                except BaseException:
+                    os.replace(old / path.name, path)
+                    os.rmdir(old)
+                    raise
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         return path
 
     @classmethod
     def load(cls, path):
-        """Load a model written by :meth:`save`."""
+        """Load a model written by :meth:`save`, checking every field before trusting it.
+
+        Raises :class:`ModelFileError` (one line) for a field of the wrong type, a network whose
+        layer sizes differ from the saved arrays' or exceed :data:`MAX_LAYER_WIDTH` /
+        :data:`MAX_PARAMETERS`, or a damaged file. The network is read with Keras' ``safe_mode=True``
+        (no code from the file is run), the arrays with ``allow_pickle=False``.
+        """
         import keras
 
         from .autoencoder import DeepAutoencoder  # noqa: F401 (registers the class with Keras)
 
         path = Path(path)
-        meta = json.loads((path / "params.json").read_text())
-        est = cls(**meta["params"])
-        model = keras.saving.load_model(path / "network.keras", compile=False)
+        meta = _read_meta(path / "params.json")
+        try:
+            est = cls(**meta["params"])
+            est._validate_params()
+        except (TypeError, ValueError) as exc:
+            raise ModelFileError(f"{path / 'params.json'}: invalid params ({' '.join(str(exc).split())})") from None
+        layers = meta["layers_"]
+        if est.layers is not None and list(est.layers) != layers:
+            raise ModelFileError(f"{path / 'params.json'}: layers_ {layers} differ from params.layers {est.layers}")
+        _check_network_config(path / "network.keras", layers, est.tied)
+        model = keras.saving.load_model(path / "network.keras", compile=False, safe_mode=True)
+        if [int(d) for d in getattr(model, "layer_sizes", [])] != layers:
+            raise ModelFileError(f"{path / 'network.keras'}: its layer sizes differ from params.json's {layers}")
+        with np.load(path / "arrays.npz", allow_pickle=False) as arrays:
+            missing = [k for k in ("L_", "S_", "residual_scores_") if k not in arrays.files]
+            if missing:
+                raise ModelFileError(f"{path / 'arrays.npz'}: missing array(s) {', '.join(missing)}")
+            L, S, res = arrays["L_"], arrays["S_"], arrays["residual_scores_"]
+        for name, a in (("L_", L), ("S_", S)):
+            if a.ndim != 2 or a.shape[1] != layers[0] or a.dtype.kind != "f":
+                raise ModelFileError(f"{path / 'arrays.npz'}: {name} has shape {a.shape} and dtype {a.dtype}, "
+                                     f"expected (rows, {layers[0]}) floats")
+        if L.shape != S.shape or res.shape != (L.shape[0],):
+            raise ModelFileError(f"{path / 'arrays.npz'}: L_ {L.shape}, S_ {S.shape} and residual_scores_ "
+                                 f"{res.shape} do not fit together")
         est._weights = [np.array(w) for w in model.get_weights()]
-        arrays = np.load(path / "arrays.npz")
-        est.L_, est.S_ = arrays["L_"], arrays["S_"]
-        est.threshold_ = meta["threshold_"]
-        est.layers_ = meta["layers_"]
+        est.L_, est.S_ = L, S
+        est.threshold_ = float(meta["threshold_"])
+        est.layers_ = layers
         est.n_iter_ = meta["n_iter_"]
         est.n_features_in_ = meta["n_features_in_"]
         est.history_ = meta["history_"]
-        est.residual_scores_ = arrays["residual_scores_"]
+        est.residual_scores_ = res
         est._train_fingerprint = meta["train_fingerprint"]
         est._set_sparse_scores()
         return est
@@ -491,3 +555,65 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
 def _fingerprint(X):
     X = np.ascontiguousarray(X, dtype=np.float32)
     return hashlib.blake2b(X.view(np.uint8).reshape(-1), digest_size=16).hexdigest() + str(X.shape)
+
+
+def _read_meta(path):
+    """``params.json`` of a saved model, every field type-checked (raises ModelFileError)."""
+    try:
+        meta = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ModelFileError(f"{path} does not exist") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ModelFileError(f"{path}: cannot read it as JSON ({' '.join(str(exc).split())[:200]})") from None
+
+    def bad(key, expected):
+        value = meta.get(key) if isinstance(meta, dict) else None
+        return ModelFileError(f"{path}: field {key!r} is {value!r}, expected {expected}")
+
+    if not isinstance(meta, dict):
+        raise ModelFileError(f"{path}: expected a JSON object")
+
+    def is_int(v, low=0):
+        return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+    if not isinstance(meta.get("params"), dict):
+        raise bad("params", "an object of estimator parameters")
+    t = meta.get("threshold_")
+    if not (isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) and t >= 0):
+        raise bad("threshold_", "a finite number >= 0")
+    layers = meta.get("layers_")
+    if not (isinstance(layers, list) and len(layers) >= 2 and all(is_int(d, 1) for d in layers)):
+        raise bad("layers_", "a list of at least two positive integers")
+    if max(layers) > MAX_LAYER_WIDTH:
+        raise ModelFileError(f"{path}: a layer of {max(layers)} units exceeds the limit of {MAX_LAYER_WIDTH}")
+    n_params = sum(a * b + b for a, b in zip(layers[:-1], layers[1:])) * 2
+    if n_params > MAX_PARAMETERS:
+        raise ModelFileError(f"{path}: a network of about {n_params} weights exceeds the limit of {MAX_PARAMETERS}")
+    if not is_int(meta.get("n_iter_")):
+        raise bad("n_iter_", "an integer >= 0")
+    if meta.get("n_features_in_") != layers[0] or not is_int(meta.get("n_features_in_"), 1):
+        raise bad("n_features_in_", f"the input width {layers[0]}")
+    history = meta.get("history_")
+    if not (isinstance(history, list) and all(isinstance(h, dict) for h in history)):
+        raise bad("history_", "a list of objects")
+    fp = meta.get("train_fingerprint")
+    if fp is not None and not isinstance(fp, str):
+        raise bad("train_fingerprint", "a string or null")
+    return meta
+
+
+def _check_network_config(path, layers, tied):
+    """Compare the network file's declared layer sizes with ``layers`` before Keras builds it."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            config = json.loads(z.read("config.json"))
+    except FileNotFoundError:
+        raise ModelFileError(f"{path} does not exist") from None
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+        raise ModelFileError(f"{path}: not a Keras model file ({' '.join(str(exc).split())[:200]})") from None
+    inner = config.get("config") if isinstance(config, dict) else None
+    sizes = inner.get("layer_sizes") if isinstance(inner, dict) else None
+    if sizes != layers:
+        raise ModelFileError(f"{path}: declares layer sizes {sizes!r}, params.json says {layers}")
+    if isinstance(inner, dict) and inner.get("tied", tied) != tied:
+        raise ModelFileError(f"{path}: tied={inner.get('tied')!r} differs from params.json's tied={tied!r}")

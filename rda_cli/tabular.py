@@ -11,7 +11,8 @@ Readable files
 ``.npy``
     A 2-D numeric array (no pickled objects).
 ``.npz``
-    The array named ``X`` if present, else the first 2-D array in the file.
+    The array named by ``array`` if given; else the one named ``X``; else the only 2-D array in the
+    file (several 2-D arrays and no ``X``: refused, naming them, so the choice is never silent).
 
 Scaling
 -------
@@ -19,8 +20,12 @@ The network's sigmoid output lives in [0, 1], so features are min-max scaled wit
 table's minimum and maximum: ``(x - min) / (max - min)``. A constant column (``max == min``) cannot
 be divided by its range: its training value maps to 0.5, and on new data any value above it maps to
 1 and any value below it to 0 (a change in a column that never changed is as abnormal as it gets).
-New data outside the training range is *not* clipped: it maps outside [0, 1], which the sigmoid
-network cannot reconstruct, so such rows score higher. The scaler is saved as JSON (no pickle).
+New data outside the training range is *not* clipped to [0, 1]: it maps outside, which the sigmoid
+network cannot reconstruct, so such rows score higher. Only a value more than ``CLIP`` (10^6)
+training ranges away is held at that distance, so that any finite number (1e300 included) scores
+as very abnormal instead of overflowing the network's float32 arithmetic. Ranges are computed from
+halved values, so a column spanning nearly the whole float64 range (-1e308 to 1e308) does not
+overflow. The scaler is saved as JSON (no pickle).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from .data import DataError
 __all__ = ["TableError", "Table", "read_table", "MinMaxScaler01"]
 
 SUFFIXES = (".csv", ".npy", ".npz")
+CLIP = 1e6  # scaled values are held within [-CLIP, 1 + CLIP]
 
 
 class TableError(DataError):
@@ -54,6 +60,7 @@ class Table:
     id_name: str | None = None
     has_header: bool = False
     path: str = ""
+    array_name: str | None = None  # the array read from an .npz file
 
     @property
     def n_rows(self):
@@ -153,18 +160,28 @@ def _as_numeric_2d(arr, path, what):
     return X
 
 
-def _read_array(path, suffix):
+def _read_array(path, suffix, array=None):
+    """``(X, array_name)`` from a .npy or .npz file."""
     try:
         if suffix == ".npy":
-            return _as_numeric_2d(np.load(path, allow_pickle=False), path, "the array")
+            if array is not None:
+                raise TableError(f"{path}: --array applies to .npz files only")
+            return _as_numeric_2d(np.load(path, allow_pickle=False), path, "the array"), None
         with np.load(path, allow_pickle=False) as z:
-            if "X" in z.files:
-                return _as_numeric_2d(z["X"], path, "array 'X'")
-            for key in z.files:
-                a = z[key]
-                if a.ndim == 2:
-                    return _as_numeric_2d(a, path, f"array {key!r}")
-            raise TableError(f"{path}: no 2-D array in it (arrays: {', '.join(z.files) or 'none'})")
+            names = list(z.files)
+            if array is not None:
+                if array not in names:
+                    raise TableError(f"{path}: no array named {array!r} (arrays: {', '.join(names) or 'none'})")
+                return _as_numeric_2d(z[array], path, f"array {array!r}"), array
+            if "X" in names:
+                return _as_numeric_2d(z["X"], path, "array 'X'"), "X"
+            two_d = [k for k in names if z[k].ndim == 2]
+            if len(two_d) == 1:
+                return _as_numeric_2d(z[two_d[0]], path, f"array {two_d[0]!r}"), two_d[0]
+            if two_d:
+                raise TableError(f"{path} holds several 2-D arrays ({', '.join(two_d)}) and none named 'X': "
+                                 "name the one to read with --array")
+            raise TableError(f"{path}: no 2-D array in it (arrays: {', '.join(names) or 'none'})")
     except TableError:
         raise
     except ValueError as exc:  # pickled objects, corrupt headers
@@ -173,8 +190,10 @@ def _read_array(path, suffix):
         raise TableError(f"{path}: cannot read it as {suffix} ({' '.join(str(exc).split()) or 'truncated'})") from None
 
 
-def read_table(path, id_column=None, min_rows=2):
+def read_table(path, id_column=None, min_rows=2, array=None):
     """Read a ``.csv``, ``.npy`` or ``.npz`` file into a :class:`Table` (see the module docstring).
+
+    ``array`` names the array to read from an ``.npz`` file.
 
     Raises :class:`TableError` (one line) for a missing, empty or malformed file, non-numeric or
     non-finite values, or fewer than ``min_rows`` rows.
@@ -190,12 +209,14 @@ def read_table(path, id_column=None, min_rows=2):
     if path.stat().st_size == 0:
         raise TableError(f"{path} is empty")
     if suffix == ".csv":
+        if array is not None:
+            raise TableError(f"{path}: --array applies to .npz files only")
         table = _read_csv(path, id_column)
     else:
         if id_column is not None:
             raise TableError(f"{path}: --id-column applies to CSV files only ({suffix} files have no column names)")
-        X = _read_array(path, suffix)
-        table = Table(X, [f"x{j + 1}" for j in range(X.shape[1])])
+        X, name = _read_array(path, suffix, array)
+        table = Table(X, [f"x{j + 1}" for j in range(X.shape[1])], array_name=name)
     table.path = str(path)
     if table.n_rows < min_rows:
         raise TableError(f"{path} has {table.n_rows} data row{'s' if table.n_rows != 1 else ''}; "
@@ -225,23 +246,30 @@ class MinMaxScaler01:
         return int(self.data_min.shape[0])
 
     @property
+    def half_range(self):
+        """``(max - min) / 2`` per column, computed without overflow (0 for constant columns)."""
+        return self.data_max / 2 - self.data_min / 2
+
+    @property
     def data_range(self):
-        """``max - min`` per column (0 for constant columns)."""
-        return self.data_max - self.data_min
+        """``max - min`` per column (0 for constant columns; inf if it exceeds the float64 range)."""
+        with np.errstate(over="ignore"):
+            return self.half_range * 2
 
     @property
     def constant(self):
-        return self.data_range == 0
+        return self.half_range == 0
 
     def transform(self, X):
         X = np.asarray(X, dtype=np.float64)
-        rng = self.data_range
-        const = rng == 0
-        safe = np.where(const, 1.0, rng)
-        Z = (X - self.data_min) / safe
+        half = self.half_range
+        const = half == 0
+        safe = np.where(const, 1.0, half)
+        with np.errstate(over="ignore"):
+            Z = (X / 2 - self.data_min / 2) / safe
         if const.any():
             Z[:, const] = 0.5 + 0.5 * np.sign(X[:, const] - self.data_min[const])
-        return Z.astype(np.float32)
+        return np.clip(Z, -CLIP, 1 + CLIP).astype(np.float32)
 
     def fit_transform(self, X, **kwargs):
         return self.fit(X, **kwargs).transform(X)
@@ -249,11 +277,13 @@ class MinMaxScaler01:
     def inverse_transform(self, Z):
         """Back to the original units (a constant column's values all become its constant)."""
         Z = np.asarray(Z, dtype=np.float64)
-        return np.where(self.constant, self.data_min, Z * self.data_range + self.data_min)
+        with np.errstate(over="ignore"):
+            return np.where(self.constant, self.data_min, 2 * (Z * self.half_range + self.data_min / 2))
 
     def inverse_scale(self, D):
         """A difference in scaled units (e.g. ``S``) in the original units: ``D * (max - min)``."""
-        return np.asarray(D, dtype=np.float64) * self.data_range
+        with np.errstate(over="ignore"):
+            return 2 * (np.asarray(D, dtype=np.float64) * self.half_range)
 
     # ------------------------------------------------------------------ JSON
     def to_dict(self):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,50 @@ from .config import ConfigError, Field
 
 __all__ = ["model_schema", "data_path_field", "load_data_cached", "make_estimator", "check_data_path", "json_safe",
            "seeds_field", "seed_list", "seed_suffix", "cell_seed", "base_seed", "tag_seeds", "untag_seeds",
-           "header_schema"]
+           "header_schema", "check_run_name", "cell_problem", "preflight_data"]
+
+RUN_NAME = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def check_run_name(value):
+    """``run_name`` must be a plain folder name: letters, digits, ``.``, ``_``, ``-`` (not ``.`` or ``..``), so a
+    shared config cannot write outside ``results/<experiment>/``."""
+    if not RUN_NAME.fullmatch(value) or value in (".", ".."):
+        return "expected a plain folder name (letters, digits, '.', '_', '-'; no '/', not '.' or '..')"
+    return None
+
+
+_KINDS = {
+    "num": (lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)), "a number or null"),
+    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "list": (lambda v: isinstance(v, list), "a list"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+}
+
+
+def cell_problem(cell, spec):
+    """Check a cell read back from disk against ``spec`` (key -> "num" | "int" | "list" | "str");
+    returns a one-line problem or None."""
+    for key, kind in spec.items():
+        if key not in cell:
+            return f"missing key {key!r}"
+        ok, what = _KINDS[kind]
+        if not ok(cell[key]):
+            return f"key {key!r} is {cell[key]!r}, expected {what}"
+    return None
+
+
+def preflight_data(build, what="data"):
+    """Run ``build()`` (which builds an experiment's data from its config) before any folder is made; a
+    ValueError from the data layer becomes a ConfigError naming the config section."""
+    from ..data import DataError
+
+    try:
+        return build()
+    except (ConfigError, DataError):
+        raise
+    except ValueError as exc:
+        raise ConfigError(f"config section '{what}': {' '.join(str(exc).split())}") from None
 
 
 def data_path_field():
@@ -61,7 +105,8 @@ def untag_seeds(cells):
 def header_schema(experiment, seed_doc, seeds=True):
     """The keys every experiment config starts with: ``run_name``, ``seed`` and (optionally) ``seeds``."""
     spec = {
-        "run_name": Field("str", None, nullable=True, doc=f"folder name under results/{experiment}/; null: timestamp"),
+        "run_name": Field("str", None, nullable=True, check=check_run_name,
+                          doc=f"folder name under results/{experiment}/ (letters, digits, . _ -); null: timestamp"),
         "seed": Field("int", 0, minimum=0, doc=seed_doc),
     }
     if seeds:

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import yaml
 
-__all__ = ["ConfigError", "Field", "load_config", "validate", "apply_overrides", "dump_config"]
+__all__ = ["ConfigError", "Field", "load_config", "validate", "validate_value", "apply_overrides", "dump_config"]
 
 
 class ConfigError(ValueError):
@@ -76,9 +76,14 @@ def _check_range(f, v):
     return True
 
 
-def _validate_leaf(f: Field, value, path):
+def validate_value(f: Field, value, path, label="config key"):
+    """Check one value against its Field; errors read ``<label> '<path>': got ..., expected ...``."""
+    return _validate_leaf(f, value, path, label)
+
+
+def _validate_leaf(f: Field, value, path, label="config key"):
     def bad(extra=""):
-        return ConfigError(f"config key '{path}': got {value!r}, expected {f.describe()}{extra}")
+        return ConfigError(f"{label} '{path}': got {value!r}, expected {f.describe()}{extra}")
 
     if value is None:
         if f.nullable:
@@ -112,7 +117,7 @@ def _validate_leaf(f: Field, value, path):
     if f.check is not None:
         msg = f.check(value)
         if msg:
-            raise ConfigError(f"config key '{path}': got {value!r}, {msg}")
+            raise ConfigError(f"{label} '{path}': got {value!r}, {msg}")
     return value
 
 

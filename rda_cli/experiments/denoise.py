@@ -18,6 +18,8 @@ import time
 import numpy as np
 
 from .common import (
+    cell_problem,
+    preflight_data,
     base_seed,
     cell_key,
     cell_seed,
@@ -71,6 +73,23 @@ COLUMNS = ["id", "kind", "seed", "k", "lam", "threshold", "error", "s_nonzero", 
 
 def post_check(config):
     check_data_path(config)  # also checks that the network's input width is MNIST's 784
+
+
+def preflight(config):
+    """Check that the MNIST source holds ``data.n_images`` images before any folder is made."""
+    def build():
+        X, _ = load_data_cached(config["data"]["path"])
+        if config["data"]["n_images"] > len(X):
+            raise ValueError(f"n_images is {config['data']['n_images']} but the MNIST source has {len(X)} "
+                             "training images")
+
+    preflight_data(build, "data")
+
+
+def check_cell(cell):
+    """The keys a finished cell must hold (see :func:`compute_cell`)."""
+    return cell_problem(cell, {"kind": "str", "k": "int", "lam": "num", "threshold": "num", "error": "num",
+                               "s_nonzero": "int", "history": "list"})
 
 
 def list_cells(config):

@@ -24,6 +24,8 @@ import time
 import numpy as np
 
 from .common import (
+    cell_problem,
+    preflight_data,
     cell_key,
     check_data_path,
     data_path_field,
@@ -68,6 +70,18 @@ COLUMNS = ["id", "kind", "lam", "threshold", "precision", "recall", "f1", "auroc
 
 def post_check(config):
     check_data_path(config)
+
+
+def preflight(config):
+    """Build the corrupted data before any folder is made (a bad ``data``/``corruption`` section fails here)."""
+    preflight_data(lambda: corrupted_data(config), "data/corruption")
+
+
+def check_cell(cell):
+    """The keys a finished cell must hold (see :func:`compute_cell`)."""
+    return cell_problem(cell, {"kind": "str", "lam": "num", "threshold": "num", "precision": "num", "recall": "num",
+                               "f1": "num", "auroc": "num", "n_flagged": "int", "flagged_columns": "list",
+                               "stuck_columns": "list", "history": "list"})
 
 
 def list_cells(config):

@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from .common import (
+    cell_problem,
+    preflight_data,
     base_seed,
     cell_key,
     cell_seed,
@@ -140,6 +142,24 @@ def post_check(config):
             f"config key 'iforest.fraction_min': got {it['fraction_min']!r}, expected <= iforest.fraction_max "
             f"({it['fraction_max']!r})"
         )
+
+
+def preflight(config):
+    """Build the first seed's data mix before any folder is made (a bad ``data`` section fails here)."""
+    preflight_data(lambda: mixed_data(config, seed_list(config)[0]), "data")
+
+
+def check_cell(cell):
+    """The keys a finished cell must hold, by kind (see :func:`compute_cell`)."""
+    if cell.get("kind") == "rda":
+        spec = {"kind": "str", "lam": "num", "threshold": "num", "precision": "num", "recall": "num", "f1": "num",
+                "auroc": "num", "ap": "num", "n_flagged": "int", "history": "list"}
+    elif cell.get("kind") in SWEPT:
+        spec = {"kind": "str", "fractions": "list", "precision": "list", "recall": "list", "f1": "list",
+                "auroc": "num", "ap": "num"}
+    else:
+        return f"unknown kind {cell.get('kind')!r}"
+    return cell_problem(cell, spec)
 
 
 def list_cells(config, sweep=True):

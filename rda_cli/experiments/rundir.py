@@ -6,21 +6,28 @@ Layout of ``results/<experiment>/<run-name>/``::
     manifest.json    versions, seed, git commit, host, start/end times of each session
     cells/<id>.json  one finished cell (written atomically: temp file + rename)
     cells/<id>.npz   small arrays of that cell for the figures (optional)
+    cells/invalid/   cells that failed validation when read back (kept, never deleted)
     metrics.csv      all finished cells, one row each
+    .lock            while a run is writing: the owner's PID and host
 
 A cell's JSON file is written last, so its presence means the cell is complete: re-running on
-the same folder reads it back instead of recomputing. A folder written with another config is
-refused.
+the same folder reads it back instead of recomputing. Every cell read back is validated (a JSON
+object whose ``id`` is its file name, whose descriptor matches the cell the config lists, that
+carries the run's config fingerprint and the keys its experiment requires, with their types); an
+invalid one is moved to ``cells/invalid/``, named in a warning, and computed again. A folder
+written with another config is refused, and so is a folder another live process is running in.
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as _dt
+import hashlib
 import io
 import json
 import os
 import platform
+import socket
 import subprocess
 import sys
 import tempfile
@@ -31,7 +38,15 @@ import yaml
 
 from .config import ConfigError, dump_config
 
-__all__ = ["RunDir", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["RunDir", "RunDirError", "atomic_write_bytes", "atomic_write_text", "config_fingerprint",
+           "is_run_dir"]
+
+FINGERPRINT_KEY = "config_fingerprint"
+IDENTITY_KEYS_IGNORED = ("run_name",)
+
+
+class RunDirError(ConfigError):
+    """The run folder cannot be used (another config, another experiment, in use, not a run folder)."""
 
 
 _UMASK = os.umask(0)
@@ -98,18 +113,150 @@ def _git_commit():
         return None
 
 
-class RunDir:
-    """The output folder of one experiment run."""
+def config_fingerprint(config, ignored=IDENTITY_KEYS_IGNORED):
+    """A short hash of the config keys that define a run's results (``run_name`` excluded)."""
+    core = {k: v for k, v in config.items() if k not in ignored and not str(k).startswith("_")}
+    return hashlib.sha256(dump_config(core).encode()).hexdigest()[:16]
 
-    def __init__(self, path, experiment, config):
+
+def is_run_dir(path):
+    """Whether ``path`` is a folder an experiment run wrote (it holds ``config.yaml`` and ``manifest.json``)."""
+    path = Path(path)
+    return (path / "config.yaml").is_file() and (path / "manifest.json").is_file()
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # exists, owned by someone else (or a value we cannot judge: assume alive)
+    return True
+
+
+class RunDir:
+    """The output folder of one experiment run.
+
+    ``warn(message)`` receives one-line warnings (an invalid cell moved aside, a stale lock taken
+    over); the default drops them. ``check_cell(cell) -> str | None`` is the experiment's check of a
+    cell's own keys (None: valid).
+    """
+
+    def __init__(self, path, experiment, config, check_cell=None, warn=None):
         self.path = Path(path)
         self.experiment = experiment
         self.config = config
         self.cells_dir = self.path / "cells"
+        self.invalid_dir = self.cells_dir / "invalid"
+        self.check_cell = check_cell
+        self.warn = warn or (lambda message: None)
+        self.fingerprint = config_fingerprint(config)
+        self.created = []  # the folders open() made (outermost first)
+        self._lock = None
+
+    # ------------------------------------------------------------ checks before anything is written
+    def check_usable(self):
+        """Refuse (RunDirError) a path that exists but is not a folder, is a non-empty folder that no run
+        wrote, or is a run of another experiment. Writes nothing."""
+        from ..safeio import check_parent_is_folder
+
+        p = self.path
+        if p.exists() and not p.is_dir():
+            raise RunDirError(f"out_dir {p} exists and is not a folder")
+        try:
+            check_parent_is_folder(p)
+        except NotADirectoryError as exc:
+            raise RunDirError(f"out_dir {p}: {exc.filename} is a file, not a folder") from None
+        if p.is_dir() and any(p.iterdir()) and not is_run_dir(p) and not (p / ".lock").exists():
+            raise RunDirError(f"out_dir {p} is a non-empty folder that no rda run wrote (no config.yaml and "
+                              "manifest.json in it); nothing was changed: choose a new or empty folder")
+        if is_run_dir(p):
+            try:
+                other = json.loads((p / "manifest.json").read_text()).get("experiment")
+            except (OSError, ValueError, AttributeError):
+                other = None
+            if other and self.experiment and other != self.experiment:
+                raise RunDirError(f"out_dir {p} holds an 'rda {other}' run, not 'rda {self.experiment}'; "
+                                  "choose another folder")
+        return self
+
+    # ------------------------------------------------------------ lock
+    def _lock_path(self):
+        return self.path / ".lock"
+
+    def acquire_lock(self):
+        """Take ``.lock`` (PID and host). A live owner on this host makes it a RunDirError; a dead one's lock
+        is taken over with a warning."""
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "start": _now()}
+        lock = self._lock_path()
+        for _ in range(3):
+            try:
+                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                try:
+                    owner = json.loads(lock.read_text())
+                    pid, host = int(owner["pid"]), str(owner["host"])
+                except (OSError, ValueError, KeyError, TypeError):
+                    owner, pid, host = None, None, None
+                if owner is not None and host != me["host"]:
+                    raise RunDirError(f"run folder {self.path} is in use by process {pid} on host {host} "
+                                      f"(its lock file {lock}); if that process is gone, delete the lock file")
+                if pid is not None and pid != me["pid"] and _pid_alive(pid):
+                    raise RunDirError(f"run folder {self.path} is in use by process {pid} on this host "
+                                      f"(since {owner.get('start')}); wait for it to finish or use another folder")
+                self.warn(f"taking over the lock of {self.path} left by "
+                          + (f"process {pid}, which is no longer running" if pid else "an unreadable lock file"))
+                try:
+                    lock.unlink()
+                except FileNotFoundError:
+                    pass
+                continue
+            with os.fdopen(fd, "w") as fh:
+                fh.write(json.dumps(me))
+            self._lock = me
+            return self
+        raise RunDirError(f"run folder {self.path}: could not take its lock file {lock}")
+
+    def release_lock(self):
+        if self._lock is None:
+            return
+        lock = self._lock_path()
+        try:
+            owner = json.loads(lock.read_text())
+            if owner.get("pid") == self._lock["pid"] and owner.get("host") == self._lock["host"]:
+                lock.unlink()
+        except (OSError, ValueError, AttributeError):
+            pass
+        self._lock = None
 
     # ------------------------------------------------------------ opening
-    def open(self, identity_keys_ignored=("run_name",)):
-        """Create the folder, or check that an existing one was written with the same config."""
+    def open(self, identity_keys_ignored=IDENTITY_KEYS_IGNORED):
+        """Create the folder, or check that an existing one was written with the same config; take its lock."""
+        from ..safeio import make_dirs
+
+        self.check_usable()
+        self.created = make_dirs(self.path)
+        self.acquire_lock()
+        try:
+            self._open(identity_keys_ignored)
+        except BaseException:
+            self.release_lock()
+            raise
+        return self
+
+    def discard_if_empty(self):
+        """Remove the folders this run created if no cell was finished in them (after a failure)."""
+        import shutil
+
+        from ..safeio import remove_dirs_if_empty
+
+        if not self.created or any(self.cells_dir.glob("*.json")):
+            return
+        shutil.rmtree(self.path, ignore_errors=True)
+        remove_dirs_if_empty(self.created[:-1])
+
+    def _open(self, identity_keys_ignored):
         cfg_file = self.path / "config.yaml"
         if cfg_file.exists():
             try:
@@ -136,11 +283,14 @@ class RunDir:
         manifest["host"] = {"cpu_count": os.cpu_count(), "platform": platform.platform()}
         manifest.setdefault("sessions", []).append({"start": _now(), "end": None})
         self._write_manifest(manifest)
-        return self
 
     def manifest(self):
         f = self.path / "manifest.json"
-        return json.loads(f.read_text()) if f.exists() else {}
+        try:
+            m = json.loads(f.read_text()) if f.exists() else {}
+        except (OSError, ValueError):
+            m = {}  # a damaged manifest is rewritten: it holds provenance only, no results
+        return m if isinstance(m, dict) else {}
 
     def _write_manifest(self, manifest):
         atomic_write_text(self.path / "manifest.json", json.dumps(manifest, indent=1))
@@ -153,25 +303,94 @@ class RunDir:
         manifest["end"] = _now()
         manifest.update(extra)
         self._write_manifest(manifest)
+        self.release_lock()
 
     # ------------------------------------------------------------ cells
-    def has_cell(self, cell_id):
-        return (self.cells_dir / f"{cell_id}.json").exists()
+    def cell_problem(self, name, cell, listed=None):
+        """Why the cell read from ``cells/<name>.json`` is invalid, or None. ``listed``: the cell as the
+        config lists it (its descriptor keys must match)."""
+        if not isinstance(cell, dict):
+            return f"not a JSON object ({type(cell).__name__})"
+        if cell.get("id") != name:
+            return f"its id is {cell.get('id')!r}, not the file name {name!r}"
+        fp = cell.get(FINGERPRINT_KEY)
+        if fp is not None and fp != self.fingerprint:
+            return f"written with another config (fingerprint {fp!r}, this run's is {self.fingerprint!r})"
+        for key, value in (listed or {}).items():
+            if key == "warm_from":
+                continue
+            if key not in cell:
+                return f"missing key {key!r}"
+            if cell[key] != value and not (cell[key] is None and value is None):
+                return f"key {key!r} is {cell[key]!r}, the config lists {value!r}"
+        if self.check_cell is not None:
+            return self.check_cell(cell)
+        return None
+
+    def _read(self, name):
+        """``(cell, problem)`` for ``cells/<name>.json``; cell is None when the file is unreadable."""
+        f = self.cells_dir / f"{name}.json"
+        try:
+            return json.loads(f.read_text()), None
+        except FileNotFoundError:
+            return None, "missing"
+        except UnicodeDecodeError:
+            return None, "not UTF-8 text"
+        except json.JSONDecodeError as exc:
+            return None, f"not valid JSON ({exc.msg} at line {exc.lineno})"
+        except OSError as exc:
+            return None, f"unreadable ({exc.strerror})"
+
+    def set_aside(self, name, problem):
+        """Move ``cells/<name>.json`` (and its ``.npz``) to ``cells/invalid/``, never overwriting, and warn."""
+        self.invalid_dir.mkdir(parents=True, exist_ok=True)
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        for suffix in (".json", ".npz"):
+            src = self.cells_dir / f"{name}{suffix}"
+            if src.exists():
+                dst = self.invalid_dir / f"{name}{suffix}"
+                n = 1
+                while dst.exists():
+                    dst = self.invalid_dir / f"{name}.{stamp}-{n}{suffix}"
+                    n += 1
+                os.replace(src, dst)
+        self.warn(f"cell {name} in {self.cells_dir} is invalid ({problem}); moved to {self.invalid_dir} "
+                  "and computed again")
+
+    def has_cell(self, cell_id, listed=None):
+        """Whether a valid finished cell ``cell_id`` is on disk; an invalid one is set aside (False)."""
+        if not (self.cells_dir / f"{cell_id}.json").exists():
+            return False
+        cell, problem = self._read(cell_id)
+        if problem is None:
+            problem = self.cell_problem(cell_id, cell, listed)
+        if problem is None:
+            return True
+        self.set_aside(cell_id, problem)
+        return False
 
     def write_cell(self, cell_id, result, arrays=None):
+        result = dict(result)
+        result[FINGERPRINT_KEY] = self.fingerprint
         if arrays:
             buf = io.BytesIO()
             np.savez_compressed(buf, **arrays)
             atomic_write_bytes(self.cells_dir / f"{cell_id}.npz", buf.getvalue())
         atomic_write_text(self.cells_dir / f"{cell_id}.json", json.dumps(result, indent=1))
 
-    def read_cells(self):
+    def read_cells(self, invalid=None):
+        """The valid cells on disk (sorted by file name). ``invalid``: a list that receives
+        ``(name, problem)`` for each invalid cell, which is skipped (not moved)."""
         cells = []
         for f in sorted(self.cells_dir.glob("*.json")):
-            try:
-                cells.append(json.loads(f.read_text()))
-            except (OSError, json.JSONDecodeError):
-                continue  # an unreadable cell is recomputed on the next run
+            cell, problem = self._read(f.stem)
+            if problem is None:
+                problem = self.cell_problem(f.stem, cell)
+            if problem is None:
+                cell.pop(FINGERPRINT_KEY, None)
+                cells.append(cell)
+            elif invalid is not None:
+                invalid.append((f.stem, problem))
         return cells
 
     def write_metrics_csv(self, rows, columns):

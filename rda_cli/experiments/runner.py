@@ -33,16 +33,34 @@ def compute_task(task):
 
 
 def run_experiment(experiment, config, out_dir, cells=None, executor="local", workers=None, scheduler=None,
-                   progress=None):
+                   progress=None, warn=None):
     """Compute the cells not yet in ``out_dir``, then write the summary and figures.
 
-    ``progress(done, total, cell_id)`` is called after each cell (finished or read back).
+    Before anything is created the folder is checked (see :meth:`RunDir.check_usable`) and the
+    experiment's ``preflight(config)`` (if it has one) checks the data against the config; a folder
+    this call created is removed again if it fails before finishing a cell.
+    ``progress(done, total, cell_id)`` is called after each cell (finished or read back);
+    ``warn(message)`` receives one-line warnings (invalid cells set aside, a stale lock taken over).
     Returns ``(run, all_cells, computed_ids, figure_paths)``.
     """
     module = experiment_module(experiment)
-    run = RunDir(out_dir, experiment, config).open()
+    run = RunDir(out_dir, experiment, config, check_cell=getattr(module, "check_cell", None), warn=warn)
+    run.check_usable()
     cells = module.list_cells(config) if cells is None else cells
-    todo = [c for c in cells if not run.has_cell(c["id"])]
+    if hasattr(module, "preflight"):
+        module.preflight(config)
+    try:
+        run.open()
+        return _run_cells(module, run, config, cells, executor, workers, scheduler, progress)
+    except BaseException:
+        run.release_lock()
+        run.discard_if_empty()
+        raise
+
+
+def _run_cells(module, run, config, cells, executor, workers, scheduler, progress):
+    experiment = run.experiment
+    todo = [c for c in cells if not run.has_cell(c["id"], c)]
     done = len(cells) - len(todo)
     computed = []
     if progress:
@@ -73,15 +91,27 @@ def run_experiment(experiment, config, out_dir, cells=None, executor="local", wo
     return run, finished, computed, figures
 
 
-def replot(run_dir):
-    """Re-draw the figures and summaries of a run folder from its saved cells (no training)."""
+def replot(run_dir, invalid=None):
+    """Re-draw the figures and summaries of a run folder from its valid saved cells (no training).
+
+    ``invalid``: a list that receives ``(cell name, problem)`` for each cell that fails validation
+    (those are skipped, not moved). Raises ValueError for a folder that is not a readable run.
+    """
     import yaml
 
     run_dir = Path(run_dir)
-    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    try:
+        config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"{run_dir / 'config.yaml'} cannot be read as YAML ({' '.join(str(exc).split())[:200]})") \
+            from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{run_dir / 'config.yaml'} is not a run config")
     manifest = RunDir(run_dir, None, config).manifest()
     experiment = manifest.get("experiment") or run_dir.parent.name
+    if experiment not in EXPERIMENTS:
+        raise ValueError(f"{run_dir} is not a run folder of an rda experiment (experiment {experiment!r})")
     module = experiment_module(experiment)
-    run = RunDir(run_dir, experiment, config)
-    cells = run.read_cells()
+    run = RunDir(run_dir, experiment, config, check_cell=getattr(module, "check_cell", None))
+    cells = run.read_cells(invalid)
     return experiment, cells, (module.summarize(run, cells) if cells else [])
