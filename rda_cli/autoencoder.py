@@ -11,39 +11,11 @@ assigns new values to the same variables, so it does not retrace either.
 
 from __future__ import annotations
 
-import contextlib
-import os
-
 import numpy as np
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from ._process import quiet_native_stderr
 
-
-@contextlib.contextmanager
-def _quiet_native_stderr():
-    """Silence what TensorFlow's C++ side prints while it starts (before its log level applies).
-
-    Only when ``TF_CPP_MIN_LOG_LEVEL`` asks for quiet (>= 1); Python exceptions still surface, since
-    the stream is restored before they propagate.
-    """
-    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") in ("0", ""):
-        yield
-        return
-    try:
-        saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    except OSError:  # pragma: no cover - no usable stderr descriptor
-        yield
-        return
-    os.dup2(null, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(null)
-
-
-with _quiet_native_stderr():
+with quiet_native_stderr():  # only when the rda command asked for a quiet start (see _process)
     import keras
     import tensorflow as tf
     from keras import ops

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from importlib import resources
@@ -11,8 +10,6 @@ from pathlib import Path
 import click
 
 from . import __version__
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not for our users
 
 EXECUTOR_CHOICES = click.Choice(["local", "processes", "dask"])
 
@@ -109,6 +106,9 @@ def _common_options(f):
 @click.version_option(__version__, prog_name="rda")
 def main():
     """Robust Deep Autoencoders (Zhou & Paffenroth, KDD 2017): reproduce the paper, find anomalies."""
+    from ._process import setup_process
+
+    setup_process()  # TensorFlow's start-up chatter is not for our users; figures off-screen
 
 
 def _seeds_option(f):
