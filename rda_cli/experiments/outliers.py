@@ -265,7 +265,7 @@ def compute_cell(config, cell):
         if config["model"]["warm_start"]:
             # the state the next lambda of the path starts from (S is row-sparse: compresses well)
             arrays.update({"state_S": model.S_, "state_L": model.L_})
-            arrays.update({f"state_w{i}": w for i, w in enumerate(model._weights)})
+            arrays.update({f"state_w{i}": w for i, w in enumerate(model.get_weights())})
     result["seconds"] = time.perf_counter() - t0
     return json_safe(result), arrays or None
 
@@ -279,9 +279,8 @@ def _warm_start_from(model, config, cell):
                          "with --executor local")
     with np.load(path) as z:
         weights = [z[f"state_w{i}"] for i in range(sum(k.startswith("state_w") for k in z.files))]
-        model.S_, model.L_, model._weights = z["state_S"], z["state_L"], weights
-    model.set_params(warm_start=True, outer_iterations=config["model"]["warm_outer_iterations"]
-                     or config["model"]["outer_iterations"])
+        model.set_warm_state(z["state_S"], z["state_L"], weights)
+    model.set_params(outer_iterations=config["model"]["warm_outer_iterations"] or config["model"]["outer_iterations"])
 
 
 # ---------------------------------------------------------------------------------------- summary
