@@ -49,7 +49,7 @@ DEPS = "numpy,scipy,sklearn,yaml,click"
     ("", ["rda_cli"]),
     (DEPS, ["rda_cli.rda"]),
     (DEPS, ["rda_cli.experiments.runner", "rda_cli.experiments.outliers"]),
-    (DEPS + ",matplotlib.pyplot,tensorflow,keras", ["rda_cli.experiments.plots", "rda_cli.stacked"]),
+    (DEPS + ",matplotlib.pyplot,tensorflow,keras", ["rda_cli.experiments.figures", "rda_cli.stacked"]),
 ])
 def test_import_changes_nothing_global(deps, modules):
     env = {k: v for k, v in __import__("os").environ.items()

@@ -30,6 +30,7 @@ from .common import (
     data_path_field,
     header_schema,
     json_safe,
+    knee_cell,
     load_data_cached,
     make_estimator,
     model_schema,
@@ -37,9 +38,9 @@ from .common import (
     seed_suffix,
     tag_seeds,
     untag_seeds,
+    write_summary,
 )
 from .config import ConfigError, Field
-from .rundir import atomic_write_text
 from .stats import fmt_pm, interval_dict
 
 NAME = "outliers"
@@ -338,7 +339,7 @@ def _method_summary(kind, cells, seeds):
 
 def _lambda_selection(rda, seeds, selection):
     """Per seed: the oracle-best lambda (labels) next to the label-free choices."""
-    from ..selection import contamination_lambda, knee_lambda
+    from ..selection import contamination_lambda
 
     per_seed = []
     for s in seeds:
@@ -350,11 +351,8 @@ def _lambda_selection(rda, seeds, selection):
         counts = [c["n_flagged"] for c in cs]
         best = max(cs, key=lambda c: c["f1"])
         rec = {"seed": s, "oracle_lam": best["lam"], "oracle_f1": best["f1"]}
-        scale = selection.get("knee_scale", "linear")
-        if scale == "log" and min(lams) <= 0:
-            scale = "linear"
-        knee = knee_lambda(lams, counts, scale=scale)
-        rec.update(knee_lam=knee, knee_f1=by_lam[knee]["f1"], knee_n_flagged=by_lam[knee]["n_flagged"])
+        knee = knee_cell(cs, "n_flagged", selection.get("knee_scale", "linear"))
+        rec.update(knee_lam=knee["lam"], knee_f1=knee["f1"], knee_n_flagged=knee["n_flagged"])
         contamination = selection.get("contamination")
         if contamination and cs[0].get("n_rows"):
             lam_c = contamination_lambda(lams, counts, cs[0]["n_rows"], contamination)
@@ -373,7 +371,7 @@ def _lambda_selection(rda, seeds, selection):
 
 
 def summarize(run, cells):
-    from .plots import outlier_figures
+    from .figures.outliers import outlier_figures
 
     config = run.config
     seeds = tag_seeds(config, cells)
@@ -407,8 +405,7 @@ def summarize(run, cells):
     if selection:
         summary["lambda_selection"] = selection
     untag_seeds(cells)
-    atomic_write_text(run.path / "summary.json", json.dumps(json_safe(summary), indent=1))
-    atomic_write_text(run.path / "summary.md", _summary_md(summary))
+    write_summary(run, summary, _summary_md(summary))
     return outlier_figures(run.path, cells, base_seed=base)
 
 
