@@ -84,7 +84,7 @@ def _run(experiment, config, out, quiet, executor, workers, scheduler, cells=Non
 def _common_options(f):
     options = [
         click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-                     help="YAML experiment config  [default: the packaged paper-scale config]"),
+                     help="YAML experiment config  [default: the packaged configs/<experiment>.yaml]"),
         click.option("--out", type=click.Path(file_okay=False), default=None,
                      help="run folder  [default: results/<experiment>/<run_name>]"),
         click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
