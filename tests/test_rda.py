@@ -233,3 +233,22 @@ def test_warm_state_from_elsewhere_equals_own_warm_start(outlier_data):
     b.fit(X)
     np.testing.assert_array_equal(a.S_, b.S_)
     np.testing.assert_array_equal(a.get_weights()[0], b.get_weights()[0])
+
+
+def test_estimators_from_two_threads_equal_sequential_fits(outlier_data):
+    """The cached compiled trainer is locked: fits and scores from two threads equal sequential ones."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    X, _ = outlier_data
+    kw = dict(outer_iterations=2, inner_epochs=2, reinitialize=False, **FAST)
+
+    def run(lam):
+        m = RobustAutoencoder(lam=lam, **kw).fit(X)
+        return m.S_, m.decision_function(X[:50] * 0.9)
+
+    sequential = [run(lam) for lam in (0.0015, 0.002)]
+    with ThreadPoolExecutor(2) as pool:
+        threaded = list(pool.map(run, (0.0015, 0.002)))
+    for (s1, d1), (s2, d2) in zip(sequential, threaded):
+        np.testing.assert_array_equal(s1, s2)
+        np.testing.assert_array_equal(d1, d2)
