@@ -40,6 +40,13 @@ absorbs what it has not learnt yet (on the synthetic manifold of the tests, 12 o
 with re-drawing gives F1 0.3, continued training 1.0)."""
 
 
+class _NumberInterval(Interval):
+    """scikit-learn's :class:`Interval`, less booleans: ``True`` is an int to Python, not a count or a weight."""
+
+    def is_satisfied_by(self, val):
+        return not isinstance(val, (bool, np.bool_)) and super().is_satisfied_by(val)
+
+
 def default_layers(n_features):
     """Layer sizes used when ``layers`` is None: two hidden layers of about 1/2 and 1/4 the width.
 
@@ -207,17 +214,17 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
     _parameter_constraints: dict = {
         "layers": [list, tuple, None],
         "penalty": [StrOptions({"l21_rows", "l1", "l21_cols"}), None],
-        "lam": [Interval(Real, 0, None, closed="left")],
+        "lam": [_NumberInterval(Real, 0, None, closed="left")],
         "lambda_scaling": [StrOptions(set(SCALINGS))],
-        "outer_iterations": [Interval(Integral, 1, None, closed="left")],
-        "inner_epochs": [Interval(Integral, 1, None, closed="left")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "learning_rate": [Interval(Real, 0, None, closed="neither")],
-        "tol": [Interval(Real, 0, None, closed="left")],
+        "outer_iterations": [_NumberInterval(Integral, 1, None, closed="left")],
+        "inner_epochs": [_NumberInterval(Integral, 1, None, closed="left")],
+        "batch_size": [_NumberInterval(Integral, 1, None, closed="left")],
+        "learning_rate": [_NumberInterval(Real, 0, None, closed="neither")],
+        "tol": [_NumberInterval(Real, 0, None, closed="left")],
         "tied": ["boolean"],
         "reinitialize": ["boolean", StrOptions({"auto"})],
         "warm_start": ["boolean"],
-        "random_state": [Interval(Integral, 0, None, closed="left"), None],
+        "random_state": [_NumberInterval(Integral, 0, None, closed="left"), None],
         "verbose": ["verbose"],
     }
 

@@ -206,7 +206,7 @@ def test_reinitialize_auto_keeps_training_on_a_short_schedule():
 @pytest.mark.parametrize("name, value", [
     ("random_state", "abc"), ("tied", "abc"), ("reinitialize", "abc"), ("warm_start", "yes"),
     ("inner_epochs", 2.5), ("batch_size", "64"), ("lam", float("nan")), ("tol", -1.0), ("layers", "784,10"),
-    ("penalty", "l2"), ("verbose", "loud"), ("random_state", -1),
+    ("penalty", "l2"), ("verbose", "loud"), ("random_state", -1), ("outer_iterations", True), ("lam", True),
 ])
 def test_parameter_constraints_reject_bad_types(name, value):
     from sklearn.utils._param_validation import InvalidParameterError
