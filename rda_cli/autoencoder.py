@@ -11,46 +11,20 @@ assigns new values to the same variables, so it does not retrace either.
 
 from __future__ import annotations
 
-import contextlib
-import os
+import threading
 
 import numpy as np
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from ._process import quiet_native_stderr
 
-
-@contextlib.contextmanager
-def _quiet_native_stderr():
-    """Silence what TensorFlow's C++ side prints while it starts (before its log level applies).
-
-    Only when ``TF_CPP_MIN_LOG_LEVEL`` asks for quiet (>= 1); Python exceptions still surface, since
-    the stream is restored before they propagate.
-    """
-    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") in ("0", ""):
-        yield
-        return
-    try:
-        saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    except OSError:  # pragma: no cover - no usable stderr descriptor
-        yield
-        return
-    os.dup2(null, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(null)
-
-
-with _quiet_native_stderr():
+with quiet_native_stderr():  # only when the rda command asked for a quiet start (see _process)
     import keras
     import tensorflow as tf
     from keras import ops
 
     tf.config.list_physical_devices()
 
-__all__ = ["DeepAutoencoder", "AutoencoderTrainer", "shared_trainer"]
+__all__ = ["DeepAutoencoder", "AutoencoderTrainer", "cached_trainer"]
 
 
 @keras.saving.register_keras_serializable(package="rda_cli")
@@ -155,7 +129,8 @@ class AutoencoderTrainer:
         self.traces = 0  # how many times the training loop was traced (tests assert on it)
         self._train = tf.function(self._train_impl, jit_compile=self.jit_compile)
         self._forward = tf.function(self._forward_impl, jit_compile=self.jit_compile, reduce_retracing=True)
-        self.owner = None  # which estimator's weights the network holds (see shared_trainer)
+        self.lock = threading.RLock()  # held by whoever trains or scores with it (see cached_trainer)
+        self.loaded = None  # the NetworkState whose weights the model holds now, if any
 
     # -- state ---------------------------------------------------------------------------------
     def reseed(self, seed):
@@ -167,6 +142,12 @@ class AutoencoderTrainer:
 
     def set_weights(self, weights):
         self.model.set_weights(weights)
+
+    def load(self, network):
+        """Hold ``network``'s weights (a :class:`~rda_cli.rda.NetworkState`); a no-op if it does already."""
+        if self.loaded is not network:
+            self.set_weights(network.weights)
+            self.loaded = network
 
     def reinitialize(self):
         """Draw new weights and reset Adam's moments and step counter (no retracing)."""
@@ -235,21 +216,23 @@ class AutoencoderTrainer:
         return self.forward(X)[1]
 
 
-_POOL = {}
+_CACHE = {}
+_CACHE_LOCK = threading.Lock()
 
 
-def shared_trainer(layer_sizes, tied=True, learning_rate=0.001, batch_size=133):
-    """The process-wide trainer for these settings, created on first use.
+def cached_trainer(layer_sizes, tied=True, learning_rate=0.001, batch_size=133):
+    """The process's compiled trainer for these settings, created on first use: a cache only.
 
-    Sweeps fit many models of the same shape one after another; sharing one network, optimizer and
-    compiled training loop among them means no retracing and no growth of memory per fit. A caller
-    that needs its own weights back later keeps them (``get_weights``) and reloads them when the
-    trainer's ``owner`` is no longer itself. Not thread-safe: use processes for parallel fits.
+    Sweeps fit many models of the same shape one after another; reusing one network, optimizer and
+    traced training loop among them means no retracing and no growth of memory per fit. The
+    trainer owns no estimator's state: an estimator keeps its fitted weights (its ``network_``)
+    and loads them (``trainer.load``) under ``trainer.lock`` before it computes.
     """
     key = (tuple(int(d) for d in layer_sizes), bool(tied), float(learning_rate), int(batch_size))
-    trainer = _POOL.get(key)
-    if trainer is None:
-        trainer = _POOL[key] = AutoencoderTrainer(
-            DeepAutoencoder(key[0], tied=key[1]), learning_rate=key[2], batch_size=key[3]
-        )
+    with _CACHE_LOCK:
+        trainer = _CACHE.get(key)
+        if trainer is None:
+            trainer = _CACHE[key] = AutoencoderTrainer(
+                DeepAutoencoder(key[0], tied=key[1]), learning_rate=key[2], batch_size=key[3]
+            )
     return trainer

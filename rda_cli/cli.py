@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from importlib import resources
@@ -11,8 +10,6 @@ from pathlib import Path
 import click
 
 from . import __version__
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not for our users
 
 EXECUTOR_CHOICES = click.Choice(["local", "processes", "dask"])
 
@@ -106,7 +103,7 @@ def _run(experiment, config, out, quiet, executor, workers, scheduler, cells=Non
 def _common_options(f):
     options = [
         click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-                     help="YAML experiment config  [default: the packaged paper-scale config]"),
+                     help="YAML experiment config  [default: the packaged configs/<experiment>.yaml]"),
         click.option("--out", type=click.Path(file_okay=False), default=None,
                      help="run folder  [default: results/<experiment>/<run_name>]"),
         click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
@@ -128,6 +125,9 @@ def _common_options(f):
 @click.version_option(__version__, prog_name="rda")
 def main():
     """Robust Deep Autoencoders (Zhou & Paffenroth, KDD 2017): reproduce the paper, find anomalies."""
+    from ._process import setup_process
+
+    setup_process()  # TensorFlow's start-up chatter is not for our users; figures off-screen
 
 
 def _seeds_option(f):

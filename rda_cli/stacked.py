@@ -9,19 +9,17 @@ squared errors, so each model's gradient is its own, and Adam works element by e
 model draws its own weights and mini-batch order from its own seed, as a single fit would.
 
 :func:`fit_lambda_path` runs the alternating algorithm of :class:`~rda_cli.rda.RobustAutoencoder`
-for all K lambdas in lockstep and returns K fitted ``RobustAutoencoder`` objects, as K separate
-fits with the same seed would (up to floating-point rounding: the batched products add in another
-order). A model that meets the stopping rule keeps the state it stopped in, while the others go on.
+for all K lambdas in lockstep, through the loop of a single fit (:func:`~rda_cli.rda.fit_alternating`),
+and returns K fitted ``RobustAutoencoder`` objects, as K separate fits with the same seed would (up
+to floating-point rounding: the batched products add in another order). A model that meets the stopping rule keeps the state it stopped in, while the others go on.
 """
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
-from .autoencoder import DeepAutoencoder, reset_optimizer_state  # first: quiets TensorFlow's start-up
-from .rda import RobustAutoencoder, default_layers, effective_threshold
+from .autoencoder import DeepAutoencoder, reset_optimizer_state  # first: imports TensorFlow (see _process)
+from .rda import RobustAutoencoder, fit_alternating, start_fits
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -198,46 +196,11 @@ def fit_lambda_path(X, lambdas, stack=None, **params):
 
 
 def _fit_together(X, models):
-    first = models[0]
-    for m in models:
-        m._validate_params()
-    X = first._check_X(X, reset=True)
-    seed = first._seed()
-    for m in models:
-        if m is not first:
-            m._check_X(X, reset=True)
-        m.threshold_ = effective_threshold(X, m.penalty, m.lam, m.lambda_scaling)
-        m.layers_ = list(first.layers) if first.layers is not None else default_layers(X.shape[1])
-        m.history_ = []
-    trainer = StackedTrainer(first.layers_, len(models), [seed] * len(models), tied=first.tied,
+    """Fit ``models`` (same schedule, own lambdas) on ``X`` side by side in one stacked trainer."""
+    X = start_fits(X, models)
+    first, k = models[0], len(models)
+    trainer = StackedTrainer(first.layers_, k, [first._seed()] * k, tied=first.tied,
                              learning_rate=first.learning_rate, batch_size=first.batch_size)
     trainer.reinitialize()
-    k = len(models)
-    norm_x = float(np.linalg.norm(X)) or 1.0
     S = np.zeros((k,) + X.shape, np.float32)
-    LS_prev = np.broadcast_to(X, S.shape).copy()
-    L = np.empty_like(S)
-    active = list(range(k))
-    for it in range(first.outer_iterations):
-        t0 = time.perf_counter()
-        if first.reinitialize and it > 0:
-            trainer.reinitialize()
-        L_in = X[None] - S
-        losses = trainer.train(L_in, first.inner_epochs)
-        L_all = trainer.reconstruct(L_in)
-        seconds = (time.perf_counter() - t0) / len(active)
-        for j in list(active):
-            m = models[j]
-            L[j] = L_all[j]
-            S[j] = m._prox(X - L[j])
-            m._record(it, X, L_in[j], L[j], S[j], LS_prev[j], norm_x, losses[-1, j], seconds)
-            LS_prev[j] = L[j] + S[j]
-            if m._converged() or it + 1 == m.outer_iterations:
-                # L and S are reused for the models still running: the fitted model keeps copies
-                m._set_fitted(X, L[j].copy(), S[j].copy(), trainer.get_weights(j))
-                active.remove(j)
-        if first.verbose:
-            print(f"[rda] stacked iter {it + 1}/{first.outer_iterations}: {len(active)} of {k} models still "
-                  f"running, nonzero groups {[m.history_[-1]['nonzero_groups'] for m in models]}")
-        if not active:  # every model finishes by its last outer iteration
-            break
+    fit_alternating(X, models, trainer, S, np.broadcast_to(X, S.shape).copy())

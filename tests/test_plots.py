@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rda_cli.experiments.plots import denoise_figures, outlier_figures
+from rda_cli.experiments.figures import denoise_figures, outlier_figures
 
 PNG = b"\x89PNG\r\n\x1a\n"
 KS = [0, 50, 100, 150, 200]

@@ -123,16 +123,17 @@ def test_transform_gives_code_features(outlier_data):
     rda = RobustAutoencoder(lam=0.002, outer_iterations=2, inner_epochs=2, **FAST).fit(X)
     Z = rda.transform(X)
     assert Z.shape == (len(X), 5)
-    np.testing.assert_allclose(Z, rda._net().encode(X - rda.S_), atol=1e-6)
+    with rda._net() as net:
+        np.testing.assert_allclose(Z, net.encode(X - rda.S_), atol=1e-6)
     assert rda.reconstruct(X[:7]).shape == (7, 50)
 
 
 def test_no_retracing_across_outer_iterations_or_fits(outlier_data):
-    from rda_cli.autoencoder import shared_trainer
+    from rda_cli.autoencoder import cached_trainer
 
     X, _ = outlier_data
-    kw = dict(lam=0.002, outer_iterations=4, inner_epochs=2, tol=0, **FAST)
-    trainer = shared_trainer(FAST["layers"], True, FAST["learning_rate"], FAST["batch_size"])
+    kw = dict(lam=0.002, outer_iterations=4, inner_epochs=2, tol=0, reinitialize=True, **FAST)
+    trainer = cached_trainer(FAST["layers"], True, FAST["learning_rate"], FAST["batch_size"])
     before = trainer.traces
     first = RobustAutoencoder(**kw).fit(X)
     assert first.n_iter_ == 4
@@ -140,8 +141,9 @@ def test_no_retracing_across_outer_iterations_or_fits(outlier_data):
     traced = trainer.traces
     second = RobustAutoencoder(**{**kw, "lam": 0.003, "random_state": 1}).fit(X)
     assert trainer.traces == traced  # a second fit of the same shape reuses the compiled loop
-    # the first model's network is still its own after the second fit used the shared trainer
-    np.testing.assert_allclose(first.transform(X), first._net().encode(X - first.S_), atol=1e-6)
+    # the first model's network is still its own after the second fit used the cached trainer
+    with first._net() as net:
+        np.testing.assert_allclose(first.transform(X), net.encode(X - first.S_), atol=1e-6)
     assert not np.allclose(first.reconstruct(X[:20]), second.reconstruct(X[:20]))
 
 
@@ -178,3 +180,75 @@ def test_warm_start_continues_from_the_fitted_state(outlier_data):
     # ... starts from a trained network (lower objective) and keeps finding the planted rows
     assert warm.history_[0]["objective"] < cold.history_[0]["objective"]
     assert f1_score(truth, warm.outlier_mask_) >= 0.8 * f1_score(truth, flagged_before)
+
+
+def test_reinitialize_auto_keeps_training_on_a_short_schedule():
+    """12 outer x 15 epochs on a 3-D manifold with 6% planted rows, the estimator's other defaults:
+    re-drawing the network every outer iteration leaves it unfitted when S is updated ("auto"
+    does not re-draw below REINIT_MIN_EPOCHS epochs), while the authors' 20 x 50 still re-draws."""
+    from rda_cli.rda import REINIT_MIN_EPOCHS
+
+    X, truth = with_outlier_rows(n=1000, d=50, fraction=0.06, seed=0, latent=3)
+    f1 = {}
+    for reinit in ("auto", True):
+        for lam in (0.001, 0.0015):
+            m = RobustAutoencoder(lam=lam, outer_iterations=12, inner_epochs=15, random_state=0,
+                                  reinitialize=reinit).fit(X)
+            assert m.reinitialize_ is (reinit is True)
+            f1[reinit, lam] = f1_score(truth, m.outlier_mask_)
+    auto, redraw = [f1[("auto", lam)] for lam in (0.001, 0.0015)], [f1[(True, lam)] for lam in (0.001, 0.0015)]
+    assert max(auto) >= 0.95, f1
+    assert np.mean(auto) > np.mean(redraw) + 0.15, f1
+    assert RobustAutoencoder()._resolved_reinitialize() is True  # 20 x 50: the authors' re-drawing
+    assert RobustAutoencoder(inner_epochs=REINIT_MIN_EPOCHS - 1)._resolved_reinitialize() is False
+
+
+@pytest.mark.parametrize("name, value", [
+    ("random_state", "abc"), ("tied", "abc"), ("reinitialize", "abc"), ("warm_start", "yes"),
+    ("inner_epochs", 2.5), ("batch_size", "64"), ("lam", float("nan")), ("tol", -1.0), ("layers", "784,10"),
+    ("penalty", "l2"), ("verbose", "loud"), ("random_state", -1), ("outer_iterations", True), ("lam", True),
+])
+def test_parameter_constraints_reject_bad_types(name, value):
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    with pytest.raises(InvalidParameterError, match=name):
+        RobustAutoencoder(**{name: value}).fit(np.ones((20, 4), np.float32))
+    with pytest.raises(ValueError, match=name):  # as detect.py validates settings
+        RobustAutoencoder(**{name: value})._validate_params()
+
+
+def test_keyword_only_parameters():
+    with pytest.raises(TypeError):
+        RobustAutoencoder([4, 2])
+
+
+def test_warm_state_from_elsewhere_equals_own_warm_start(outlier_data):
+    X, _ = outlier_data
+    kw = dict(outer_iterations=3, inner_epochs=2, reinitialize=False, **FAST)
+    a = RobustAutoencoder(lam=0.0015, **kw).fit(X)
+    S, L, weights = a.S_, a.L_, a.get_weights()
+    a.set_params(warm_start=True, lam=0.0016, outer_iterations=1).fit(X)
+    b = RobustAutoencoder(lam=0.0016, **{**kw, "outer_iterations": 1}).set_warm_state(S, L, weights)
+    assert b.warm_start
+    b.fit(X)
+    np.testing.assert_array_equal(a.S_, b.S_)
+    np.testing.assert_array_equal(a.get_weights()[0], b.get_weights()[0])
+
+
+def test_estimators_from_two_threads_equal_sequential_fits(outlier_data):
+    """The cached compiled trainer is locked: fits and scores from two threads equal sequential ones."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    X, _ = outlier_data
+    kw = dict(outer_iterations=2, inner_epochs=2, reinitialize=False, **FAST)
+
+    def run(lam):
+        m = RobustAutoencoder(lam=lam, **kw).fit(X)
+        return m.S_, m.decision_function(X[:50] * 0.9)
+
+    sequential = [run(lam) for lam in (0.0015, 0.002)]
+    with ThreadPoolExecutor(2) as pool:
+        threaded = list(pool.map(run, (0.0015, 0.002)))
+    for (s1, d1), (s2, d2) in zip(sequential, threaded):
+        np.testing.assert_array_equal(s1, s2)
+        np.testing.assert_array_equal(d1, d2)

@@ -8,9 +8,10 @@ from rda_cli import RobustAutoencoder
 # Checks that cannot apply, each with its reason.
 SKIPPED = {
     # scikit-learn's outlier checks assume its sign convention (decision_function < 0 for
-    # outliers) and that predict flags some rows of every toy data set. RobustAutoencoder follows
-    # PyOD's convention (higher score = more abnormal) and flags exactly the rows whose S row is
-    # non-zero, which may be none of the checks' blobs.
+    # outliers) and that predict flags some rows of every toy data set. RobustAutoencoder's
+    # decision_function follows PyOD's (higher = more abnormal, > 0 flagged; its predict is
+    # scikit-learn's +1 / -1; see the class docstring's Notes) and it flags exactly the rows whose
+    # S row is non-zero, which may be none of the checks' blobs.
     "check_outliers_train": "PyOD sign convention; flags may be empty on the check's blobs",
     "check_outliers_fit_predict": "flags only rows with non-zero S; may flag none on blobs",
     "check_outlier_contamination": "no contamination parameter: lambda sets the flagged set",

@@ -13,8 +13,9 @@ import numpy as np
 from .config import ConfigError, Field
 
 __all__ = ["model_schema", "data_path_field", "load_data_cached", "make_estimator", "check_data_path", "json_safe",
-           "seeds_field", "seed_list", "seed_suffix", "cell_seed", "base_seed", "tag_seeds", "untag_seeds",
-           "header_schema", "check_run_name", "cell_problem", "preflight_data"]
+           "seeds_field", "seed_list", "seed_suffix", "cell_seed", "base_seed", "pick_seed", "tag_seeds",
+           "untag_seeds", "header_schema", "knee_cell", "write_summary", "check_run_name", "cell_problem",
+           "preflight_data"]
 
 RUN_NAME = re.compile(r"[A-Za-z0-9._-]+")
 
@@ -114,13 +115,39 @@ def header_schema(experiment, seed_doc, seeds=True):
     return spec
 
 
+def pick_seed(present, preferred):
+    """``preferred`` when it is among the ``present`` seeds (or none is present), else the smallest
+    present: the one rule for which seed feeds single-seed figures and keys."""
+    present = sorted(set(present))
+    if not present or preferred in present:
+        return preferred
+    return present[0]
+
+
 def base_seed(config, cells):
     """The seed whose cells feed the single-run figures and keys: the config's ``seed`` if present,
     else the smallest seed present."""
-    present = sorted({cell_seed(config, c) for c in cells})
-    if not present or config["seed"] in present:
-        return config["seed"]
-    return present[0]
+    return pick_seed({cell_seed(config, c) for c in cells}, config["seed"])
+
+
+def knee_cell(cells, count_key, scale):
+    """The cell at the knee of ``count_key`` against lambda (:func:`~rda_cli.selection.knee_lambda`),
+    among ``cells`` of one seed; a log lambda axis falls back to linear when a lambda is <= 0."""
+    from ..selection import knee_lambda
+
+    lams = [c["lam"] for c in cells]
+    if scale == "log" and min(lams) <= 0:
+        scale = "linear"
+    knee = knee_lambda(lams, [c[count_key] for c in cells], scale=scale)
+    return next(c for c in cells if c["lam"] == knee)
+
+
+def write_summary(run, summary, markdown):
+    """A run's ``summary.json`` (``summary``, JSON-safe) and ``summary.md`` (``markdown``), atomically."""
+    from .rundir import atomic_write_text
+
+    atomic_write_text(run.path / "summary.json", json.dumps(json_safe(summary), indent=1))
+    atomic_write_text(run.path / "summary.md", markdown)
 
 
 def model_schema(**defaults):

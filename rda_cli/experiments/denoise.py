@@ -27,6 +27,7 @@ from .common import (
     data_path_field,
     header_schema,
     json_safe,
+    knee_cell,
     load_data_cached,
     make_estimator,
     model_schema,
@@ -34,6 +35,7 @@ from .common import (
     seed_suffix,
     tag_seeds,
     untag_seeds,
+    write_summary,
 )
 from .config import Field
 from .stats import excludes_zero, fmt_pm, interval_dict
@@ -165,21 +167,16 @@ def compute_cell(config, cell):
 
 def _lambda_selection(cells, config):
     """Per (k, seed): the knee of ||S||_0 against lambda next to the oracle-best error (labels)."""
-    from ..selection import knee_lambda
-
     scale = (config.get("selection") or {}).get("knee_scale", "log")
     ae = {(c["k"], c["_seed"]): c["error"] for c in cells if c["kind"] == "ae"}
     per = []
     for k, seed in sorted({(c["k"], c["_seed"]) for c in cells if c["kind"] == "rda"}):
         cs = sorted((c for c in cells if c["kind"] == "rda" and c["k"] == k and c["_seed"] == seed),
                     key=lambda c: c["lam"])
-        lams = [c["lam"] for c in cs]
-        knee = knee_lambda(lams, [c["s_nonzero"] for c in cs],
-                           scale="linear" if scale == "log" and min(lams) <= 0 else scale)
-        at = next(c for c in cs if c["lam"] == knee)
+        at = knee_cell(cs, "s_nonzero", scale)
         best = min(cs, key=lambda c: c["error"])
         per.append({"k": k, "seed": seed, "oracle_lam": best["lam"], "oracle_error": best["error"],
-                    "knee_lam": knee, "knee_error": at["error"], "knee_s_nonzero": at["s_nonzero"],
+                    "knee_lam": at["lam"], "knee_error": at["error"], "knee_s_nonzero": at["s_nonzero"],
                     "ae_error": ae.get((k, seed))})
     out = {"rule": f"knee of log(1 + ||S||_0) against lambda ({scale} lambda axis)", "per_k_seed": per, "per_k": []}
     for k in sorted({r["k"] for r in per}):
@@ -191,10 +188,7 @@ def _lambda_selection(cells, config):
 
 def summarize(run, cells):
     """metrics.csv, summary.json / summary.md and the figures, from the finished cells."""
-    import json
-
-    from .plots import denoise_figures
-    from .rundir import atomic_write_text
+    from .figures.denoise import denoise_figures
 
     config = run.config
     seeds = tag_seeds(config, cells)
@@ -238,8 +232,7 @@ def summarize(run, cells):
         summary["lambda_selection"] = _lambda_selection(cells, config)
     base = base_seed(config, cells)
     untag_seeds(cells)
-    atomic_write_text(run.path / "summary.json", json.dumps(json_safe(summary), indent=1))
-    atomic_write_text(run.path / "summary.md", _summary_md(summary))
+    write_summary(run, summary, _summary_md(summary))
     return denoise_figures(run.path, cells, base_seed=base)
 
 

@@ -13,8 +13,6 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 
 __all__ = ["EXECUTORS", "run_tasks"]
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # inherited by spawned workers
-
 EXECUTORS = ("local", "processes", "dask")
 THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -31,7 +29,11 @@ def limit_threads(threads):
     two cores would fight over them, while N single-thread workers keep every core busy with
     its own model (the small per-batch products of one network do not scale across threads).
     TensorFlow reads its variables when it starts; a variable the user already set is kept.
+    Also applies the command's process settings (:func:`rda_cli._process.setup_process`).
     """
+    from .._process import setup_process
+
+    setup_process()
     for var in THREAD_VARIABLES:
         os.environ.setdefault(var, str(threads))
     os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")

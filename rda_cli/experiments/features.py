@@ -34,9 +34,9 @@ from .common import (
     load_data_cached,
     make_estimator,
     model_schema,
+    write_summary,
 )
 from .config import Field
-from .rundir import atomic_write_text
 
 NAME = "features"
 
@@ -147,7 +147,7 @@ def best_cell(cells):
 
 
 def summarize(run, cells):
-    from .plots import features_figures
+    from .figures.features import features_figures
 
     rda = sorted((c for c in cells if c.get("kind") == "rda"), key=lambda c: c["lam"])
     run.write_metrics_csv(rda, COLUMNS)
@@ -157,7 +157,6 @@ def summarize(run, cells):
         summary["best"] = {k: best[k] for k in ("lam", "threshold", "precision", "recall", "f1", "auroc",
                                                 "n_flagged", "n_stuck")}
         summary["lambdas_with_f1_1"] = [c["lam"] for c in rda if c["f1"] == 1.0]
-    atomic_write_text(run.path / "summary.json", json.dumps(json_safe(summary), indent=1))
     lines = ["| λ | threshold | columns flagged | precision | recall | F1 | AUROC (residual norms) |",
              "|---|---|---|---|---|---|---|"]
     for c in rda:
@@ -166,7 +165,7 @@ def summarize(run, cells):
                      f"| {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | {c['auroc']:.3f} |")
     if best:
         lines.append(f"\nBest F1 {best['f1']:.3f} at λ = {best['lam']:g} (column threshold {best['threshold']:.3g}).")
-    atomic_write_text(run.path / "summary.md", "\n".join(lines) + "\n")
+    write_summary(run, summary, "\n".join(lines) + "\n")
     return features_figures(run.path, cells)
 
 

@@ -32,6 +32,7 @@ from .common import (
     data_path_field,
     header_schema,
     json_safe,
+    knee_cell,
     load_data_cached,
     make_estimator,
     model_schema,
@@ -39,9 +40,9 @@ from .common import (
     seed_suffix,
     tag_seeds,
     untag_seeds,
+    write_summary,
 )
 from .config import ConfigError, Field
-from .rundir import atomic_write_text
 from .stats import fmt_pm, interval_dict
 
 NAME = "outliers"
@@ -285,7 +286,7 @@ def compute_cell(config, cell):
         if config["model"]["warm_start"]:
             # the state the next lambda of the path starts from (S is row-sparse: compresses well)
             arrays.update({"state_S": model.S_, "state_L": model.L_})
-            arrays.update({f"state_w{i}": w for i, w in enumerate(model._weights)})
+            arrays.update({f"state_w{i}": w for i, w in enumerate(model.get_weights())})
     result["seconds"] = time.perf_counter() - t0
     return json_safe(result), arrays or None
 
@@ -299,9 +300,8 @@ def _warm_start_from(model, config, cell):
                          "with --executor local")
     with np.load(path) as z:
         weights = [z[f"state_w{i}"] for i in range(sum(k.startswith("state_w") for k in z.files))]
-        model.S_, model.L_, model._weights = z["state_S"], z["state_L"], weights
-    model.set_params(warm_start=True, outer_iterations=config["model"]["warm_outer_iterations"]
-                     or config["model"]["outer_iterations"])
+        model.set_warm_state(z["state_S"], z["state_L"], weights)
+    model.set_params(outer_iterations=config["model"]["warm_outer_iterations"] or config["model"]["outer_iterations"])
 
 
 # ---------------------------------------------------------------------------------------- summary
@@ -359,7 +359,7 @@ def _method_summary(kind, cells, seeds):
 
 def _lambda_selection(rda, seeds, selection):
     """Per seed: the oracle-best lambda (labels) next to the label-free choices."""
-    from ..selection import contamination_lambda, knee_lambda
+    from ..selection import contamination_lambda
 
     per_seed = []
     for s in seeds:
@@ -371,11 +371,8 @@ def _lambda_selection(rda, seeds, selection):
         counts = [c["n_flagged"] for c in cs]
         best = max(cs, key=lambda c: c["f1"])
         rec = {"seed": s, "oracle_lam": best["lam"], "oracle_f1": best["f1"]}
-        scale = selection.get("knee_scale", "linear")
-        if scale == "log" and min(lams) <= 0:
-            scale = "linear"
-        knee = knee_lambda(lams, counts, scale=scale)
-        rec.update(knee_lam=knee, knee_f1=by_lam[knee]["f1"], knee_n_flagged=by_lam[knee]["n_flagged"])
+        knee = knee_cell(cs, "n_flagged", selection.get("knee_scale", "linear"))
+        rec.update(knee_lam=knee["lam"], knee_f1=knee["f1"], knee_n_flagged=knee["n_flagged"])
         contamination = selection.get("contamination")
         if contamination and cs[0].get("n_rows"):
             lam_c = contamination_lambda(lams, counts, cs[0]["n_rows"], contamination)
@@ -394,7 +391,7 @@ def _lambda_selection(rda, seeds, selection):
 
 
 def summarize(run, cells):
-    from .plots import outlier_figures
+    from .figures.outliers import outlier_figures
 
     config = run.config
     seeds = tag_seeds(config, cells)
@@ -428,8 +425,7 @@ def summarize(run, cells):
     if selection:
         summary["lambda_selection"] = selection
     untag_seeds(cells)
-    atomic_write_text(run.path / "summary.json", json.dumps(json_safe(summary), indent=1))
-    atomic_write_text(run.path / "summary.md", _summary_md(summary))
+    write_summary(run, summary, _summary_md(summary))
     return outlier_figures(run.path, cells, base_seed=base)
 
 

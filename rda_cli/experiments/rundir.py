@@ -49,8 +49,11 @@ class RunDirError(ConfigError):
     """The run folder cannot be used (another config, another experiment, in use, not a run folder)."""
 
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+def _umask():
+    """The process umask, read when a file is written (not at import: importing changes nothing)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(path, data: bytes):
@@ -58,7 +61,7 @@ def atomic_write_bytes(path, data: bytes):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give it the usual permissions
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give it the usual permissions
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -89,7 +92,7 @@ def _first_difference(a, b, path=""):
 
 
 def _versions():
-    from .. import autoencoder  # noqa: F401  (imports TensorFlow quietly)
+    from .. import autoencoder  # noqa: F401  (imports TensorFlow, quietly under the rda command)
 
     out = {"python": platform.python_version()}
     for name in ("numpy", "sklearn", "tensorflow", "keras", "matplotlib"):
