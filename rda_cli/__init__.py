@@ -14,7 +14,7 @@ _LAZY = {
 
 
 def __getattr__(name):
-    # Imported on first use, so that `rda --help` does not pay for scikit-learn.
+    # Imported on first use, so that the command's help does not pay for scikit-learn.
     if name in _LAZY:
         import importlib
 

@@ -14,6 +14,25 @@ from . import __version__
 EXECUTOR_CHOICES = click.Choice(["local", "processes", "dask"])
 
 
+# Library and experiment messages name parameters in backticks (`out_dir`); the command line shows its flags.
+FLAGS = {"out_dir": "--out", "overrides": "--set", "executor": "--executor", "scheduler": "--scheduler",
+         "model_dir": "--model", "data_path": "--data", "array": "--array", "id_column": "--id-column", "lam": "--lam",
+         "contamination": "--contamination", "force": "--force", "layers": "--layers", "penalty": "--penalty"}
+
+
+def as_flags(message):
+    """``\`out_dir\``` -> ``--out``, ``\`executor\`='local'`` -> ``--executor local`` in a library message."""
+    import re
+
+    def flag(m):
+        name, value = m.group(1), m.group(2)
+        if name not in FLAGS:
+            return m.group(0)
+        return FLAGS[name] + (f" {value}" if value is not None else "")
+
+    return re.sub(r"`(\w+)`(?:='([^']*)')?", flag, str(message))
+
+
 def fail(message, code=2):
     """Print a one-line error and exit (never a traceback).
 
@@ -21,7 +40,7 @@ def fail(message, code=2):
     location that is refused or cannot be written), 1 for a fault met while running (a write that
     fails part-way, e.g. a full disk), 130 for an interruption.
     """
-    click.echo(f"rda: error: {' '.join(str(message).split())}", err=True)
+    click.echo(f"rda: error: {' '.join(as_flags(message).split())}", err=True)
     sys.exit(code)
 
 

@@ -4,7 +4,10 @@
 fits a :class:`~rda_cli.rda.RobustAutoencoder` and writes a result folder; :func:`score` applies a
 saved model to new rows. Both check their whole input before training or writing anything, and
 :func:`detect` builds its folder under a temporary name next to the destination and renames it at
-the end, so a failure never leaves a half-written folder.
+the end, so a failure never leaves a half-written folder. This module is the service (options,
+lambda, fitting, scoring); :mod:`rda_cli.detect_report` writes the files and holds the rules on where
+they may be written. Errors name the function's parameters (``out_dir``, ``lam``); the command line
+shows its own flags instead.
 
 Choosing lambda
 ---------------
@@ -31,19 +34,15 @@ absolute residual), which is what the threshold is compared with.
 
 from __future__ import annotations
 
-import csv
 import difflib
-import io
-import json
 import math
-import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from .detect_report import check_out_dir, check_score_out, start_output, write_result, write_scores_file
 from .selection import knee_index
 from .tabular import MinMaxScaler01, TableError, read_table
 
@@ -51,12 +50,11 @@ __all__ = ["DetectError", "DEFAULT_SCHEDULE", "detect", "score", "parse_override
            "estimator_params"]
 
 PENALTY_CHOICES = ("l21_rows", "l1", "l21_cols")
-# The schedule used unless --set changes it: short, for tables of a few hundred to a few
+# The schedule used unless `overrides` change it: short, for tables of a few hundred to a few
 # thousand rows (the estimator's own defaults are the paper's 20 x 50 epochs on 5000 images).
 DEFAULT_SCHEDULE = {"outer_iterations": 10, "inner_epochs": 10, "batch_size": 133, "learning_rate": 0.001,
                     "reinitialize": False, "random_state": 0}
-RESERVED = {"penalty": "--penalty", "lam": "--lam or --contamination", "layers": "--layers"}
-TOP_ROWS = 20
+RESERVED = {"penalty": "`penalty`", "lam": "`lam` or `contamination`", "layers": "`layers`"}
 N_GRID = 8
 MAX_FITS = 8
 
@@ -67,7 +65,7 @@ class DetectError(ValueError):
 
 # ---------------------------------------------------------------------------- options
 def _setting_fields():
-    """The typed rules of the estimator settings ``--set`` may change (the experiment configs' rules)."""
+    """The typed rules of the estimator settings ``overrides`` may change (the experiment configs' rules)."""
     from .experiments.common import model_schema
     from .experiments.config import Field
 
@@ -92,23 +90,23 @@ def parse_overrides(items):
     out = {}
     for item in items or ():
         if "=" not in item:
-            raise DetectError(f"--set {item!r}: expected NAME=VALUE, e.g. inner_epochs=20")
+            raise DetectError(f"`overrides` {item!r}: expected NAME=VALUE, e.g. inner_epochs=20")
         name, text = (s.strip() for s in item.split("=", 1))
         if name in RESERVED:
-            raise DetectError(f"--set {name}: use {RESERVED[name]} instead")
+            raise DetectError(f"`overrides` {name}: use {RESERVED[name]} instead")
         if name not in valid:
             close = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             settable = ", ".join(v for v in valid if v not in RESERVED)
-            raise DetectError(f"--set {name}: unknown estimator setting{hint} (settings: {settable})")
+            raise DetectError(f"`overrides` {name}: unknown estimator setting{hint} (settings: {settable})")
         try:
             value = yaml.safe_load(text) if text else None
         except yaml.YAMLError:
-            raise DetectError(f"--set {item!r}: cannot parse the value {text!r}") from None
+            raise DetectError(f"`overrides` {item!r}: cannot parse the value {text!r}") from None
         field = _setting_fields().get(name)
         if field is not None:
             try:
-                value = validate_value(field, value, name, label="--set")
+                value = validate_value(field, value, name, label="`overrides`")
             except ConfigError as exc:
                 raise DetectError(str(exc)) from None
         out[name] = value
@@ -124,9 +122,9 @@ def parse_layers(text, width):
     try:
         hidden = [int(v) for v in str(text).replace(" ", "").split(",")]
     except ValueError:
-        raise DetectError(f"--layers {text!r}: expected comma-separated positive integers, e.g. 64,32") from None
+        raise DetectError(f"`layers` {text!r}: expected comma-separated positive integers, e.g. 64,32") from None
     if not hidden or any(v < 1 for v in hidden):
-        raise DetectError(f"--layers {text!r}: expected comma-separated positive integers, e.g. 64,32")
+        raise DetectError(f"`layers` {text!r}: expected comma-separated positive integers, e.g. 64,32")
     return [int(width)] + hidden
 
 
@@ -135,7 +133,7 @@ def estimator_params(width, n_rows, penalty, layers=None, overrides=None):
     from .rda import RobustAutoencoder
 
     if penalty not in PENALTY_CHOICES:
-        raise DetectError(f"--penalty {penalty!r}: expected one of {', '.join(PENALTY_CHOICES)}")
+        raise DetectError(f"`penalty` {penalty!r}: expected one of {', '.join(PENALTY_CHOICES)}")
     params = dict(DEFAULT_SCHEDULE)
     params["batch_size"] = min(DEFAULT_SCHEDULE["batch_size"], int(n_rows))
     params.update(overrides or {})
@@ -240,163 +238,10 @@ def choose_by_knee(X, params, fit, n_grid=N_GRID):
     return models[k], float(lams[k]), {"steps": steps, "knee": k}
 
 
-# ---------------------------------------------------------------------------- writing
-def _fmt(v):
-    return f"{v:.6g}"
-
-
-def _scores_csv(ids, id_name, scores, flagged):
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow([id_name or "row", "score", "flagged"])
-    for i, (s, f) in enumerate(zip(scores, flagged)):
-        w.writerow([ids[i] if ids is not None else i, _fmt(s), int(f)])
-    return buf.getvalue()
-
-
-def _histogram(path, scores, title):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    try:
-        s = np.asarray(scores, dtype=float)
-        ax.hist(s[s <= 0], bins=40, color="tab:blue", alpha=0.8, label=f"not flagged ({int((s <= 0).sum())})")
-        if (s > 0).any():
-            ax.hist(s[s > 0], bins=40, color="tab:red", alpha=0.8, label=f"flagged ({int((s > 0).sum())})")
-        ax.axvline(0, color="k", ls="--", lw=1, label="flagging boundary (score 0)")
-        ax.set_yscale("log")
-        ax.set_xlabel("score (> 0: flagged, the norm of the row of S; <= 0: how far the row is below the threshold)")
-        ax.set_ylabel("rows (log scale)")
-        ax.set_title(title, fontsize=10)
-        ax.legend(fontsize=8)
-        ax.grid(True, alpha=0.3)
-        fig.savefig(path, dpi=120, bbox_inches="tight")
-    finally:
-        plt.close(fig)
-
-
-def _report(info, ids, id_name, scores, flagged, col_rows):
-    source = info['data'] + (f" (array `{info['array']}`)" if info.get("array") else "")
-    lines = [f"# rda detect: {source}", ""]
-    lines += [
-        f"- rows: {info['n_rows']}, feature columns: {info['n_features']}"
-        + (f" (id column `{id_name}` excluded)" if id_name else ""),
-        f"- penalty: `{info['penalty']}`, network layers: {info['layers']}",
-        f"- schedule: {info['outer_iterations']} outer iterations x {info['inner_epochs']} epochs, "
-        f"batch {info['batch_size']}, learning rate {info['learning_rate']}, "
-        f"reinitialize={info['reinitialize']}, random_state={info['random_state']}",
-        f"- **lambda = {info['lam']:.6g}** ({info['lambda_scaling']} scaling) -> prox threshold "
-        f"{info['threshold']:.6g} in [0, 1]-scaled units",
-        f"- lambda chosen by: {info['how']}",
-        f"- flagged: **{info['n_flagged']} of {info['n_rows']} rows** ({info['n_flagged'] / info['n_rows']:.1%})",
-        f"- fits: {info['fits']}, {info['seconds']:.1f} s",
-        "",
-    ]
-    steps = info.get("search", {}).get("steps")
-    if steps:
-        knee = info["search"].get("knee")
-        lines += ["## lambda search", "", "| # | lambda | threshold | groups flagged |", "|---|---|---|---|"]
-        for i, s in enumerate(steps):
-            mark = " (knee)" if knee == i else ""
-            lines.append(f"| {i + 1} | {s['lam']:.6g}{mark} | {s['threshold']:.4g} | {s['flagged']} |")
-        lines.append("")
-    lines += ["## scores", "",
-              "Score of a row: the norm of its row of S (scaled units) when flagged, else its residual "
-              "norm minus the threshold (<= 0), so every row is ranked.", "",
-              "![score histogram](score_hist.png)", "",
-              f"## top {min(TOP_ROWS, len(scores))} rows by score", "",
-              f"| {id_name or 'row'} | score | flagged |", "|---|---|---|"]
-    for i in np.argsort(-np.asarray(scores), kind="stable")[:TOP_ROWS]:
-        lines.append(f"| {ids[i] if ids is not None else i} | {_fmt(scores[i])} | {int(flagged[i])} |")
-    if col_rows is not None:
-        lines += ["", "## flagged columns (l2,1 over columns)", "", "| column | S column norm (original units) |",
-                  "|---|---|"]
-        lines += [f"| {name} | {_fmt(v)} |" for name, v in col_rows] or ["| (none) | |"]
-    lines += ["", "Files: `scores.csv` (row, score, flagged), `L.npy` and `S.npy` (original units: "
-              "X ~ L + S), `model/` (the network plus `scaler.json`; score new rows with "
-              "`rda score --model <this folder>/model --data FILE`)."]
-    return "\n".join(lines) + "\n"
-
-
-def _replace_dir(tmp, out_dir):
-    """Rename the finished folder ``tmp`` to ``out_dir``; an earlier result there (already checked by
-    :func:`check_out_dir`) is moved aside first and put back if the rename fails."""
-    out_dir = Path(out_dir)
-    if not out_dir.exists():
-        os.replace(tmp, out_dir)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-    os.replace(out_dir, old / out_dir.name)
-    try:
-        os.replace(tmp, out_dir)
-    except BaseException:
-        os.replace(old / out_dir.name, out_dir)  # put the earlier result back
-        os.rmdir(old)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def default_out_dir(data_path):
     return Path("results") / "detect" / Path(data_path).stem
 
 
-MARKER = "detect.json"  # the file that says a folder holds an rda detect result
-OUTPUT_NAMES = frozenset({"scores.csv", "L.npy", "S.npy", "model", "score_hist.png", "report.md", MARKER})
-
-
-def check_out_dir(out_dir, data_path, force=False):
-    """Refuse (DetectError, before any work) an output folder whose replacement could lose the user's files.
-
-    A new or empty folder is fine. An existing folder is replaced only with ``force`` and only if it
-    holds an earlier ``rda detect`` result (its ``detect.json``) and nothing else; never the current
-    folder or one above it, never a folder holding the input file, never a path under a regular file.
-    """
-    from .safeio import check_parent_is_folder, is_within
-
-    out = Path(out_dir)
-    if is_within(Path.cwd(), out):
-        raise DetectError(f"--out {out} is the current folder or a folder above it; it is never replaced: "
-                          "name a new folder")
-    if is_within(data_path, out):
-        raise DetectError(f"--out {out} holds the input file {data_path}; it is never replaced: name a new folder")
-    try:
-        check_parent_is_folder(out)
-    except NotADirectoryError as exc:
-        raise DetectError(f"--out {out}: {exc.filename} is a file, not a folder") from None
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise DetectError(f"--out {out} exists and is not a folder")
-    entries = sorted(p.name for p in out.iterdir())
-    if not entries:
-        return
-    if MARKER not in entries:
-        raise DetectError(f"--out {out} is a folder that rda detect did not write (no {MARKER} in it); nothing was "
-                          "changed: name a new or empty folder")
-    if not force:
-        raise DetectError(f"--out {out} holds an earlier rda detect result; pass --force to replace it, or name "
-                          "a new folder")
-    foreign = [n for n in entries if n not in OUTPUT_NAMES]
-    if foreign:
-        raise DetectError(f"--out {out} also holds files rda detect did not write ({', '.join(foreign[:3])}"
-                          f"{', ...' if len(foreign) > 3 else ''}); it is not replaced, even with --force")
-
-
-def _start_output(out_dir):
-    """Create the temporary folder the results are built in, next to ``out_dir`` (this proves the location
-    writable before any training); returns ``(tmp, created_parents)``."""
-    from .safeio import make_dirs, remove_dirs_if_empty
-
-    created = make_dirs(out_dir.parent)
-    try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-    except BaseException:
-        remove_dirs_if_empty(created)
-        raise
-    return tmp, created
 
 
 # ---------------------------------------------------------------------------- detect
@@ -413,21 +258,21 @@ def detect(data_path, out_dir=None, penalty="l21_rows", lam=None, contamination=
     """
     t0 = time.perf_counter()
     if lam is not None and contamination is not None:
-        raise DetectError("give either --lam or --contamination, not both")
+        raise DetectError("give either `lam` or `contamination`, not both")
     if lam is not None and not (math.isfinite(lam) and lam >= 0):
-        raise DetectError(f"--lam {lam!r}: expected a finite number >= 0")
+        raise DetectError(f"`lam` {lam!r}: expected a finite number >= 0")
     if contamination is not None and not 0 < contamination < 0.5:
-        raise DetectError(f"--contamination {contamination!r}: expected a fraction in (0, 0.5)")
+        raise DetectError(f"`contamination` {contamination!r}: expected a fraction in (0, 0.5)")
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(data_path)
     check_out_dir(out_dir, data_path, force)
     table = read_table(data_path, id_column=id_column, min_rows=2, array=array)
     params = estimator_params(table.n_features, table.n_rows, penalty, layers, parse_overrides(overrides))
     try:
-        tmp, created = _start_output(out_dir)
+        tmp, created = start_output(out_dir)
     except OSError as exc:
         from .safeio import oserror_line
 
-        raise DetectError(f"--out {out_dir}: {oserror_line(exc, 'create a folder in')}") from None
+        raise DetectError(f"`out_dir` {out_dir}: {oserror_line(exc, 'create a folder in')}") from None
     try:
         info = _fit_and_write(table, params, data_path, out_dir, tmp, penalty, lam, contamination, id_column,
                               progress, t0)
@@ -448,11 +293,11 @@ def _fit_and_write(table, params, data_path, out_dir, tmp, penalty, lam, contami
     if lam is not None:
         fit = _Fitter(X, params, progress, 1)
         model, chosen, search = fit(lam), float(lam), {}
-        how = "given (--lam)"
+        how = "given (lam)"
     elif contamination is not None:
         fit = _Fitter(X, params, progress, MAX_FITS + 1)
         model, chosen, search = choose_by_contamination(X, params, contamination, fit)
-        how = (f"--contamination {contamination:g}: bisection on log lambda for {search['target']} flagged "
+        how = (f"contamination {contamination:g}: bisection on log lambda for {search['target']} flagged "
                f"{'columns' if penalty == 'l21_cols' else 'rows'} (tolerance {search['tolerance']}), "
                f"{len(search['steps'])} fit(s) after a pilot fit of the plain autoencoder")
     else:
@@ -482,16 +327,8 @@ def _fit_and_write(table, params, data_path, out_dir, tmp, penalty, lam, contami
     if col_rows is not None:
         info["flagged_columns"] = [name for name, _ in col_rows]
 
-    (tmp / "scores.csv").write_text(_scores_csv(table.ids, id_column, scores, flagged))
-    np.save(tmp / "L.npy", L)
-    np.save(tmp / "S.npy", S)
-    model.save(tmp / "model")
-    scaler.save(tmp / "model" / "scaler.json")
-    _histogram(tmp / "score_hist.png", scores, f"rda detect: {Path(data_path).name}, lambda = {chosen:.4g}")
     info["seconds"] = time.perf_counter() - t0
-    (tmp / "report.md").write_text(_report(info, table.ids, id_column, scores, flagged, col_rows))
-    (tmp / MARKER).write_text(json.dumps(info, indent=1, default=float))
-    _replace_dir(tmp, out_dir)
+    write_result(tmp, out_dir, info, table, scores, flagged, L, S, model, scaler, col_rows)
     return info
 
 
@@ -502,10 +339,10 @@ def load_model(model_dir):
 
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
-        raise DetectError(f"--model {model_dir} does not exist or is not a folder")
+        raise DetectError(f"`model_dir` {model_dir} does not exist or is not a folder")
     missing = [n for n in ("params.json", "network.keras", "arrays.npz", "scaler.json") if not (model_dir / n).exists()]
     if missing:
-        raise DetectError(f"--model {model_dir} is not a model folder written by rda detect "
+        raise DetectError(f"`model_dir` {model_dir} is not a model folder written by rda detect "
                           f"(missing {', '.join(missing)})")
     scaler = MinMaxScaler01.load(model_dir / "scaler.json")
     from .rda import ModelFileError
@@ -513,46 +350,14 @@ def load_model(model_dir):
     try:
         model = RobustAutoencoder.load(model_dir)
     except ModelFileError as exc:
-        raise DetectError(f"--model {model_dir}: {exc}") from None
+        raise DetectError(f"`model_dir` {model_dir}: {exc}") from None
     except Exception as exc:  # a damaged network file: report it on one line
-        raise DetectError(f"--model {model_dir}: cannot load the model ({type(exc).__name__}: "
+        raise DetectError(f"`model_dir` {model_dir}: cannot load the model ({type(exc).__name__}: "
                           f"{' '.join(str(exc).split())[:200]})") from None
     if model.n_features_in_ != scaler.n_features:
-        raise DetectError(f"--model {model_dir}: the scaler has {scaler.n_features} columns but the network "
+        raise DetectError(f"`model_dir` {model_dir}: the scaler has {scaler.n_features} columns but the network "
                           f"{model.n_features_in_}")
     return model, scaler
-
-
-def _is_scores_file(path):
-    """Whether ``path`` starts with the header of a scores file rda wrote (``<id>,score,flagged``)."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            header = fh.readline(4096).rstrip("\r\n").split(",")
-    except (OSError, UnicodeDecodeError):
-        return False
-    return len(header) >= 3 and header[1:3] == ["score", "flagged"]
-
-
-def check_score_out(out, data_path, model_dir, force=False):
-    """Refuse (DetectError) an ``rda score`` output that would replace the user's files: the input file, a
-    folder, anything in the model folder; another existing file only if it is a scores file rda wrote, or
-    with ``force``."""
-    from .safeio import check_parent_is_folder, is_within
-
-    out = Path(out)
-    if out.is_dir():
-        raise DetectError(f"--out {out} is a folder; give a file name such as {out / 'scores.csv'}")
-    if Path(data_path).exists() and is_within(out, data_path):
-        raise DetectError(f"--out {out} is the input file; it is never overwritten: name another file")
-    if (Path(model_dir) / "params.json").is_file() and is_within(out, model_dir):
-        raise DetectError(f"--out {out} is inside the model folder {model_dir}; name a file elsewhere")
-    try:
-        check_parent_is_folder(out)
-    except NotADirectoryError as exc:
-        raise DetectError(f"--out {out}: {exc.filename} is a file, not a folder") from None
-    if out.exists() and not force and not _is_scores_file(out):
-        raise DetectError(f"--out {out} exists and is not a scores file rda wrote; pass --force to replace it, "
-                          "or name another file")
 
 
 def score(model_dir, data_path, out="scores.csv", force=False, array=None):
@@ -594,18 +399,5 @@ def score(model_dir, data_path, out="scores.csv", force=False, array=None):
     else:
         scores = model.decision_function(X)
     flagged = scores > 0
-    from .safeio import make_dirs, remove_dirs_if_empty
-
-    created = make_dirs(out.parent)
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(_scores_csv(table.ids, table.id_name, scores, flagged))
-        os.replace(tmp, out)
-    except BaseException:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
-        remove_dirs_if_empty(created)
-        raise
+    write_scores_file(out, table.ids, table.id_name, scores, flagged)
     return {"out": str(out), "n_rows": table.n_rows, "n_flagged": int(flagged.sum()), "threshold": model.threshold_}

@@ -115,7 +115,7 @@ def _read_csv(path, id_column):
     if id_column is not None:
         if not has_header:
             raise TableError(f"{path} has no header row, so it has no column named {id_column!r} "
-                             "(--id-column needs a header)")
+                             "(`id_column` needs a header)")
         if id_column not in names:
             import difflib
 
@@ -140,7 +140,7 @@ def _read_csv(path, id_column):
             except ValueError:
                 what = "an empty cell" if not cell else f"non-numeric value {cell!r}"
                 raise TableError(f"{path}: line {line}, column {names[j]!r} holds {what}; every feature value "
-                                 "must be a number (name a text id column with --id-column)") from None
+                                 "must be a number (name a text id column with `id_column`)") from None
         if ids is not None:
             ids.append(row[id_index].strip())
     _check_finite(X, path, [names[j] for j in feat_idx])
@@ -165,7 +165,7 @@ def _read_array(path, suffix, array=None):
     try:
         if suffix == ".npy":
             if array is not None:
-                raise TableError(f"{path}: --array applies to .npz files only")
+                raise TableError(f"{path}: `array` applies to .npz files only")
             return _as_numeric_2d(np.load(path, allow_pickle=False), path, "the array"), None
         with np.load(path, allow_pickle=False) as z:
             names = list(z.files)
@@ -180,7 +180,7 @@ def _read_array(path, suffix, array=None):
                 return _as_numeric_2d(z[two_d[0]], path, f"array {two_d[0]!r}"), two_d[0]
             if two_d:
                 raise TableError(f"{path} holds several 2-D arrays ({', '.join(two_d)}) and none named 'X': "
-                                 "name the one to read with --array")
+                                 "name the one to read with `array`")
             raise TableError(f"{path}: no 2-D array in it (arrays: {', '.join(names) or 'none'})")
     except TableError:
         raise
@@ -210,11 +210,11 @@ def read_table(path, id_column=None, min_rows=2, array=None):
         raise TableError(f"{path} is empty")
     if suffix == ".csv":
         if array is not None:
-            raise TableError(f"{path}: --array applies to .npz files only")
+            raise TableError(f"{path}: `array` applies to .npz files only")
         table = _read_csv(path, id_column)
     else:
         if id_column is not None:
-            raise TableError(f"{path}: --id-column applies to CSV files only ({suffix} files have no column names)")
+            raise TableError(f"{path}: `id_column` applies to CSV files only ({suffix} files have no column names)")
         X, name = _read_array(path, suffix, array)
         table = Table(X, [f"x{j + 1}" for j in range(X.shape[1])], array_name=name)
     table.path = str(path)

@@ -129,7 +129,7 @@ def test_contamination_flags_about_that_fraction(tmp_path):
     # The search stops within max(1, 10%) of the 20-row target or keeps the closest of 8 fits; the
     # count moves in jumps with lambda, so "about 5%" is allowed to mean 3.5% to 6.5% (14 to 26 rows).
     assert 14 <= n_flagged <= 26, n_flagged
-    assert "--contamination 0.05" in (tmp_path / "run" / "report.md").read_text()
+    assert "contamination 0.05" in (tmp_path / "run" / "report.md").read_text()
 
 
 # ------------------------------------------------------------------ bad input
@@ -251,5 +251,5 @@ def test_knee_and_overrides():
     assert knee_index(lams, counts, scale="log", count_scale="linear") in (2, 3)
     assert knee_index(lams, [5] * 8, scale="log", count_scale="linear") == 0
     assert parse_overrides(["inner_epochs=3", "tied=false"]) == {"inner_epochs": 3, "tied": False}
-    with pytest.raises(ValueError, match="use --penalty"):
+    with pytest.raises(ValueError, match="use `penalty`"):  # the library names parameters, the CLI flags
         parse_overrides(["penalty=l1"])

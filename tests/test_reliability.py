@@ -6,7 +6,6 @@ write faults, run_name, concurrent runs, model files, and the smaller gaps.
 
 import errno
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path

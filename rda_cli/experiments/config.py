@@ -1,7 +1,7 @@
 """Experiment configs: YAML files validated against a schema before anything runs.
 
 A schema is a nested dict whose leaves are :class:`Field` objects. ``load_config`` reads a YAML
-file with ``yaml.safe_load``, applies ``--set`` overrides given as dotted paths, fills defaults,
+file with ``yaml.safe_load``, applies overrides given as dotted ``key.path=value`` strings, fills defaults,
 and checks every key, type and range. Problems raise :class:`ConfigError` with a one-line
 message naming the dotted key path, the value and what was expected.
 """
@@ -150,15 +150,15 @@ def apply_overrides(raw, overrides):
     raw = copy.deepcopy(raw) if raw else {}
     for item in overrides or ():
         if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. model.inner_epochs=5")
+            raise ConfigError(f"`overrides` {item!r}: expected KEY=VALUE, e.g. model.inner_epochs=5")
         key, text = item.split("=", 1)
         key = key.strip()
         if not key or any(not part for part in key.split(".")):
-            raise ConfigError(f"--set {item!r}: malformed key path {key!r}")
+            raise ConfigError(f"`overrides` {item!r}: malformed key path {key!r}")
         try:
             value = yaml.safe_load(text) if text.strip() else None
         except yaml.YAMLError as exc:
-            raise ConfigError(f"--set {item!r}: cannot parse value: {_one_line(exc)}") from None
+            raise ConfigError(f"`overrides` {item!r}: cannot parse value: {_one_line(exc)}") from None
         node = raw
         parts = key.split(".")
         for part in parts[:-1]:

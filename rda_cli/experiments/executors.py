@@ -69,7 +69,7 @@ def run_tasks(fn, tasks, on_result, executor="local", workers=None, scheduler=No
                 raise
     elif executor == "dask":
         if not scheduler:
-            raise ValueError("the dask executor needs a scheduler address (--scheduler tcp://HOST:PORT)")
+            raise ValueError("the dask executor needs a scheduler address (`scheduler`, e.g. tcp://HOST:PORT)")
         from dask.distributed import Client
         from dask.distributed import as_completed as dask_as_completed
 

@@ -78,8 +78,8 @@ SCHEMA = {
     "model": dict(
         model_schema(layers=[784, 400, 200], outer_iterations=20, inner_epochs=50, batch_size=133,
                      learning_rate=0.001, reinitialize=True),
-        lam=Field("float", 0.00065, minimum=0, doc="lambda of a single run (without --sweep-lambda)"),
-        lambdas=Field("float_list", PAPER_LAMBDAS, minimum=0, min_length=1, doc="lambda grid of --sweep-lambda"),
+        lam=Field("float", 0.00065, minimum=0, doc="lambda of a single run (no lambda sweep)"),
+        lambdas=Field("float_list", PAPER_LAMBDAS, minimum=0, min_length=1, doc="lambda grid of a sweep"),
         warm_start=Field("bool", False, doc="fit the grid in ascending lambda, each lambda starting from the "
                                             "previous one's network and S (local executor only)"),
         warm_outer_iterations=Field("int", None, minimum=1, nullable=True,
@@ -297,7 +297,7 @@ def _warm_start_from(model, config, cell):
     path = Path(run_dir) / "cells" / f"{cell['warm_from']}.npz" if run_dir else None
     if path is None or not path.exists():
         raise ValueError(f"warm start: the state of {cell['warm_from']} is missing; run the lambda path in order "
-                         "with --executor local")
+                         "with `executor`='local'")
     with np.load(path) as z:
         weights = [z[f"state_w{i}"] for i in range(sum(k.startswith("state_w") for k in z.files))]
         model.set_warm_state(z["state_S"], z["state_L"], weights)

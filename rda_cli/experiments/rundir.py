@@ -265,7 +265,7 @@ class RunDir:
             try:
                 old = yaml.safe_load(cfg_file.read_text()) or {}
             except yaml.YAMLError:
-                raise ConfigError(f"{cfg_file} is not valid YAML; use another --out folder") from None
+                raise ConfigError(f"{cfg_file} is not valid YAML; use another `out_dir`") from None
             a = {k: v for k, v in old.items() if k not in identity_keys_ignored}
             b = {k: v for k, v in self.config.items() if k not in identity_keys_ignored}
             diff = _first_difference(a, b)
@@ -273,7 +273,7 @@ class RunDir:
                 key, was, now = diff
                 raise ConfigError(
                     f"{self.path} holds a run made with another config ('{key}' was {was!r}, now {now!r}); "
-                    "use another --out folder or run_name, or delete that folder"
+                    "use another `out_dir` or run_name, or delete that folder"
                 )
         self.cells_dir.mkdir(parents=True, exist_ok=True)
         if not cfg_file.exists():

@@ -78,7 +78,7 @@ def _run_cells(module, run, config, cells, executor, workers, scheduler, progres
             progress(done, len(cells), cell["id"])
 
     if any(c.get("warm_from") for c in todo) and executor != "local":
-        raise ValueError("a warm-started lambda path runs in order: use --executor local")
+        raise ValueError("a warm-started lambda path runs in order: use `executor`='local'")
     task_config = dict(config, _run_dir=str(run.path))  # where a cell may read an earlier cell's state
     try:
         run_tasks(compute_task, [(experiment, task_config, c) for c in todo], on_result,
