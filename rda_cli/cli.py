@@ -72,24 +72,72 @@ def _load(experiment, config_path, overrides):
 
 
 class _Progress:
-    def __init__(self, quiet, label):
-        self.quiet, self.label, self.bar, self.t0 = quiet, label, None, time.time()
+    """A progress bar over cells (or fits) that also moves inside one: ``detail`` such as "outer iteration
+    3/10" advances it by that fraction of a step, and the line (elapsed time, ETA) is redrawn every
+    ``REFRESH`` seconds even when nothing finishes."""
 
-    def __call__(self, done, total, cell_id):
+    SCALE = 100  # bar steps per cell, so a cell's outer iterations move it
+    REFRESH = 2.0
+
+    def __init__(self, quiet, label):
+        import threading
+
+        self.quiet, self.label, self.bar, self.t0 = quiet, label, None, time.time()
+        self.text, self.pos = "", 0
+        self.lock, self.stop = threading.Lock(), threading.Event()
+
+    def _show(self, _item=None):
+        return f"{self.text}  {time.time() - self.t0:.0f}s elapsed"
+
+    def __call__(self, done, total, cell_id=None, detail=None):
         if self.quiet:
             return
-        if self.bar is None:
-            self.bar = click.progressbar(length=total, label=self.label, show_eta=True, show_pos=True,
-                                         item_show_func=lambda _: f"{time.time() - self.t0:.0f}s elapsed",
-                                         file=sys.stderr)
-            self.bar.__enter__()
-            self.bar.update(done)
+        import re
+
+        frac = 0.0
+        m = re.search(r"(\d+)/(\d+)", detail or "")
+        if m and int(m.group(2)) > 0:
+            frac = min(1.0, int(m.group(1)) / int(m.group(2)))
+        self.text = f"{done}/{total}" + (f" ({cell_id}: {detail})" if detail else "")
+        with self.lock:
+            if self.bar is None:
+                self._start(total)
+            target = min(int((done + frac) * self.SCALE), total * self.SCALE)
+            if target > self.pos:
+                self.bar.update(target - self.pos)
+                self.pos = target
+            else:
+                self.bar.render_progress()
+
+    def detail(self, text):
+        """Show ``text`` (e.g. the outer iteration of the fit in progress) without moving the bar."""
+        if self.quiet or self.bar is None:
             return
-        self.bar.update(1, current_item=cell_id)
+        self.text = self.text.split(" (")[0] + f" ({text})"
+        with self.lock:
+            self.bar.render_progress()
+
+    def _start(self, total):
+        import threading
+
+        self.bar = click.progressbar(length=max(1, total) * self.SCALE, label=self.label, show_eta=True,
+                                     show_pos=False, show_percent=True, item_show_func=self._show, file=sys.stderr)
+        self.bar.__enter__()
+
+        def tick():
+            while not self.stop.wait(self.REFRESH):
+                with self.lock:
+                    if self.bar is not None:
+                        self.bar.render_progress()
+
+        threading.Thread(target=tick, daemon=True).start()
 
     def close(self):
-        if self.bar is not None:
-            self.bar.__exit__(None, None, None)
+        self.stop.set()
+        with self.lock:
+            if self.bar is not None:
+                self.bar.__exit__(None, None, None)
+                self.bar = None
 
 
 def _run(experiment, config, out, quiet, executor, workers, scheduler, cells=None):
@@ -244,11 +292,14 @@ def detect(data_path, penalty, lam, contamination, layers, id_column, array_name
     from .detect import DetectError, detect as run_detect
     from .tabular import TableError
 
+    from .progress import listening
+
     progress = _Progress(quiet, "rda detect")
     try:
-        info = run_detect(data_path, out, penalty=penalty, lam=lam, contamination=contamination, layers=layers,
-                          id_column=id_column, overrides=overrides, progress=progress, force=force,
-                          array=array_name)
+        with listening(lambda i, n: progress.detail(f"outer iteration {i}/{n}")):
+            info = run_detect(data_path, out, penalty=penalty, lam=lam, contamination=contamination, layers=layers,
+                              id_column=id_column, overrides=overrides, progress=progress, force=force,
+                              array=array_name)
     except KeyboardInterrupt:
         progress.close()
         fail("interrupted; nothing was written", code=130)

@@ -28,6 +28,7 @@ from sklearn.base import BaseEstimator, OutlierMixin, TransformerMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .progress import outer_iteration
 from .prox import l1_shrink, l21_shrink, penalty_value
 
 __all__ = ["RobustAutoencoder", "NetworkState", "ModelFileError", "effective_threshold", "default_layers",
@@ -734,6 +735,7 @@ def fit_alternating(X, models, bank, S, LS_prev):
                 # L and S are reused for the models still running: the fitted model keeps copies
                 m._set_fitted(X, L[j].copy(), S[j].copy(), bank.get_weights(j))
                 active.remove(j)
+        outer_iteration(it + 1, first.outer_iterations)
         if not active:  # every model finishes by its last outer iteration
             break
 

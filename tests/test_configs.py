@@ -35,3 +35,12 @@ def test_default_outliers_is_the_fast_schedule_and_the_paper_one_is_kept():
         assert fast["model"][key] == paper["model"][key]
     assert fast["data"] == paper["data"] and fast["seed"] == paper["seed"]
     assert "outliers-fast.yaml" not in CONFIGS
+
+
+def test_every_experiment_implements_the_contract():
+    from rda_cli.experiments.contract import Experiment
+    from rda_cli.experiments.runner import EXPERIMENTS, experiment_module
+
+    for name in EXPERIMENTS:
+        module = experiment_module(name)
+        assert isinstance(module, Experiment), name

@@ -48,5 +48,5 @@ def test_path_runs_ascending_and_resumes_identically(tmp_path, mnist_dir):
 
 def test_path_needs_the_local_executor(tmp_path, mnist_dir):
     cfg = config(mnist_dir)
-    with pytest.raises(ValueError, match="--executor local"):
+    with pytest.raises(ValueError, match="`executor`='local'"):
         run_experiment("outliers", cfg, tmp_path / "run", cells=list_cells(cfg, True), executor="processes")

@@ -132,7 +132,7 @@ def forest_error(features, y, config, seed=None):
     return float(1.0 - forest.score(F_te, y_te))
 
 
-def compute_cell(config, cell):
+def compute_cell(config, cell, finished=None):
     t0 = time.perf_counter()
     seed = cell_seed(config, cell)
     X, Xc, y = corrupted_data(config, cell["k"], seed)

@@ -112,7 +112,7 @@ def _example_rows(on, m):
     return np.sort(np.argsort(-on.sum(axis=1), kind="stable")[:m])
 
 
-def compute_cell(config, cell):
+def compute_cell(config, cell, finished=None):
     from sklearn.metrics import roc_auc_score
 
     from .outliers import flag_metrics

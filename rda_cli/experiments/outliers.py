@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -254,7 +253,7 @@ def _baseline_scores(config, kind, X, seed):
     raise ValueError(f"unknown cell kind {kind!r}")
 
 
-def compute_cell(config, cell):
+def compute_cell(config, cell, finished=None):
     t0 = time.perf_counter()
     seed = cell_seed(config, cell)
     X, _, truth = mixed_data(config, seed)
@@ -271,7 +270,7 @@ def compute_cell(config, cell):
         t_fit = time.perf_counter()
         model = make_estimator(config["model"], "l21_rows", cell["lam"], seed)
         if cell.get("warm_from"):
-            _warm_start_from(model, config, cell)
+            _warm_start_from(model, config, cell, finished)
         model.fit(X)
         result["fit_seconds"] = time.perf_counter() - t_fit
         p, r, f1 = flag_metrics(truth, model.outlier_mask_)
@@ -291,16 +290,14 @@ def compute_cell(config, cell):
     return json_safe(result), arrays or None
 
 
-def _warm_start_from(model, config, cell):
-    """Load the fitted state of the previous lambda of the path (written by the run before this cell)."""
-    run_dir = config.get("_run_dir")
-    path = Path(run_dir) / "cells" / f"{cell['warm_from']}.npz" if run_dir else None
-    if path is None or not path.exists():
+def _warm_start_from(model, config, cell, finished):
+    """Load the fitted state of the previous lambda of the path (a cell finished earlier in this run)."""
+    z = finished.arrays(cell["warm_from"]) if finished is not None else None
+    if not z or "state_S" not in z:
         raise ValueError(f"warm start: the state of {cell['warm_from']} is missing; run the lambda path in order "
                          "with `executor`='local'")
-    with np.load(path) as z:
-        weights = [z[f"state_w{i}"] for i in range(sum(k.startswith("state_w") for k in z.files))]
-        model.set_warm_state(z["state_S"], z["state_L"], weights)
+    weights = [z[f"state_w{i}"] for i in range(sum(k.startswith("state_w") for k in z))]
+    model.set_warm_state(z["state_S"], z["state_L"], weights)
     model.set_params(outer_iterations=config["model"]["warm_outer_iterations"] or config["model"]["outer_iterations"])
 
 

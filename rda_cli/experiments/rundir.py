@@ -372,6 +372,12 @@ class RunDir:
         self.set_aside(cell_id, problem)
         return False
 
+    def finished_cells(self):
+        """A picklable read-only view of the finished cells' arrays (:class:`~.contract.FinishedCells`)."""
+        from .contract import FinishedCells
+
+        return FinishedCells(self.cells_dir)
+
     def write_cell(self, cell_id, result, arrays=None):
         result = dict(result)
         result[FINGERPRINT_KEY] = self.fingerprint

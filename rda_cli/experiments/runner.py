@@ -7,6 +7,8 @@ import importlib
 import time
 from pathlib import Path
 
+from ..progress import listening
+from .contract import Experiment
 from .executors import run_tasks
 from .rundir import RunDir
 
@@ -15,7 +17,8 @@ __all__ = ["EXPERIMENTS", "experiment_module", "default_run_dir", "run_experimen
 EXPERIMENTS = ("denoise", "outliers", "features")
 
 
-def experiment_module(name):
+def experiment_module(name) -> Experiment:
+    """The module implementing experiment ``name`` (see :class:`~.contract.Experiment`)."""
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}")
     return importlib.import_module(f"{__package__}.{name}")
@@ -27,9 +30,9 @@ def default_run_dir(experiment, config, root="results"):
 
 
 def compute_task(task):
-    """Top-level (picklable) entry point of one cell: ``(experiment, config, cell)``."""
-    experiment, config, cell = task
-    return experiment_module(experiment).compute_cell(config, cell)
+    """Top-level (picklable) entry point of one cell: ``(experiment, config, cell, finished_cells)``."""
+    experiment, config, cell, finished = task
+    return experiment_module(experiment).compute_cell(config, cell, finished)
 
 
 def run_experiment(experiment, config, out_dir, cells=None, executor="local", workers=None, scheduler=None,
@@ -39,7 +42,9 @@ def run_experiment(experiment, config, out_dir, cells=None, executor="local", wo
     Before anything is created the folder is checked (see :meth:`RunDir.check_usable`) and the
     experiment's ``preflight(config)`` (if it has one) checks the data against the config; a folder
     this call created is removed again if it fails before finishing a cell.
-    ``progress(done, total, cell_id)`` is called after each cell (finished or read back);
+    ``progress(done, total, cell_id, detail=None)`` is called after each cell (finished or read back)
+    and, with the local executor, after each outer iteration of a fit inside a cell (``detail``
+    says which);
     ``warn(message)`` receives one-line warnings (invalid cells set aside, a stale lock taken over).
     Returns ``(run, all_cells, computed_ids, figure_paths)``.
     """
@@ -79,10 +84,18 @@ def _run_cells(module, run, config, cells, executor, workers, scheduler, progres
 
     if any(c.get("warm_from") for c in todo) and executor != "local":
         raise ValueError("a warm-started lambda path runs in order: use `executor`='local'")
-    task_config = dict(config, _run_dir=str(run.path))  # where a cell may read an earlier cell's state
+    finished_cells = run.finished_cells()  # where a cell may read an earlier cell's state
+    tasks = [(experiment, config, c, finished_cells) for c in todo]
+    fn = compute_task
+    if progress and executor == "local":  # cells computed here also report their outer iterations
+        def fn(task):
+            def within(i, n):
+                progress(done, len(cells), task[2]["id"], f"outer iteration {i}/{n}")
+
+            with listening(within):
+                return compute_task(task)
     try:
-        run_tasks(compute_task, [(experiment, task_config, c) for c in todo], on_result,
-                  executor=executor, workers=workers, scheduler=scheduler)
+        run_tasks(fn, tasks, on_result, executor=executor, workers=workers, scheduler=scheduler)
     finally:
         wanted = {c["id"] for c in cells}
         finished = [c for c in run.read_cells() if c["id"] in wanted]
