@@ -140,28 +140,35 @@ class _Progress:
                 self.bar = None
 
 
-def _run(experiment, config, out, quiet, executor, workers, scheduler, cells=None):
-    from .data import DataError
-    from .experiments.config import ConfigError
-    from .experiments.runner import default_run_dir, experiment_module, run_experiment
-
-    out_dir = Path(out) if out else default_run_dir(experiment, config)
-    progress = _Progress(quiet, f"rda {experiment}")
-    t0 = time.time()
+def _guarded(call, progress, interrupted):
+    """``call()``, with every expected failure turned into one line and an exit status (see :func:`fail`);
+    the progress bar is closed in every case. ValueError covers ConfigError, DataError, TableError and
+    DetectError."""
     try:
-        run, finished, computed, figures = run_experiment(
-            experiment, config, out_dir, cells=cells, executor=executor, workers=workers,
-            scheduler=scheduler, progress=progress, warn=warn)
+        return call()
     except KeyboardInterrupt:
         progress.close()
-        fail(f"interrupted; finished cells are kept in {out_dir}: re-run the same command to resume", code=130)
-    except (ConfigError, DataError, ValueError) as exc:
+        fail(interrupted, code=130)
+    except ValueError as exc:
         progress.close()
         fail(exc)
     except OSError as exc:
         progress.close()
         fail_oserror(exc)
-    progress.close()
+    finally:
+        progress.close()
+
+
+def _run(experiment, config, out, quiet, executor, workers, scheduler, cells=None):
+    from .experiments.runner import default_run_dir, experiment_module, run_experiment
+
+    out_dir = Path(out) if out else default_run_dir(experiment, config)
+    progress = _Progress(quiet, f"rda {experiment}")
+    t0 = time.time()
+    run, finished, computed, figures = _guarded(
+        lambda: run_experiment(experiment, config, out_dir, cells=cells, executor=executor, workers=workers,
+                               scheduler=scheduler, progress=progress, warn=warn),
+        progress, f"interrupted; finished cells are kept in {out_dir}: re-run the same command to resume")
     line = experiment_module(experiment).one_line_summary(run, finished)
     click.echo(f"rda {experiment}: {line}; {len(computed)} computed, {len(finished) - len(computed)} read back "
                f"in {time.time() - t0:.0f}s -> {out_dir}")
@@ -289,27 +296,17 @@ def detect(data_path, penalty, lam, contamination, layers, id_column, array_name
     Writes scores.csv (row,score,flagged; score > 0 means flagged), L.npy and S.npy in the original
     units, model/ (for rda score), score_hist.png and report.md.
     """
-    from .detect import DetectError, detect as run_detect
-    from .tabular import TableError
+    from .detect import detect as run_detect
 
     from .progress import listening
 
     progress = _Progress(quiet, "rda detect")
-    try:
-        with listening(lambda i, n: progress.detail(f"outer iteration {i}/{n}")):
-            info = run_detect(data_path, out, penalty=penalty, lam=lam, contamination=contamination, layers=layers,
-                              id_column=id_column, overrides=overrides, progress=progress, force=force,
-                              array=array_name)
-    except KeyboardInterrupt:
-        progress.close()
-        fail("interrupted; nothing was written", code=130)
-    except (DetectError, TableError, ValueError) as exc:
-        progress.close()
-        fail(exc)
-    except OSError as exc:
-        progress.close()
-        fail_oserror(exc)
-    progress.close()
+    with listening(lambda i, n: progress.detail(f"outer iteration {i}/{n}")):
+        info = _guarded(
+            lambda: run_detect(data_path, out, penalty=penalty, lam=lam, contamination=contamination, layers=layers,
+                               id_column=id_column, overrides=overrides, progress=progress, force=force,
+                               array=array_name),
+            progress, "interrupted; nothing was written")
     what = "columns" if penalty == "l21_cols" else "rows"
     extra = f" ({len(info['flagged_columns'])} columns flagged)" if "flagged_columns" in info else ""
     click.echo(f"rda detect: {info['n_flagged']} of {info['n_rows']} rows flagged{extra} at lambda={info['lam']:.4g} "
