@@ -279,3 +279,14 @@ def test_real_small_sets(tmp_path, adbench_dir):
     assert [c["id"] for c in cells] == ["WBC__rda", "WBC__iforest"]
     res, _ = B.compute_cell(cfg, cells[1])
     assert res["n_test"] == 67 and res["auroc"] > 0.8
+
+
+def test_rda_ranks_every_test_row():
+    """RDA's test scores are continuous: rows below the threshold are ranked too (no block of ties at 0)."""
+    X, y = planted(n=300, n_out=15, seed=4)
+    cfg = validate({"model": dict(FAST_MODEL)}, B.SCHEMA)
+    X_fit, X_eval, y_eval = B.split(cfg, X, y, 0)
+    scores, facts = B.run_detector(cfg, "rda", X_fit, X_eval, 0)
+    assert len(np.unique(scores)) == len(scores)
+    assert (scores <= 0).sum() > len(scores) // 2  # most test rows are below the threshold, yet ordered
+    assert facts["n_flagged"] >= 1 and facts["threshold"] > 0

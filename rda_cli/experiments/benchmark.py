@@ -78,9 +78,10 @@ SCHEMA = {
                                 doc="OCSVM, LOF and KNN are fitted on a random subsample of at most this many "
                                     "training rows"),
     "model": {
-        "scaling": Field("choice", "minmax", choices=("minmax", "quantile"),
-                         doc="autoencoders' input scaling, fitted on the training rows: minmax to [0, 1] "
-                             "(unseen rows may fall outside), or quantile (uniform marginals, 1000 quantiles)"),
+        "scaling": Field("choice", "robust", choices=("minmax", "robust", "quantile"),
+                         doc="autoencoders' input scaling, fitted on the training rows: minmax to [0, 1]; robust: "
+                             "the 1st..99th percentiles to [0, 1], rows beyond fall outside (not clipped); "
+                             "quantile: uniform marginals (1000 quantiles, clipped to [0, 1])"),
         "hidden_min": Field("int", 2, minimum=1, doc="smallest first hidden layer; sizes [d, h, max(code_min, "
                                                      "ceil(h/2))] with h = ceil(d/2) clipped to [hidden_min, hidden_max]"),
         "hidden_max": Field("int", 64, minimum=1, doc="largest first hidden layer (keeps wide tables cheap)"),
@@ -90,7 +91,7 @@ SCHEMA = {
         "batch_min": Field("int", 128, minimum=1, doc="smallest mini-batch"),
         "max_steps_per_epoch": Field("int", 50, minimum=1,
                                      doc="the batch grows with the rows: max(batch_min, ceil(rows / this))"),
-        "learning_rate": Field("float", 0.001, minimum=0, exclusive_minimum=True, doc="Adam learning rate"),
+        "learning_rate": Field("float", 0.01, minimum=0, exclusive_minimum=True, doc="Adam learning rate"),
         "lambda_quantile": Field("float", 0.95, minimum=0, maximum=1, exclusive_minimum=True,
                                  doc="RDA's l2,1 threshold: this quantile of the pilot autoencoder's training "
                                      "residual row norms"),
@@ -190,7 +191,23 @@ class _Standard:
 
 
 def autoencoder_scaler(kind, X_fit):
-    """The autoencoders' scaling (``"minmax"`` or ``"quantile"``), fitted on ``X_fit``; returns a function."""
+    """The autoencoders' scaling (``"minmax"``, ``"robust"`` or ``"quantile"``), fitted on ``X_fit``.
+
+    Returns a function mapping rows to float32. ``robust`` maps each column's 1st and 99th
+    percentiles to 0 and 1 (where they coincide: its minimum and maximum; a constant column maps
+    to 0.5), so a few extreme training rows do not squeeze the others together, and values beyond
+    stay beyond (the sigmoid output cannot reach them: they keep a large residual).
+    """
+    if kind == "robust":
+        lo, hi = np.percentile(X_fit, [1, 99], axis=0)
+        mn, mx = X_fit.min(axis=0), X_fit.max(axis=0)
+        narrow = hi <= lo
+        lo, hi = np.where(narrow, mn, lo), np.where(narrow, mx, hi)
+        span = hi - lo
+        const = span <= 0
+        span = np.where(const, 1.0, span)
+        lo = np.where(const, lo - 0.5, lo)
+        return lambda X: ((X - lo) / span).astype(np.float32)
     if kind == "quantile":
         from sklearn.preprocessing import QuantileTransformer
 
