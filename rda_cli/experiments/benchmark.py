@@ -10,7 +10,7 @@ Every detector runs with one setting for all data sets: the library defaults (sc
 PyOD), except that the three quadratic ones (One-Class SVM, LOF, KNN) are fitted on a random
 subsample of at most ``quadratic_max_rows`` training rows (drawn without labels), and robust PCA
 scores unseen rows by their distance to the row space of its low-rank part. The baselines see the
-data standardised (mean 0, variance 1 per column, fitted on the training part), as in ADBench.
+columns min-max scaled on the training part, as ADBench's data generator does (``data.scaling``).
 
 The two autoencoders (ℓ2,1-rows RDA and the plain autoencoder, same network and schedule) follow
 :func:`rda_rule`, computed from the shape and the unlabeled training rows only.
@@ -71,6 +71,9 @@ SCHEMA = {
                       doc="keep only these sets (names without ADBench's number, e.g. glass); null: all found"),
         "test_size": Field("float", 0.3, minimum=0, maximum=1, exclusive_minimum=True,
                            doc="fraction of rows kept for testing (stratified; inductive protocol)"),
+        "scaling": Field("choice", "minmax", choices=("minmax", "standard"),
+                         doc="the baselines' scaling, fitted on the training rows: minmax to [0, 1] (ADBench's "
+                             "data generator) or standard (mean 0, variance 1)"),
     },
     "detectors": Field("str_list", list(DETECTORS), min_length=1, check=_check_detectors,
                        doc="detectors to run: " + ", ".join(DETECTORS)),
@@ -179,15 +182,20 @@ def split(config, X, y, seed):
     return X_fit, X_eval, y_eval
 
 
-class _Standard:
-    """Per-column standardisation fitted on the training rows (constant columns: centred only)."""
+class _Affine:
+    """Per-column ``(X - shift) / scale`` fitted on the training rows: ``"minmax"`` (to [0, 1], as
+    ADBench's data generator does) or ``"standard"`` (mean 0, variance 1). A constant column is
+    shifted only."""
 
-    def __init__(self, X):
-        self.mean, sd = X.mean(axis=0), X.std(axis=0)
-        self.sd = np.where(sd > 0, sd, 1.0)
+    def __init__(self, X, kind="minmax"):
+        if kind == "standard":
+            self.shift, scale = X.mean(axis=0), X.std(axis=0)
+        else:
+            self.shift, scale = X.min(axis=0), X.max(axis=0) - X.min(axis=0)
+        self.scale = np.where(scale > 0, scale, 1.0)
 
     def __call__(self, X):
-        return (X - self.mean) / self.sd
+        return (X - self.shift) / self.scale
 
 
 def autoencoder_scaler(kind, X_fit):
@@ -311,9 +319,9 @@ def run_detector(config, detector, X_fit, X_eval, seed):
         t1 = time.perf_counter()
         scores = model.decision_function(Z_fit if transductive else scale(X_eval))
     else:
-        standard = _Standard(X_fit)
-        S_fit = standard(X_fit)
-        S_eval = S_fit if transductive else standard(X_eval)
+        scale = _Affine(X_fit, config["data"]["scaling"])
+        S_fit = scale(X_fit)
+        S_eval = S_fit if transductive else scale(X_eval)
         sub, subsampled = (_subsample(S_fit, config["quadratic_max_rows"], seed) if detector in QUADRATIC
                            else (S_fit, False))
         own_rows = transductive and not subsampled  # scores of the fitted rows come from the fit itself
@@ -467,14 +475,15 @@ def build_summary(config, cells):
         if "rda" not in detectors or other not in detectors:
             continue
         tally = {"win": 0, "tie": 0, "loss": 0}
-        per = {}
+        per, higher = {}, 0
         for s in complete:
             a, b = per_set[s]["detectors"]["rda"]["auroc"], per_set[s]["detectors"][other]["auroc"]
             outcome = compare(a, b, min(a["n"], b["n"]))
             if outcome:
                 tally[outcome] += 1
                 per[s] = outcome
-        versus[other] = dict(tally, per_set=per)
+                higher += int(a["mean"] > b["mean"])
+        versus[other] = dict(tally, higher_mean=higher, per_set=per)
     untag_seeds(cells)
     quadratic_subsampled = sorted({c["set"] for c in cells if c["detector"] in QUADRATIC
                                    and c["n_fit_rows"] < c["n_train"]})
@@ -482,7 +491,8 @@ def build_summary(config, cells):
             "detectors": detectors, "skipped": skipped, "sets": per_set, "complete_sets": complete,
             "overall": overall, "versus": versus, "quadratic_max_rows": config["quadratic_max_rows"],
             "quadratic_subsampled": quadratic_subsampled, "cells_done": len(cells),
-            "one_seed_tie": ONE_SEED_TIE, "model": config["model"]}
+            "one_seed_tie": ONE_SEED_TIE, "model": config["model"],
+            "baseline_scaling": config["data"].get("scaling", "standard")}
 
 
 def summarize(run, cells):
@@ -512,7 +522,8 @@ def summary_md(summary):
                  f"without labels and scores the {summary['test_size']:.0%}; AUROC and AP on those")
     lines = [f"Protocol: {proto}. Seeds {seeds}; " + (
         "per set mean ± 95% t-interval half-width over seeds." if several else "one seed, no intervals.")]
-    lines.append(f"Scaling fitted on the training rows: standardised for the baselines, {summary['model']['scaling']} "
+    lines.append(f"Scaling fitted on the training rows: {summary['baseline_scaling']} for the baselines, "
+                 f"{summary['model']['scaling']} "
                  "for the two autoencoders. Library defaults for every baseline; OCSVM, LOF and KNN are fitted on a "
                  f"random subsample of at most {summary['quadratic_max_rows']:,} training rows"
                  + (f" (subsampled here: {', '.join(summary['quadratic_subsampled'])})."
@@ -533,7 +544,9 @@ def summary_md(summary):
                 else f"one seed: tie = |ΔAUROC| < {summary['one_seed_tie']}")
         lines += ["", f"RDA against … on AUROC per data set (wins / ties / losses; {rule}):", ""]
         for other, v in summary["versus"].items():
-            lines.append(f"- {DETECTOR_NAMES[other]}: {v['win']} / {v['tie']} / {v['loss']}")
+            n = v["win"] + v["tie"] + v["loss"]
+            lines.append(f"- {DETECTOR_NAMES[other]}: {v['win']} / {v['tie']} / {v['loss']} (RDA's mean AUROC is "
+                         f"higher on {v.get('higher_mean', '?')} of {n} sets)")
     for key, title in (("auroc", "AUROC"), ("ap", "Average precision")):
         lines += ["", f"## {title} per data set", "",
                   "| data set | rows | d | anomalies | " + " | ".join(DETECTOR_NAMES[d] for d in dets) + " |",
@@ -548,7 +561,8 @@ def summary_md(summary):
                 if iv and best is not None and iv["mean"] == best:
                     text = f"**{text}**"
                 vals.append(text)
-            lines.append(f"| {s} | {rec['n_rows']:,} | {rec['n_features']} | {rec['anomaly_rate']:.1%} | "
+            rate = rec["anomaly_rate"]
+            lines.append(f"| {s} | {rec['n_rows']:,} | {rec['n_features']} | {rate:.{1 if rate >= 0.01 else 2}%} | "
                          + " | ".join(vals) + " |")
     lines += ["", "## Fit seconds per data set (seed mean)", "",
               "| data set | " + " | ".join(DETECTOR_NAMES[d] for d in dets) + " |", "|---|" + "---|" * len(dets)]
