@@ -112,18 +112,17 @@ def test_cli_bad_data_is_one_error_line(tmp_path):
 
 # ----------------------------------------------------------------------------- detectors
 def test_rda_rule_is_general():
-    cfg = config([], **{}) if False else validate({}, B.SCHEMA)["model"]
-    small = B.rda_rule(cfg, 56, 19)
-    big = B.rda_rule(cfg, 171540, 3)
-    wide = B.rda_rule(cfg, 1376, 1555)
-    assert small["layers"] == [19, 10, 5] and small["batch_size"] == 56
-    assert big["layers"] == [3, 2, 1] and big["batch_size"] == -(-171540 // 50) and big["inner_epochs"] == 4
-    assert wide["layers"] == [1555, 64, 32]
-    for s in (small, big, wide):  # about the same number of gradient steps everywhere
-        steps = s["inner_epochs"] * -(-{56: 56, 171540: 171540, 1376: 1376}[s["batch_size"] if s is small else
-                                                                              (171540 if s is big else 1376)]
-                                      // s["batch_size"])
-        assert 150 <= steps <= 260
+    """One rule for every shape: the batch grows with the rows, so every set gets about 2,000 steps."""
+    cfg = validate({}, B.SCHEMA)["model"]
+    shapes = {"small": (56, 19), "tall": (171540, 3), "wide": (1376, 1555)}
+    rules = {k: B.rda_rule(cfg, *shape) for k, shape in shapes.items()}
+    assert rules["small"]["layers"] == [19, 10, 5] and rules["small"]["batch_size"] == 56
+    assert rules["tall"]["layers"] == [3, 2, 1] and rules["tall"]["batch_size"] == -(-171540 // 50)
+    assert rules["wide"]["layers"] == [1555, 64, 32]
+    for k, rule in rules.items():
+        n = shapes[k][0]
+        steps = rule["outer_iterations"] * rule["inner_epochs"] * -(-n // rule["batch_size"])
+        assert 1500 <= steps <= 2600, (k, steps)
 
 
 @pytest.mark.parametrize("detector", B.DETECTORS)
@@ -191,6 +190,9 @@ def test_quadratic_detectors_are_subsampled(tmp_path):
     cfg = config([path], quadratic_max_rows=100)
     res, _ = B.compute_cell(cfg, {"id": "x", "set": "planted", "path": str(path), "detector": "lof", "seed": 0})
     assert res["n_fit_rows"] == 100 and res["n_train"] == 280 and res["auroc"] > 0.8
+    cfg["data"]["scaling"] = "standard"  # the other baseline scaling
+    res, _ = B.compute_cell(cfg, {"id": "x", "set": "planted", "path": str(path), "detector": "ocsvm", "seed": 0})
+    assert res["n_fit_rows"] == 100 and res["auroc"] > 0.8
 
 
 # ----------------------------------------------------------------------------- runs

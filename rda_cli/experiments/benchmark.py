@@ -108,6 +108,7 @@ COLUMNS = ["id", "set", "detector", "seed", "protocol", "n_train", "n_test", "n_
 
 
 def post_check(config):
+    """Check the data sets of a config before anything runs (raises ConfigError, one line)."""
     from ..data.adbench import AdbenchError, find_sets
 
     try:
@@ -158,6 +159,13 @@ def runnable_detectors(config):
 
 
 def list_cells(config):
+    """One cell per data set x runnable detector x seed, the largest sets first.
+
+    Returns
+    -------
+    list of dict
+        ``id``, ``set``, ``path``, ``detector``, ``seed``.
+    """
     sets = data_sets(config)
     detectors, _ = runnable_detectors(config)
     # larger sets first, so that a process pool does not end on one long cell
@@ -378,6 +386,14 @@ def _row_space_distance(L, X):
 
 
 def compute_cell(config, cell):
+    """Split the cell's set by its seed, fit its detector without labels, score the evaluation rows.
+
+    Returns
+    -------
+    (dict, None)
+        The cell with ``auroc``, ``ap``, ``fit_seconds``, ``score_seconds``, the sizes and the
+        detector's facts; no arrays.
+    """
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     t0 = time.perf_counter()
@@ -496,6 +512,7 @@ def build_summary(config, cells):
 
 
 def summarize(run, cells):
+    """Write ``metrics.csv``, ``summary.json``, ``summary.md`` and the figures; return the figure paths."""
     from .benchmark_figures import benchmark_figures
 
     summary = build_summary(run.config, cells)
@@ -574,6 +591,7 @@ def summary_md(summary):
 
 
 def one_line_summary(run, cells):
+    """The line the CLI prints at the end of a run."""
     s = json.loads((run.path / "summary.json").read_text())
     parts = [f"{len(cells)} cells over {len(s['sets'])} data sets"]
     ov = s["overall"]
