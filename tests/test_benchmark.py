@@ -108,6 +108,8 @@ def test_cli_bad_data_is_one_error_line(tmp_path):
     good = write_set(tmp_path)
     res = invoke("benchmark", "--data", good, "--detectors", "iforest,bogus", "--quiet")
     assert res.exit_code == 2 and "bogus" in res.output and len(res.output.strip().splitlines()) == 1
+    res = invoke("benchmark", "--data", good, "--set", "data.sets=[nope]", "--quiet")
+    assert res.exit_code == 2 and "'data.sets'" in res.output and len(res.output.strip().splitlines()) == 1
 
 
 # ----------------------------------------------------------------------------- detectors

@@ -114,7 +114,8 @@ def post_check(config):
     try:
         paths = find_sets(config["data"]["paths"], config["data"]["sets"])
     except AdbenchError as exc:
-        raise ConfigError(f"config key 'data.paths': {exc}") from None
+        key = "data.sets" if "not found among" in str(exc) else "data.paths"
+        raise ConfigError(f"config key '{key}': {exc}") from None
     for p in paths:  # every file is checked before anything runs (and stays cached)
         try:
             X, y = _load(str(p))
