@@ -350,5 +350,26 @@ def features(config_path, out, overrides, quiet, executor, workers, scheduler):
     _run("features", config, out, quiet, executor, workers, scheduler)
 
 
+@main.command()
+@_common_options
+@click.option("--data", "data_paths", multiple=True, metavar="PATH",
+              help="ADBench .npz file, folder or glob (repeatable; sets data.paths)  [default: the config's, else "
+                   "$RDA_ADBENCH_DIR or ../shared/data/adbench]")
+@click.option("--detectors", default=None, metavar="A,B,...",
+              help="detectors to run, e.g. rda,ae,iforest (sets the config's detectors)")
+@_seeds_option
+def benchmark(config_path, out, overrides, quiet, executor, workers, scheduler, data_paths, detectors, n_seeds):
+    """RDA and the field's detectors on ADBench's tabular sets, label-free (70/30 split, AUROC, AP, ranks)."""
+    import json
+
+    extra = list(_with_seeds(overrides, n_seeds))
+    if data_paths:
+        extra.append(f"data.paths={json.dumps(list(data_paths))}")
+    if detectors is not None:
+        extra.append(f"detectors={json.dumps([d.strip() for d in detectors.split(',') if d.strip()])}")
+    config = _load("benchmark", config_path, tuple(extra))
+    _run("benchmark", config, out, quiet, executor, workers, scheduler)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -14,8 +14,8 @@ CONFIGS = sorted(p.name for p in (resources.files("rda_cli") / "configs").iterdi
 def test_packaged_config_loads(name, tmp_path):
     module = experiment_module(name.split("-")[0].removesuffix(".yaml"))
     # data.path null falls back to $RDA_DATA_DIR etc.; point it at an existing folder so post_check passes
-    config = load_config(resources.files("rda_cli") / "configs" / name, module.SCHEMA, (f"data.path={tmp_path}",),
-                         lambda c: None)
+    override = "data.paths=null" if "data" in module.SCHEMA and "paths" in module.SCHEMA["data"] else f"data.path={tmp_path}"
+    config = load_config(resources.files("rda_cli") / "configs" / name, module.SCHEMA, (override,), lambda c: None)
     assert config["run_name"]
 
 

@@ -28,7 +28,7 @@ class ConfigError(ValueError):
 class Field:
     """One config value: its kind, default, constraints and documentation."""
 
-    kind: str  # "int", "float", "bool", "str", "choice", "float_list", "int_list"
+    kind: str  # "int", "float", "bool", "str", "choice", "float_list", "int_list", "str_list"
     default: Any = None
     doc: str = ""
     nullable: bool = False
@@ -48,6 +48,7 @@ class Field:
             "choice": "one of " + ", ".join(repr(c) for c in self.choices),
             "float_list": "a list of numbers",
             "int_list": "a list of integers",
+            "str_list": "a list of strings",
         }[self.kind]
         if self.minimum is not None:
             parts += f" {'>' if self.exclusive_minimum else '>='} {self.minimum:g}"
@@ -105,11 +106,12 @@ def _validate_leaf(f: Field, value, path, label="config key"):
     elif f.kind == "choice":
         if value not in f.choices:
             raise bad()
-    elif f.kind in ("float_list", "int_list"):
-        ok_item = _is_int if f.kind == "int_list" else _is_num
+    elif f.kind in ("float_list", "int_list", "str_list"):
+        ok_item = {"int_list": _is_int, "float_list": _is_num,
+                   "str_list": lambda v: isinstance(v, str) and bool(v)}[f.kind]
         if not isinstance(value, list) or len(value) < f.min_length:
             raise bad()
-        if not all(ok_item(v) and _check_range(f, v) for v in value):
+        if not all(ok_item(v) and (f.kind == "str_list" or _check_range(f, v)) for v in value):
             raise bad()
         if len(set(value)) != len(value):
             raise bad(" without duplicates")

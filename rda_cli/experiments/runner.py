@@ -14,7 +14,7 @@ from .rundir import RunDir
 
 __all__ = ["EXPERIMENTS", "experiment_module", "default_run_dir", "run_experiment", "compute_task", "replot"]
 
-EXPERIMENTS = ("denoise", "outliers", "features")
+EXPERIMENTS = ("denoise", "outliers", "features", "benchmark")
 
 
 def experiment_module(name) -> Experiment:

@@ -1,0 +1,617 @@
+"""Real tabular data: RDA and the field's detectors on ADBench's classical sets, label-free.
+
+Protocol (ADBench's unsupervised setting): for each data set and seed, a stratified split keeps
+``data.test_size`` (30%) of the rows for testing; every detector is fitted on the other 70%
+without labels and scores the test rows; AUROC and average precision are computed on the test
+rows. Scaling is fitted on the training part only. With ``protocol: transductive`` every detector
+is fitted on all rows and scores them all (no split).
+
+Every detector runs with one setting for all data sets: the library defaults (scikit-learn,
+PyOD), except that the three quadratic ones (One-Class SVM, LOF, KNN) are fitted on a random
+subsample of at most ``quadratic_max_rows`` training rows (drawn without labels), and robust PCA
+scores unseen rows by their distance to the row space of its low-rank part. The baselines see the
+columns min-max scaled on the training part, as ADBench's data generator does (``data.scaling``).
+
+The two autoencoders (ℓ2,1-rows RDA and the plain autoencoder, same network and schedule) follow
+:func:`rda_rule`, computed from the shape and the unlabeled training rows only.
+
+Cells: one per data set × detector × seed, id ``<set>__<detector>`` plus ``_s<seed>`` for seeds
+other than the config's ``seed``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import time
+
+import numpy as np
+
+from .common import cell_problem, cell_seed, header_schema, json_safe, seed_list, seed_suffix, tag_seeds, untag_seeds
+from .config import ConfigError, Field
+from .rundir import atomic_write_text
+from .stats import fmt_pm, interval_dict
+
+NAME = "benchmark"
+
+DETECTORS = ("rda", "ae", "iforest", "lof", "ocsvm", "knn", "ecod", "copod", "hbos", "rpca")
+PYOD_DETECTORS = ("knn", "ecod", "copod", "hbos")
+QUADRATIC = ("lof", "ocsvm", "knn")
+DETECTOR_NAMES = {
+    "rda": "ℓ2,1 RDA",
+    "ae": "plain AE",
+    "iforest": "IForest",
+    "lof": "LOF",
+    "ocsvm": "OCSVM",
+    "knn": "KNN",
+    "ecod": "ECOD",
+    "copod": "COPOD",
+    "hbos": "HBOS",
+    "rpca": "Robust PCA",
+}
+PYOD_MISSING = "PyOD is not installed (pip install '.[benchmark]'); its detectors were skipped"
+ONE_SEED_TIE = 0.01  # with one seed, |ΔAUROC| below this counts as a tie
+
+
+def _check_detectors(value):
+    bad = [d for d in value if d not in DETECTORS]
+    return f"unknown detector(s) {', '.join(bad)}; expected some of {', '.join(DETECTORS)}" if bad else None
+
+
+SCHEMA = {
+    **header_schema("benchmark", "seeds the split, the subsamples, the forest and the networks"),
+    "protocol": Field("choice", "inductive", choices=("inductive", "transductive"),
+                      doc="inductive: fit on a stratified 70%, score the other 30%; transductive: fit and score all rows"),
+    "data": {
+        "paths": Field("str_list", None, nullable=True, min_length=1,
+                       doc="ADBench .npz files, folders or globs; null: $RDA_ADBENCH_DIR, else shared/data/adbench "
+                           "or ../shared/data/adbench (current folder, then next to the repository)"),
+        "sets": Field("str_list", None, nullable=True, min_length=1,
+                      doc="keep only these sets (names without ADBench's number, e.g. glass); null: all found"),
+        "test_size": Field("float", 0.3, minimum=0, maximum=1, exclusive_minimum=True,
+                           doc="fraction of rows kept for testing (stratified; inductive protocol)"),
+        "scaling": Field("choice", "minmax", choices=("minmax", "standard"),
+                         doc="the baselines' scaling, fitted on the training rows: minmax to [0, 1] (ADBench's "
+                             "data generator) or standard (mean 0, variance 1)"),
+    },
+    "detectors": Field("str_list", list(DETECTORS), min_length=1, check=_check_detectors,
+                       doc="detectors to run: " + ", ".join(DETECTORS)),
+    "quadratic_max_rows": Field("int", 10000, minimum=10,
+                                doc="OCSVM, LOF and KNN are fitted on a random subsample of at most this many "
+                                    "training rows"),
+    "model": {
+        "scaling": Field("choice", "robust", choices=("minmax", "robust", "quantile"),
+                         doc="autoencoders' input scaling, fitted on the training rows: minmax to [0, 1]; robust: "
+                             "the 1st..99th percentiles to [0, 1], rows beyond fall outside (not clipped); "
+                             "quantile: uniform marginals (1000 quantiles, clipped to [0, 1])"),
+        "hidden_min": Field("int", 2, minimum=1, doc="smallest first hidden layer; sizes [d, h, max(code_min, "
+                                                     "ceil(h/2))] with h = ceil(d/2) clipped to [hidden_min, hidden_max]"),
+        "hidden_max": Field("int", 64, minimum=1, doc="largest first hidden layer (keeps wide tables cheap)"),
+        "code_min": Field("int", 1, minimum=1, doc="smallest code (innermost) layer"),
+        "outer_iterations": Field("int", 10, minimum=1, doc="alternating (outer) iterations"),
+        "steps_per_outer": Field("int", 200, minimum=1, doc="gradient steps per outer iteration (about; whole epochs)"),
+        "batch_min": Field("int", 128, minimum=1, doc="smallest mini-batch"),
+        "max_steps_per_epoch": Field("int", 50, minimum=1,
+                                     doc="the batch grows with the rows: max(batch_min, ceil(rows / this))"),
+        "learning_rate": Field("float", 0.01, minimum=0, exclusive_minimum=True, doc="Adam learning rate"),
+        "lambda_quantile": Field("float", 0.95, minimum=0, maximum=1, exclusive_minimum=True,
+                                 doc="RDA's l2,1 threshold: this quantile of the pilot autoencoder's training "
+                                     "residual row norms"),
+        "tied": Field("bool", True, doc="decoder weights tied to the encoder's"),
+    },
+}
+
+COLUMNS = ["id", "set", "detector", "seed", "protocol", "n_train", "n_test", "n_features", "anomaly_rate",
+           "n_fit_rows", "auroc", "ap", "fit_seconds", "score_seconds", "threshold", "n_flagged", "batch_size",
+           "inner_epochs", "layers"]
+
+
+def post_check(config):
+    """Check the data sets of a config before anything runs (raises ConfigError, one line)."""
+    from ..data.adbench import AdbenchError, find_sets
+
+    try:
+        paths = find_sets(config["data"]["paths"], config["data"]["sets"])
+    except AdbenchError as exc:
+        key = "data.sets" if "not found among" in str(exc) else "data.paths"
+        raise ConfigError(f"config key '{key}': {exc}") from None
+    for p in paths:  # every file is checked before anything runs (and stays cached)
+        try:
+            X, y = _load(str(p))
+        except AdbenchError as exc:
+            raise ConfigError(str(exc)) from None
+        if config["protocol"] == "inductive" and min(int(y.sum()), int(len(y) - y.sum())) < 2:
+            raise ConfigError(f"{p}: a stratified split needs at least 2 anomalies and 2 normal rows")
+    if len(set(config["detectors"])) != len(config["detectors"]):
+        raise ConfigError(f"config key 'detectors': got {config['detectors']!r}, expected no duplicates")
+
+
+# ----------------------------------------------------------------------------------- data
+@functools.lru_cache(maxsize=64)
+def _load(path):
+    from ..data.adbench import load_adbench
+
+    return load_adbench(path)
+
+
+def data_sets(config):
+    """``{name: path}`` of the sets of a config, in ADBench's order."""
+    from ..data.adbench import find_sets, set_name
+
+    return {set_name(p): str(p) for p in find_sets(config["data"]["paths"], config["data"]["sets"])}
+
+
+def pyod_available():
+    """Whether PyOD (the ``benchmark`` extra) can be imported."""
+    try:
+        import pyod  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def runnable_detectors(config):
+    """``(detectors that run, {skipped detector: reason})``."""
+    wanted = list(config["detectors"])
+    if pyod_available():
+        return wanted, {}
+    return [d for d in wanted if d not in PYOD_DETECTORS], {d: PYOD_MISSING for d in wanted if d in PYOD_DETECTORS}
+
+
+def check_cell(cell):
+    """The keys a finished cell must hold (see :func:`compute_cell`)."""
+    return cell_problem(cell, {"set": "str", "detector": "str", "seed": "int", "auroc": "num", "ap": "num",
+                               "fit_seconds": "num", "n_train": "int", "n_test": "int"})
+
+
+def list_cells(config):
+    """One cell per data set x runnable detector x seed, the largest sets first.
+
+    Returns
+    -------
+    list of dict
+        ``id``, ``set``, ``path``, ``detector``, ``seed``.
+    """
+    sets = data_sets(config)
+    detectors, _ = runnable_detectors(config)
+    # larger sets first, so that a process pool does not end on one long cell
+    order = sorted(sets, key=lambda name: -_load(sets[name])[0].size)
+    cells = []
+    for name in order:
+        for seed in seed_list(config):
+            for det in detectors:
+                cells.append({"id": f"{name}__{det}{seed_suffix(config, seed)}", "set": name, "path": sets[name],
+                              "detector": det, "seed": seed})
+    return cells
+
+
+def split(config, X, y, seed):
+    """Training and evaluation rows: ``(X_fit, X_eval, y_eval)``; labels only for the evaluation."""
+    if config["protocol"] == "transductive":
+        return X, X, y
+    from sklearn.model_selection import train_test_split
+
+    X_fit, X_eval, _, y_eval = train_test_split(X, y, test_size=config["data"]["test_size"], stratify=y,
+                                                random_state=seed)
+    return X_fit, X_eval, y_eval
+
+
+class _Affine:
+    """Per-column ``(X - shift) / scale`` fitted on the training rows: ``"minmax"`` (to [0, 1], as
+    ADBench's data generator does) or ``"standard"`` (mean 0, variance 1). A constant column is
+    shifted only."""
+
+    def __init__(self, X, kind="minmax"):
+        if kind == "standard":
+            self.shift, scale = X.mean(axis=0), X.std(axis=0)
+        else:
+            self.shift, scale = X.min(axis=0), X.max(axis=0) - X.min(axis=0)
+        self.scale = np.where(scale > 0, scale, 1.0)
+
+    def __call__(self, X):
+        return (X - self.shift) / self.scale
+
+
+def autoencoder_scaler(kind, X_fit):
+    """The autoencoders' scaling (``"minmax"``, ``"robust"`` or ``"quantile"``), fitted on ``X_fit``.
+
+    Returns a function mapping rows to float32. ``robust`` maps each column's 1st and 99th
+    percentiles to 0 and 1 (where they coincide: its minimum and maximum; a constant column maps
+    to 0.5), so a few extreme training rows do not squeeze the others together, and values beyond
+    stay beyond (the sigmoid output cannot reach them: they keep a large residual).
+    """
+    if kind == "robust":
+        lo, hi = np.percentile(X_fit, [1, 99], axis=0)
+        mn, mx = X_fit.min(axis=0), X_fit.max(axis=0)
+        narrow = hi <= lo
+        lo, hi = np.where(narrow, mn, lo), np.where(narrow, mx, hi)
+        span = hi - lo
+        const = span <= 0
+        span = np.where(const, 1.0, span)
+        lo = np.where(const, lo - 0.5, lo)
+        return lambda X: ((X - lo) / span).astype(np.float32)
+    if kind == "quantile":
+        from sklearn.preprocessing import QuantileTransformer
+
+        qt = QuantileTransformer(n_quantiles=min(1000, len(X_fit)), output_distribution="uniform",
+                                 subsample=10**9).fit(X_fit)
+        return lambda X: qt.transform(X).astype(np.float32)
+    from ..tabular import MinMaxScaler01
+
+    scaler = MinMaxScaler01().fit(X_fit)
+    return scaler.transform
+
+
+# ----------------------------------------------------------------------------------- the RDA rule
+def rda_rule(model_cfg, n_rows, n_features):
+    """The autoencoders' network and schedule on a table of ``n_rows`` x ``n_features`` (no labels).
+
+    * layers ``[d, h, max(code_min, ceil(h/2))]`` with ``h = ceil(d/2)`` clipped to
+      ``[hidden_min, hidden_max]``, sigmoid, tied;
+    * batch size ``max(batch_min, ceil(n / max_steps_per_epoch))`` (capped at ``n``), so an epoch is
+      at most ``max_steps_per_epoch`` gradient steps however many rows there are;
+    * ``inner_epochs = max(1, round(steps_per_outer / steps_per_epoch))`` epochs per outer
+      iteration, ``outer_iterations`` of them, continued training (no re-initialisation): about
+      ``outer_iterations * steps_per_outer`` gradient steps in all, on every data set.
+
+    Returns
+    -------
+    dict
+        ``layers``, ``batch_size``, ``inner_epochs``, ``outer_iterations``, ``learning_rate``, ``tied``.
+    """
+    d, n = int(n_features), int(n_rows)
+    h = min(model_cfg["hidden_max"], max(model_cfg["hidden_min"], -(-d // 2)))
+    layers = [d, h, max(model_cfg["code_min"], -(-h // 2))]
+    batch = min(n, max(model_cfg["batch_min"], -(-n // model_cfg["max_steps_per_epoch"])))
+    steps_per_epoch = -(-n // batch)
+    epochs = max(1, int(round(model_cfg["steps_per_outer"] / steps_per_epoch)))
+    return {"layers": layers, "batch_size": batch, "inner_epochs": epochs,
+            "outer_iterations": model_cfg["outer_iterations"], "learning_rate": model_cfg["learning_rate"],
+            "tied": model_cfg["tied"]}
+
+
+def _autoencoder(settings, penalty, threshold, seed):
+    from ..rda import RobustAutoencoder
+
+    return RobustAutoencoder(layers=settings["layers"], penalty=penalty, lam=threshold, lambda_scaling="absolute",
+                             outer_iterations=settings["outer_iterations"], inner_epochs=settings["inner_epochs"],
+                             batch_size=settings["batch_size"], learning_rate=settings["learning_rate"], tol=0.0,
+                             tied=settings["tied"], reinitialize=False, random_state=seed)
+
+
+def fit_autoencoders(model_cfg, Z_fit, seed, robust=True):
+    """Fit the plain autoencoder and (``robust``) the ℓ2,1-rows RDA on scaled rows ``Z_fit``.
+
+    The RDA's threshold is the ``lambda_quantile`` quantile of the plain autoencoder's training
+    residual row norms (the pilot fit): rows whose residual stands above it are the ones ``S``
+    takes in. Returns ``(ae, rda_or_None, facts)``.
+    """
+    settings = rda_rule(model_cfg, *Z_fit.shape)
+    ae = _autoencoder(settings, None, 0.0, seed).fit(Z_fit)
+    facts = {"layers": "-".join(map(str, settings["layers"])), "batch_size": settings["batch_size"],
+             "inner_epochs": settings["inner_epochs"]}
+    if not robust:
+        return ae, None, facts
+    threshold = float(np.quantile(ae.residual_scores_, model_cfg["lambda_quantile"]))
+    rda = _autoencoder(settings, "l21_rows", threshold, seed).fit(Z_fit)
+    facts.update(threshold=threshold, n_flagged=int(rda.outlier_mask_.sum()))
+    return ae, rda, facts
+
+
+# ----------------------------------------------------------------------------------- detectors
+def _subsample(X, max_rows, seed):
+    if len(X) <= max_rows:
+        return X, False
+    rows = np.sort(np.random.default_rng([seed, 7]).choice(len(X), max_rows, replace=False))
+    return X[rows], True
+
+
+def _pyod(name):
+    from pyod.models.copod import COPOD
+    from pyod.models.ecod import ECOD
+    from pyod.models.hbos import HBOS
+    from pyod.models.knn import KNN
+
+    return {"knn": KNN, "ecod": ECOD, "copod": COPOD, "hbos": HBOS}[name]()
+
+
+def run_detector(config, detector, X_fit, X_eval, seed):
+    """Fit ``detector`` on ``X_fit`` (no labels) and score ``X_eval`` (higher = more abnormal).
+
+    Returns ``(scores, facts)``; ``facts`` holds ``fit_seconds``, ``score_seconds`` and
+    ``n_fit_rows`` and, for the autoencoders, the network and threshold.
+    """
+    transductive = X_eval is X_fit
+    facts = {}
+    t0 = time.perf_counter()
+    if detector in ("rda", "ae"):
+        scale = autoencoder_scaler(config["model"]["scaling"], X_fit)
+        Z_fit = scale(X_fit)
+        ae, rda, info = fit_autoencoders(config["model"], Z_fit, seed, robust=detector == "rda")
+        model = rda if detector == "rda" else ae
+        facts.update(info, n_fit_rows=len(X_fit))
+        t1 = time.perf_counter()
+        scores = model.decision_function(Z_fit if transductive else scale(X_eval))
+    else:
+        scale = _Affine(X_fit, config["data"]["scaling"])
+        S_fit = scale(X_fit)
+        S_eval = S_fit if transductive else scale(X_eval)
+        sub, subsampled = (_subsample(S_fit, config["quadratic_max_rows"], seed) if detector in QUADRATIC
+                           else (S_fit, False))
+        own_rows = transductive and not subsampled  # scores of the fitted rows come from the fit itself
+        facts["n_fit_rows"] = len(sub)
+        if detector == "iforest":
+            from sklearn.ensemble import IsolationForest
+
+            model = IsolationForest(random_state=seed).fit(sub)
+            t1 = time.perf_counter()
+            scores = -model.score_samples(S_eval)
+        elif detector == "lof":
+            from sklearn.neighbors import LocalOutlierFactor
+
+            if own_rows:
+                model = LocalOutlierFactor().fit(sub)
+                t1 = time.perf_counter()
+                scores = -model.negative_outlier_factor_
+            else:
+                model = LocalOutlierFactor(novelty=True).fit(sub)
+                t1 = time.perf_counter()
+                scores = -model.score_samples(S_eval)
+        elif detector == "ocsvm":
+            from sklearn.svm import OneClassSVM
+
+            model = OneClassSVM().fit(sub)
+            t1 = time.perf_counter()
+            scores = -model.decision_function(S_eval)
+        elif detector in PYOD_DETECTORS:
+            model = _pyod(detector).fit(sub)
+            t1 = time.perf_counter()
+            scores = model.decision_scores_ if own_rows else model.decision_function(S_eval)
+        elif detector == "rpca":
+            from ..baselines import RobustPCA
+
+            model = RobustPCA().fit(sub)
+            t1 = time.perf_counter()
+            if own_rows:
+                scores = model.decision_scores_
+            else:
+                scores = _row_space_distance(model.L_, S_eval)
+            facts["rank"] = int(model.rank_)
+        else:
+            raise ValueError(f"unknown detector {detector!r}")
+    facts["fit_seconds"] = t1 - t0
+    facts["score_seconds"] = time.perf_counter() - t1
+    return np.asarray(scores, dtype=np.float64), facts
+
+
+def _row_space_distance(L, X):
+    """Distance of each row of ``X`` to the row space of ``L`` (robust PCA's score for unseen rows)."""
+    _, s, Vt = np.linalg.svd(L, full_matrices=False)
+    V = Vt[s > s.max() * 1e-9].T if s.size and s.max() > 0 else np.zeros((L.shape[1], 0))
+    return np.linalg.norm(X - (X @ V) @ V.T, axis=1)
+
+
+def compute_cell(config, cell, finished=None):
+    """Split the cell's set by its seed, fit its detector without labels, score the evaluation rows.
+
+    Returns
+    -------
+    (dict, None)
+        The cell with ``auroc``, ``ap``, ``fit_seconds``, ``score_seconds``, the sizes and the
+        detector's facts; no arrays.
+    """
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    t0 = time.perf_counter()
+    seed = cell_seed(config, cell)
+    X, y = _load(cell["path"])
+    X_fit, X_eval, y_eval = split(config, X, y, seed)
+    scores, facts = run_detector(config, cell["detector"], X_fit, X_eval, seed)
+    if not np.isfinite(scores).all():
+        scores = np.nan_to_num(scores, nan=0.0, posinf=np.finfo(float).max, neginf=-np.finfo(float).max)
+    result = dict(cell, seed=seed, protocol=config["protocol"], n_train=len(X_fit), n_test=len(X_eval),
+                  n_features=int(X.shape[1]), anomaly_rate=float(y.mean()),
+                  auroc=float(roc_auc_score(y_eval, scores)), ap=float(average_precision_score(y_eval, scores)),
+                  **facts)
+    result.pop("path", None)
+    result["seconds"] = time.perf_counter() - t0
+    return json_safe(result), None
+
+
+# ----------------------------------------------------------------------------------- summary
+def _rank_rows(values):
+    """Ranks (1 = highest) of one data set's values, ties sharing their average rank; NaN stays NaN."""
+    from scipy.stats import rankdata
+
+    v = np.asarray(values, dtype=float)
+    out = np.full(v.shape, np.nan)
+    ok = np.isfinite(v)
+    out[ok] = rankdata(-v[ok], method="average")
+    return out
+
+
+def compare(a, b, n_seeds):
+    """``"win"``, ``"tie"`` or ``"loss"`` of interval dict ``a`` against ``b`` (AUROC).
+
+    With two or more seeds a tie is two 95% intervals that overlap; with one seed, a difference
+    below :data:`ONE_SEED_TIE`.
+    """
+    if a["mean"] is None or b["mean"] is None:
+        return None
+    diff = a["mean"] - b["mean"]
+    if n_seeds >= 2 and a["half_width"] is not None and b["half_width"] is not None:
+        tie = abs(diff) <= a["half_width"] + b["half_width"]
+    else:
+        tie = abs(diff) < ONE_SEED_TIE
+    return "tie" if tie else ("win" if diff > 0 else "loss")
+
+
+def build_summary(config, cells):
+    """The summary dict: per-set intervals, mean AUROC, average ranks, RDA's wins/ties/losses."""
+    seeds = tag_seeds(config, cells)
+    detectors = [d for d in config["detectors"] if any(c["detector"] == d for c in cells)]
+    _, skipped = runnable_detectors(config)
+    sets = []
+    for c in cells:
+        if c["set"] not in sets:
+            sets.append(c["set"])
+    try:
+        order = list(data_sets(config))
+        sets.sort(key=lambda s: order.index(s) if s in order else len(order))
+    except Exception:  # the data folder may be gone when re-plotting elsewhere
+        pass
+    per_set = {}
+    for s in sets:
+        of_set = [c for c in cells if c["set"] == s]
+        first = of_set[0]
+        rec = {"n_rows": first["n_train"] + (0 if first["protocol"] == "transductive" else first["n_test"]),
+               "n_features": first["n_features"], "anomaly_rate": first["anomaly_rate"], "detectors": {}}
+        for d in detectors:
+            cs = [c for c in of_set if c["detector"] == d]
+            if not cs:
+                continue
+            rec["detectors"][d] = {
+                "auroc": interval_dict([c["auroc"] for c in cs]), "ap": interval_dict([c["ap"] for c in cs]),
+                "fit_seconds": interval_dict([c["fit_seconds"] for c in cs]),
+                "score_seconds": interval_dict([c["score_seconds"] for c in cs]),
+                "n_fit_rows": max(c["n_fit_rows"] for c in cs), "seeds": sorted(c["_seed"] for c in cs)}
+        per_set[s] = rec
+    # sets where every detector has a result: ranks and means over those
+    complete = [s for s in sets if all(d in per_set[s]["detectors"] for d in detectors)]
+    ranks = {d: [] for d in detectors}
+    for s in complete:
+        r = _rank_rows([per_set[s]["detectors"][d]["auroc"]["mean"] for d in detectors])
+        for d, v in zip(detectors, r):
+            ranks[d].append(float(v))
+    overall = {}
+    for d in detectors:
+        au = [per_set[s]["detectors"][d]["auroc"]["mean"] for s in complete]
+        ap = [per_set[s]["detectors"][d]["ap"]["mean"] for s in complete]
+        secs = [per_set[s]["detectors"][d]["fit_seconds"]["mean"] for s in complete]
+        overall[d] = {"name": DETECTOR_NAMES[d], "mean_auroc": float(np.mean(au)) if au else None,
+                      "mean_ap": float(np.mean(ap)) if ap else None,
+                      "average_rank": float(np.mean(ranks[d])) if ranks[d] else None, "ranks": ranks[d],
+                      "total_fit_seconds": float(np.sum(secs)) if secs else None}
+    versus = {}
+    for other in ("ae", "iforest"):
+        if "rda" not in detectors or other not in detectors:
+            continue
+        tally = {"win": 0, "tie": 0, "loss": 0}
+        per, higher = {}, 0
+        for s in complete:
+            a, b = per_set[s]["detectors"]["rda"]["auroc"], per_set[s]["detectors"][other]["auroc"]
+            outcome = compare(a, b, min(a["n"], b["n"]))
+            if outcome:
+                tally[outcome] += 1
+                per[s] = outcome
+                higher += int(a["mean"] > b["mean"])
+        versus[other] = dict(tally, higher_mean=higher, per_set=per)
+    untag_seeds(cells)
+    quadratic_subsampled = sorted({c["set"] for c in cells if c["detector"] in QUADRATIC
+                                   and c["n_fit_rows"] < c["n_train"]})
+    return {"protocol": config["protocol"], "test_size": config["data"]["test_size"], "seeds": seeds,
+            "detectors": detectors, "skipped": skipped, "sets": per_set, "complete_sets": complete,
+            "overall": overall, "versus": versus, "quadratic_max_rows": config["quadratic_max_rows"],
+            "quadratic_subsampled": quadratic_subsampled, "cells_done": len(cells),
+            "one_seed_tie": ONE_SEED_TIE, "model": config["model"],
+            "baseline_scaling": config["data"].get("scaling", "standard")}
+
+
+def summarize(run, cells):
+    """Write ``metrics.csv``, ``summary.json``, ``summary.md`` and the figures; return the figure paths."""
+    from .benchmark_figures import benchmark_figures
+
+    summary = build_summary(run.config, cells)
+    run.write_metrics_csv(sorted(cells, key=lambda c: (c["set"], c["detector"], cell_seed(run.config, c))), COLUMNS)
+    atomic_write_text(run.path / "summary.json", json.dumps(json_safe(summary), indent=1))
+    atomic_write_text(run.path / "summary.md", summary_md(summary))
+    return benchmark_figures(run.path, summary)
+
+
+def _cell(iv, digits=3):
+    return fmt_pm(iv["mean"], iv["half_width"], digits) if iv else "—"
+
+
+def summary_md(summary):
+    """The summary as Markdown: protocol, overall table, wins/ties/losses, per-set AUROC, AP and times."""
+    dets = summary["detectors"]
+    seeds = summary["seeds"]
+    several = len(seeds) > 1
+    if summary["protocol"] == "transductive":
+        proto = "transductive: every detector is fitted on all rows of a set, without labels, and scores them all"
+    else:
+        proto = (f"ADBench's unsupervised setting: per seed a stratified {1 - summary['test_size']:.0%}/"
+                 f"{summary['test_size']:.0%} split; each detector is fitted on the {1 - summary['test_size']:.0%} "
+                 f"without labels and scores the {summary['test_size']:.0%}; AUROC and AP on those")
+    lines = [f"Protocol: {proto}. Seeds {seeds}; " + (
+        "per set mean ± 95% t-interval half-width over seeds." if several else "one seed, no intervals.")]
+    lines.append(f"Scaling fitted on the training rows: {summary['baseline_scaling']} for the baselines, "
+                 f"{summary['model']['scaling']} "
+                 "for the two autoencoders. Library defaults for every baseline; OCSVM, LOF and KNN are fitted on a "
+                 f"random subsample of at most {summary['quadratic_max_rows']:,} training rows"
+                 + (f" (subsampled here: {', '.join(summary['quadratic_subsampled'])})."
+                    if summary["quadratic_subsampled"] else " (no set needed it here)."))
+    for d, why in summary["skipped"].items():
+        lines.append(f"Skipped {DETECTOR_NAMES[d]}: {why}.")
+    n_complete = len(summary["complete_sets"])
+    lines += ["", f"## Over {n_complete} data sets", "",
+              "Average rank by mean AUROC (1 = best; ties share their rank), mean AUROC and AP over the sets, "
+              "total fit seconds (seed mean, summed over sets).", "",
+              "| detector | average rank | mean AUROC | mean AP | fit s |", "|---|---|---|---|---|"]
+    for d in sorted(dets, key=lambda d: summary["overall"][d]["average_rank"] or math.inf):
+        o = summary["overall"][d]
+        lines.append(f"| {o['name']} | {fmt_pm(o['average_rank'], None, 2)} | {fmt_pm(o['mean_auroc'])} | "
+                     f"{fmt_pm(o['mean_ap'])} | {fmt_pm(o['total_fit_seconds'], None, 1)} |")
+    if summary["versus"]:
+        rule = ("tie = the two 95% intervals overlap" if several
+                else f"one seed: tie = |ΔAUROC| < {summary['one_seed_tie']}")
+        lines += ["", f"RDA against … on AUROC per data set (wins / ties / losses; {rule}):", ""]
+        for other, v in summary["versus"].items():
+            n = v["win"] + v["tie"] + v["loss"]
+            lines.append(f"- {DETECTOR_NAMES[other]}: {v['win']} / {v['tie']} / {v['loss']} (RDA's mean AUROC is "
+                         f"higher on {v.get('higher_mean', '?')} of {n} sets)")
+    for key, title in (("auroc", "AUROC"), ("ap", "Average precision")):
+        lines += ["", f"## {title} per data set", "",
+                  "| data set | rows | d | anomalies | " + " | ".join(DETECTOR_NAMES[d] for d in dets) + " |",
+                  "|---|---|---|---|" + "---|" * len(dets)]
+        for s, rec in summary["sets"].items():
+            vals = []
+            means = {d: rec["detectors"][d][key]["mean"] for d in dets if d in rec["detectors"]}
+            best = max((v for v in means.values() if v is not None), default=None)
+            for d in dets:
+                iv = rec["detectors"].get(d, {}).get(key)
+                text = _cell(iv)
+                if iv and best is not None and iv["mean"] == best:
+                    text = f"**{text}**"
+                vals.append(text)
+            rate = rec["anomaly_rate"]
+            lines.append(f"| {s} | {rec['n_rows']:,} | {rec['n_features']} | {rate:.{1 if rate >= 0.01 else 2}%} | "
+                         + " | ".join(vals) + " |")
+    lines += ["", "## Fit seconds per data set (seed mean)", "",
+              "| data set | " + " | ".join(DETECTOR_NAMES[d] for d in dets) + " |", "|---|" + "---|" * len(dets)]
+    for s, rec in summary["sets"].items():
+        lines.append(f"| {s} | " + " | ".join(
+            fmt_pm(rec["detectors"][d]["fit_seconds"]["mean"], None, 1) if d in rec["detectors"] else "—"
+            for d in dets) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def one_line_summary(run, cells):
+    """The line the CLI prints at the end of a run."""
+    s = json.loads((run.path / "summary.json").read_text())
+    parts = [f"{len(cells)} cells over {len(s['sets'])} data sets"]
+    ov = s["overall"]
+    shown = [d for d in ("rda", "ae", "iforest") if d in ov and ov[d]["mean_auroc"] is not None]
+    if shown:
+        parts.append("mean AUROC " + ", ".join(f"{ov[d]['name']} {ov[d]['mean_auroc']:.3f}" for d in shown))
+    ranked = [d for d in ov if ov[d]["average_rank"] is not None]
+    if ranked:
+        best = min(ranked, key=lambda d: ov[d]["average_rank"])
+        parts.append(f"best average rank {ov[best]['name']} ({ov[best]['average_rank']:.2f})")
+    if "rda" in ov and ov["rda"]["average_rank"] is not None:
+        parts.append(f"RDA's {ov['rda']['average_rank']:.2f}")
+    for d, why in s.get("skipped", {}).items():
+        parts.append(f"{ov.get(d, {}).get('name', d)} skipped (PyOD missing)")
+        break
+    return "; ".join(parts)
