@@ -128,6 +128,7 @@ class AutoencoderTrainer:
         self.jit_compile = bool(jit_compile)
         self.traces = 0  # how many times the training loop was traced (tests assert on it)
         self._train = tf.function(self._train_impl, jit_compile=self.jit_compile)
+        self._train_masked = tf.function(self._train_masked_impl, jit_compile=self.jit_compile)
         self._forward = tf.function(self._forward_impl, jit_compile=self.jit_compile, reduce_retracing=True)
         self.lock = threading.RLock()  # held by whoever trains or scores with it (see cached_trainer)
         self.loaded = None  # the NetworkState whose weights the model holds now, if any
@@ -160,38 +161,62 @@ class AutoencoderTrainer:
         reset_optimizer_state(self.optimizer)
 
     # -- compiled kernels ----------------------------------------------------------------------
-    def _step(self, xb):
+    def _step(self, xb, wb=None):
+        """One Adam step on the mean squared error of batch ``xb``; with ``wb`` (1 observed, 0 missing)
+        the squared error over observed entries divided by their count."""
         with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(tf.square(self.model(xb) - xb))
+            err = tf.square(self.model(xb) - xb)
+            loss = tf.reduce_mean(err) if wb is None else tf.reduce_sum(wb * err) / tf.maximum(tf.reduce_sum(wb), 1.0)
         variables = self.model.trainable_variables
         grads = tape.gradient(loss, variables)
         self.optimizer.apply(grads, variables)
         return loss
 
-    def _train_impl(self, X, perm):
-        """One epoch over ``X`` in the order ``perm``; returns the epoch's mean loss."""
+    def _epoch(self, perm, *arrays):
+        """One epoch over the rows of ``arrays`` (the data, then the mask if any) in the order ``perm``;
+        returns the epoch's mean loss. Runs while tracing."""
         self.traces += 1  # Python side effect: runs only while tracing
-        n = X.shape[0]
+        n = arrays[0].shape[0]
         b = min(self.batch_size, n)
         n_full, rest = divmod(n, b)
         total = tf.constant(0.0)
         for i in tf.range(n_full):
             idx = tf.slice(perm, [i * b], [b])
-            total += self._step(tf.gather(X, idx)) * b
+            total += self._step(*[tf.gather(a, idx) for a in arrays]) * b
         if rest:
-            total += self._step(tf.gather(X, perm[n_full * b :])) * rest
+            total += self._step(*[tf.gather(a, perm[n_full * b :]) for a in arrays]) * rest
         return total / n
+
+    def _train_impl(self, X, perm):
+        """One epoch over ``X`` in the order ``perm``; returns the epoch's mean loss."""
+        return self._epoch(perm, X)
+
+    def _train_masked_impl(self, X, W, perm):
+        """As :meth:`_train_impl`, the loss counting only entries where ``W`` is 1 (observed)."""
+        return self._epoch(perm, X, W)
 
     def _forward_impl(self, X):
         return self.model(X), self.model.encode(X)
 
     # -- public API ----------------------------------------------------------------------------
-    def train(self, X, epochs):
-        """Train ``epochs`` epochs on ``X`` (shuffled each epoch); returns the mean loss per epoch."""
+    def train(self, X, epochs, mask=None):
+        """Train ``epochs`` epochs on ``X`` (shuffled each epoch); returns the mean loss per epoch.
+
+        ``mask`` (boolean, the shape of ``X``): the loss covers the entries where it is True only
+        (missing values); each mask shape is traced once, as the complete-data loop is.
+        """
         X = tf.convert_to_tensor(np.asarray(X, dtype=np.float32))
         n = int(X.shape[0])
+        if mask is None:
+            def epoch(perm):
+                return self._train(X, perm)
+        else:
+            W = tf.convert_to_tensor(np.asarray(mask, dtype=np.float32))
+
+            def epoch(perm):
+                return self._train_masked(X, W, perm)
         losses = [
-            float(self._train(X, tf.convert_to_tensor(self.rng.permutation(n).astype(np.int32))))
+            float(epoch(tf.convert_to_tensor(self.rng.permutation(n).astype(np.int32))))
             for _ in range(int(epochs))
         ]
         return np.array(losses)

@@ -126,7 +126,13 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
         over columns (corrupted features). None trains the plain autoencoder through the same loop
         with ``S`` fixed at zero (the paper's baseline).
     lam : float, default=0.00065
-        Penalty weight lambda (>= 0).
+        Penalty weight lambda (>= 0). Ignored when ``contamination`` is given.
+    contamination : float in (0, 0.5) or None, default=None
+        None: ``lam`` decides which rows are flagged. A fraction: lambda is searched for so that
+        about that fraction of the training rows (of the columns, for ``l21_cols``) is flagged
+        (:func:`~rda_cli.selection.lambda_for_contamination`: a pilot fit of the plain
+        autoencoder, then a bisection on log lambda, one full fit per step, at most 8); the
+        lambda found is ``lam_``.
     lambda_scaling : {"paper", "absolute"}, default="paper"
         How ``lam`` becomes the prox threshold; see :func:`effective_threshold`.
     outer_iterations : int, default=20
@@ -168,10 +174,23 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
         The layer sizes used.
     reinitialize_ : bool
         Whether the network was re-drawn every outer iteration (``reinitialize`` resolved).
+    prox_threshold_ : float
+        The effective prox threshold used (:func:`effective_threshold` of ``lam``). Saved models of
+        earlier versions called it ``threshold_``; :meth:`load` reads both.
     threshold_ : float
-        The effective prox threshold used.
+        PyOD's cut-off on ``decision_scores_``: ``labels_ == (decision_scores_ > threshold_)``.
+        ``decision_scores_`` is 0 exactly for the rows that ``S`` leaves at zero, so the cut-off is
+        0.0: the flagged rows are those that ``S`` flags, with any ``penalty`` (the plain
+        autoencoder flags none).
+    lam_ : float
+        The lambda of the fit: ``lam``, or the one found for ``contamination``.
+    contamination_search_ : dict
+        With ``contamination``: the search's ``target`` count, ``tolerance`` and ``steps``
+        (``lam``, ``threshold``, ``flagged`` per fit); see
+        :func:`~rda_cli.selection.lambda_for_contamination`.
     L_ : ndarray of shape (n_samples, n_features)
-        The low-dimensional part ``L_D`` (the autoencoder's reconstruction).
+        The low-dimensional part ``L_D`` (the autoencoder's reconstruction). At missing entries of
+        ``X`` (NaN) it holds their imputed values.
     S_ : ndarray of shape (n_samples, n_features)
         The sparse part.
     n_iter_ : int
@@ -182,9 +201,12 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
         threshold times penalty), ``c1``, ``c2``, ``nonzero_entries``, ``nonzero_groups``,
         ``loss`` (last training epoch's mean squared error) and ``seconds``.
     decision_scores_ : ndarray of shape (n_samples,)
-        Row norms of ``S_``: the training rows' outlier scores (higher is more abnormal).
+        Row norms of ``S_``: the training rows' outlier scores (higher is more abnormal); 0 for
+        rows not flagged. With missing values a row's norm is taken over its observed entries and
+        multiplied by ``sqrt(n_features / n_observed)``.
     residual_scores_ : ndarray of shape (n_samples,)
-        Row norms of ``X - L_``, a threshold-free score.
+        Row norms of ``X - L_``, a threshold-free score (observed entries only, normalised in the
+        same way).
     outlier_mask_ : ndarray of bool, shape (n_samples,)
         Rows of ``S_`` that are non-zero.
     labels_ : ndarray of int, shape (n_samples,)
@@ -203,6 +225,18 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
     ``decision_function(X) > 0``. The ``rda`` command's ``scores.csv`` uses
     ``decision_function``. scikit-learn's estimator checks that assume its sign are skipped in
     ``tests/test_sklearn_api.py``, each with its reason.
+
+    **Missing values.** ``X`` may hold NaN (not inf) in :meth:`fit`, :meth:`transform`,
+    :meth:`decision_function` and the other methods. With ``M`` the mask of observed entries,
+    training minimises the squared error over observed entries only, the network's input holds the
+    current reconstruction at missing entries (column means at the start), and the residual that
+    the prox shrinks is zero there, so ``S_`` is zero at missing entries and ``L_`` holds their
+    imputed values (:meth:`impute`). For l2,1 penalties a group with ``m`` of its ``n`` entries
+    observed is shrunk with the threshold ``prox_threshold_ * sqrt(m / n)``, and row scores are
+    norms over observed entries times ``sqrt(n_features / m)``: a row is not less abnormal for
+    having fewer entries. A training row or column with nothing observed raises ValueError; on new
+    data a row with nothing observed does. Data without NaN takes exactly the path it took before
+    missing values were supported.
 
     **State and threads.** Everything fitted is this object's own: numpy arrays (``network_``,
     ``S_``, ``L_``...), which pickle and copy with it. Training and scoring run on a compiled
@@ -227,6 +261,7 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
         "layers": [list, tuple, None],
         "penalty": [StrOptions({"l21_rows", "l1", "l21_cols"}), None],
         "lam": [_NumberInterval(Real, 0, None, closed="left")],
+        "contamination": [_NumberInterval(Real, 0, 0.5, closed="neither"), None],
         "lambda_scaling": [StrOptions(set(SCALINGS))],
         "outer_iterations": [_NumberInterval(Integral, 1, None, closed="left")],
         "inner_epochs": [_NumberInterval(Integral, 1, None, closed="left")],
@@ -246,6 +281,7 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
         layers=None,
         penalty="l21_rows",
         lam=0.00065,
+        contamination=None,
         lambda_scaling="paper",
         outer_iterations=20,
         inner_epochs=50,
@@ -261,6 +297,7 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
         self.layers = layers
         self.penalty = penalty
         self.lam = lam
+        self.contamination = contamination
         self.lambda_scaling = lambda_scaling
         self.outer_iterations = outer_iterations
         self.inner_epochs = inner_epochs
@@ -275,7 +312,9 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ validation
     def _check_X(self, X, reset):
-        X = validate_data(self, X, reset=reset, dtype=np.float32, ensure_min_samples=2)
+        X = validate_data(self, X, reset=reset, dtype=np.float32, ensure_min_samples=2,
+                          ensure_all_finite="allow-nan")
+        check_observed(X, columns=reset)
         if reset and self.layers is not None:
             layers = list(self.layers)
             if len(layers) < 2 or any(
@@ -297,21 +336,35 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
         return bool(self.reinitialize)
 
     def _start(self, X):
-        """Settle what a fit on ``X`` uses before the loop: layers, threshold, schedule, history."""
+        """Settle what a fit on ``X`` (complete or filled) uses before the loop: layers, threshold,
+        schedule, history."""
         self.layers_ = list(self.layers) if self.layers is not None else default_layers(X.shape[1])
         self.layers_ = [int(d) for d in self.layers_]
-        self.threshold_ = effective_threshold(X, self.penalty, self.lam, self.lambda_scaling)
+        self.lam_ = float(self.lam)
+        self.prox_threshold_ = effective_threshold(X, self.penalty, self.lam, self.lambda_scaling)
         self.reinitialize_ = self._resolved_reinitialize()
         self.history_ = []
 
     # ------------------------------------------------------------------ fitting
-    def _prox(self, R):
-        """The penalty's proximal operator applied to the residual ``R``, in place (``R`` is consumed)."""
+    def _prox(self, R, mask=None):
+        """The penalty's proximal operator applied to the residual ``R``, in place (``R`` is consumed).
+
+        With ``mask`` (observed entries; ``R`` is zero elsewhere) an l2,1 group with ``m`` of ``n``
+        entries observed is shrunk with the threshold ``prox_threshold_ * sqrt(m / n)`` (see Notes).
+        """
         if self.penalty is None:
             return np.zeros_like(R)
         if self.penalty == "l1":
-            return l1_shrink(R, self.threshold_, out=R)
-        return l21_shrink(R, self.threshold_, "rows" if self.penalty == "l21_rows" else "columns", out=R)
+            return l1_shrink(R, self.prox_threshold_, out=R)
+        groups = "rows" if self.penalty == "l21_rows" else "columns"
+        if mask is None:
+            return l21_shrink(R, self.prox_threshold_, groups, out=R)
+        scale = observed_scale(mask, axis=1 if groups == "rows" else 0)
+        scale = scale[:, None] if groups == "rows" else scale[None, :]
+        R *= scale
+        l21_shrink(R, self.prox_threshold_, groups, out=R)
+        R /= scale
+        return R
 
     def _seed(self):
         """``random_state``, or a fresh seed when it is None."""
@@ -396,11 +449,36 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
         -------
         self : RobustAutoencoder
         """
+        if self.contamination is not None:
+            return self._fit_contamination(X)
         X = start_fits(X, [self])
         init = self._initial_state(X)
-        S, LS_prev, weights = init if init is not None else (np.zeros_like(X), X.copy(), None)
+        S, LS_prev, weights = init if init is not None else (np.zeros_like(X), fill_missing(X).copy(), None)
         with self._open_bank(self._seed(), weights) as bank:
             fit_alternating(X, [self], bank, S[None], LS_prev[None])
+        return self
+
+    def _fit_contamination(self, X):
+        """``fit`` with ``contamination``: the lambda search, keeping the fit it chose (see the parameter)."""
+        from sklearn.base import clone
+
+        from .selection import lambda_for_contamination
+
+        self._validate_params()
+        if self.penalty is None:
+            raise ValueError("contamination needs a penalty: the plain autoencoder (penalty=None) flags nothing")
+        X = self._check_X(X, reset=True)
+        base = clone(self).set_params(contamination=None, warm_start=False)
+
+        def fit(lam, plain=False):
+            return clone(base).set_params(lam=float(lam), penalty=None if plain else self.penalty).fit(X)
+
+        unit = effective_threshold(fill_missing(X), self.penalty, 1.0, self.lambda_scaling) or 1.0
+        model, lam, search = lambda_for_contamination(X, self.contamination, fit, self.penalty, unit)
+        self.__dict__.update({k: v for k, v in model.__dict__.items()
+                              if k.endswith("_") or (k.startswith("_") and not k.startswith("__"))})
+        self.lam_ = float(lam)
+        self.contamination_search_ = search
         return self
 
     def _set_fitted(self, X, L, S, weights):
@@ -421,7 +499,7 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
             "iteration": it + 1,
             "reconstruction_error": rec,
             "penalty": pen,
-            "objective": rec + self.threshold_ * pen,
+            "objective": rec + self.prox_threshold_ * pen,
             "c1": float(np.linalg.norm(X - L - S)) / norm_x,
             "c2": float(np.linalg.norm(LS_prev - L - S)) / norm_x,
             "nonzero_entries": int(nz.sum()),
@@ -437,47 +515,60 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
         return h["c1"] < self.tol or h["c2"] < self.tol
 
     def _set_training_scores(self, X):
-        self.residual_scores_ = np.linalg.norm(X - self.L_, axis=1).astype(np.float64)
+        self._observed = observed_mask(X)
+        R = X - self.L_ if self._observed is None else np.where(self._observed, X - self.L_, 0)
+        self.residual_scores_ = row_norms(R, self._observed)
         self._train_fingerprint = _fingerprint(X)
         self._set_sparse_scores()
 
     def _set_sparse_scores(self):
-        """The attributes derived from ``S_`` alone (also rebuilt by :meth:`load`)."""
-        self.decision_scores_ = np.linalg.norm(self.S_, axis=1).astype(np.float64)
+        """The attributes derived from ``S_`` (and the training mask) alone (also rebuilt by :meth:`load`)."""
+        self.decision_scores_ = row_norms(self.S_, self._observed)
         self.column_scores_ = np.linalg.norm(self.S_, axis=0).astype(np.float64)
         self.outlier_mask_ = np.any(self.S_ != 0, axis=1)
         self.labels_ = self.outlier_mask_.astype(int)
+        self.threshold_ = 0.0  # PyOD's cut-off: decision_scores_ is 0 exactly where S is (see threshold_)
 
     # ------------------------------------------------------------------ new data
-    def _sparse_part(self, X, n_iter=10):
-        """``S`` for data ``X`` with the network held fixed: iterate ``S = prox(X - D(E(X - S)))``."""
+    def _sparse_part(self, X, mask=None, n_iter=10):
+        """``(S, L, X_filled)`` for data ``X`` with the network held fixed: iterate
+        ``S = prox(X - D(E(X - S)))``; missing entries (``mask`` False) start at the training
+        reconstruction's column means and take the reconstruction ``L`` at every step."""
         S = np.zeros_like(X)
+        Xf = X if mask is None else fill_missing(X, mask, self.L_.mean(axis=0))
         with self._net() as net:
             for _ in range(n_iter):
-                L = net.reconstruct(X - S)
-                S_new = self._prox(X - L)
+                L = net.reconstruct(Xf - S)
+                if mask is not None:
+                    np.copyto(Xf, L, where=~mask)
+                S_new = self._prox(Xf - L, mask)
                 if np.array_equal(S_new, S):
                     break
                 S = S_new
-        return S, L
+        return S, L, Xf
+
+    def _decompose(self, X):
+        """``(S, L, X_filled, mask)`` of validated ``X``: the fitted ones for the training data, else
+        :meth:`_sparse_part`'s; ``mask`` is None when nothing is missing."""
+        mask = observed_mask(X)
+        if self._is_training_data(X):
+            return self.S_, self.L_, (X if mask is None else np.where(mask, X, self.L_)), mask
+        return (*self._sparse_part(X, mask), mask)
 
     def _is_training_data(self, X):
         return X.shape == self.S_.shape and _fingerprint(X) == self._train_fingerprint
 
     def _scores(self, X):
-        if self._is_training_data(X):
-            S, L = self.S_, self.L_
-        else:
-            S, L = self._sparse_part(X)
-        s_norm = np.linalg.norm(S, axis=1)
+        S, L, Xf, mask = self._decompose(X)
+        s_norm = row_norms(S, mask)
         flagged = np.any(S != 0, axis=1)
-        R = X - L
+        R = Xf - L
         # Rows that the prox left at zero are ranked by how far they are from being flagged:
         # for l2,1 over rows that is ||r|| - threshold, for l1 max|r_ij| - threshold (both <= 0).
         if self.penalty == "l1":
-            margin = np.abs(R).max(axis=1) - self.threshold_
+            margin = np.abs(R).max(axis=1) - self.prox_threshold_
         else:
-            margin = np.linalg.norm(R, axis=1) - self.threshold_
+            margin = row_norms(R, mask) - self.prox_threshold_
         margin = np.minimum(margin, 0.0)
         return np.where(flagged, s_norm, margin).astype(np.float64), flagged
 
@@ -495,8 +586,41 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self, "S_")
         X = self._check_X(X, reset=False)
         if self.penalty is None:
-            return np.linalg.norm(X - self.reconstruct(X), axis=1).astype(np.float64)
+            if observed_mask(X) is None:
+                return np.linalg.norm(X - self.reconstruct(X), axis=1).astype(np.float64)
+            _, L, Xf, mask = self._decompose(X)
+            return row_norms(Xf - L, mask)
         return self._scores(X)[0]
+
+    def feature_contributions(self, X):
+        """Each feature's share of each row's anomaly: the companion of :meth:`decision_function`.
+
+        A row whose ``S`` row is non-zero (a flagged row) splits its squared ``S`` norm among its
+        features: ``S_ij**2 / ||S_i||**2``. Any other row splits its squared residual ``X - L``
+        (observed entries only) the same way. Shares are >= 0 and sum to 1 per row (0 for a row
+        reconstructed exactly); missing entries get 0. ``S`` and ``L`` are found as in
+        :meth:`decision_function` (the fitted ones on the training data).
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features)
+        """
+        check_is_fitted(self, "S_")
+        X = self._check_X(X, reset=False)
+        S, L, Xf, _ = self._decompose(X)
+        A = np.where(np.any(S != 0, axis=1)[:, None], S, Xf - L).astype(np.float64) ** 2
+        total = A.sum(axis=1, keepdims=True)
+        return np.divide(A, total, out=np.zeros_like(A), where=total > 0)
+
+    def impute(self, X):
+        """``X`` with its missing entries (NaN) replaced by the decomposition's ``L`` (``L_`` on the
+        training data; for new data ``L`` is found as in :meth:`decision_function`)."""
+        check_is_fitted(self, "S_")
+        X = self._check_X(X, reset=False)
+        mask = observed_mask(X)
+        if mask is None:
+            return X.copy()
+        return np.where(mask, X, self._decompose(X)[1])
 
     def score_samples(self, X):
         """``-decision_function(X)``: lower is more abnormal (see Notes)."""
@@ -522,22 +646,22 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
         :meth:`decision_function`."""
         check_is_fitted(self, "S_")
         X = self._check_X(X, reset=False)
-        if self._is_training_data(X):
-            S = self.S_
-        elif self.penalty is None:
-            S = 0.0
+        if self.penalty is None and observed_mask(X) is None and not self._is_training_data(X):
+            S, Xf = 0.0, X
         else:
-            S = self._sparse_part(X)[0]
+            S, _, Xf, _ = self._decompose(X)
         with self._net() as net:
-            return net.encode(X - S)
+            return net.encode(Xf - S)
 
     def fit_transform(self, X, y=None):
         return self.fit(X).transform(X)
 
     def reconstruct(self, X):
-        """The autoencoder's reconstruction ``D(E(X))`` of ``X``."""
+        """The autoencoder's reconstruction ``D(E(X))`` of ``X`` (missing entries imputed first, :meth:`impute`)."""
         check_is_fitted(self, "S_")
         X = self._check_X(X, reset=False)
+        if observed_mask(X) is not None:
+            X = self.impute(X)
         with self._net() as net:
             return net.reconstruct(X)
 
@@ -561,10 +685,14 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
         try:
             with self._net() as net:
                 net.model.save(tmp / "network.keras")
-            np.savez(tmp / "arrays.npz", L_=self.L_, S_=self.S_, residual_scores_=self.residual_scores_)
+            arrays = dict(L_=self.L_, S_=self.S_, residual_scores_=self.residual_scores_)
+            if getattr(self, "_observed", None) is not None:
+                arrays["observed_"] = self._observed
+            np.savez(tmp / "arrays.npz", **arrays)
             meta = {
                 "params": self.get_params(),
-                "threshold_": self.threshold_,
+                "prox_threshold_": self.prox_threshold_,
+                "lam_": getattr(self, "lam_", float(self.lam)),
                 "layers_": self.layers_,
                 "n_iter_": self.n_iter_,
                 "n_features_in_": self.n_features_in_,
@@ -623,6 +751,7 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
             if missing:
                 raise ModelFileError(f"{path / 'arrays.npz'}: missing array(s) {', '.join(missing)}")
             L, S, res = arrays["L_"], arrays["S_"], arrays["residual_scores_"]
+            observed = arrays["observed_"] if "observed_" in arrays.files else None
         for name, a in (("L_", L), ("S_", S)):
             if a.ndim != 2 or a.shape[1] != layers[0] or a.dtype.kind != "f":
                 raise ModelFileError(f"{path / 'arrays.npz'}: {name} has shape {a.shape} and dtype {a.dtype}, "
@@ -630,8 +759,13 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
         if L.shape != S.shape or res.shape != (L.shape[0],):
             raise ModelFileError(f"{path / 'arrays.npz'}: L_ {L.shape}, S_ {S.shape} and residual_scores_ "
                                  f"{res.shape} do not fit together")
-        est.L_, est.S_ = L, S
-        est.threshold_ = float(meta["threshold_"])
+        if observed is not None and (observed.shape != L.shape or observed.dtype != bool):
+            raise ModelFileError(f"{path / 'arrays.npz'}: observed_ has shape {observed.shape} and dtype "
+                                 f"{observed.dtype}, expected {L.shape} booleans")
+        est.L_, est.S_, est._observed = L, S, observed
+        # files written before prox_threshold_ existed called the prox threshold threshold_
+        est.prox_threshold_ = float(meta["prox_threshold_"] if "prox_threshold_" in meta else meta["threshold_"])
+        est.lam_ = float(meta.get("lam_", est.lam))
         est.layers_ = layers
         est.network_ = NetworkState(est.layers_, est.tied, model.get_weights())
         est.reinitialize_ = meta.get("reinitialize_", est._resolved_reinitialize())
@@ -646,6 +780,7 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.non_deterministic = self.random_state is None
+        tags.input_tags.allow_nan = True  # missing values (see Notes)
         if tags.transformer_tags is not None:
             tags.transformer_tags.preserves_dtype = ["float32"]  # the network computes in float32
         return tags
@@ -661,8 +796,8 @@ class _BankOfOne:
     def reinitialize(self):
         self.trainer.reinitialize()
 
-    def train(self, X, epochs):
-        return self.trainer.train(X[0], epochs)[:, None]
+    def train(self, X, epochs, mask=None):
+        return self.trainer.train(X[0], epochs, mask=mask)[:, None]
 
     def reconstruct(self, X):
         return self.trainer.reconstruct(X[0])[None]
@@ -677,10 +812,11 @@ def start_fits(X, models):
     for m in models:
         m._validate_params()
     X = models[0]._check_X(X, reset=True)
+    filled = fill_missing(X)
     for m in models:
         if m is not models[0]:
             m._check_X(X, reset=True)
-        m._start(X)
+        m._start(filled)
     return X
 
 
@@ -704,25 +840,44 @@ def fit_alternating(X, models, bank, S, LS_prev):
 
     A model that meets the stopping rule keeps the state it stopped in while the others go on;
     every model is fitted (``_set_fitted``) by the end.
+
+    Missing entries of ``X`` (NaN; the bank's ``train`` then takes ``mask=``, the observed entries)
+    are handled as in the estimator's Notes: each model keeps its own filled copy of ``X``, whose
+    missing entries start at the column means and take its reconstruction after every outer
+    iteration; the loss covers observed entries only and the prox's residual is zero at missing
+    ones. Without NaN this is the complete-data loop, unchanged.
     """
     first = models[0]
-    norm_x = float(np.linalg.norm(X)) or 1.0
+    mask = observed_mask(X)
+    filled = None
+    if mask is not None:
+        filled = np.repeat(fill_missing(X, mask)[None], len(models), axis=0)
+        np.copyto(LS_prev, filled, where=np.isnan(LS_prev))
+    norm_x = float(np.linalg.norm(X if mask is None else filled[0])) or 1.0
     L = np.empty_like(S)
     active = list(range(len(models)))
     for it in range(first.outer_iterations):
         t0 = time.perf_counter()
         if first.reinitialize_ and it > 0:
             bank.reinitialize()
-        L_in = X[None] - S
-        losses = bank.train(L_in, first.inner_epochs)
+        if mask is None:
+            L_in = X[None] - S
+            losses = bank.train(L_in, first.inner_epochs)
+        else:
+            L_in = filled - S
+            losses = bank.train(L_in, first.inner_epochs, mask=mask)
         L_all = bank.reconstruct(L_in)
         shared = (time.perf_counter() - t0) / len(active)
         for j in list(active):
             t1 = time.perf_counter()
             m = models[j]
             L[j] = L_all[j]
-            S[j] = m._prox(X - L[j])
-            h = m._record(it, X, L_in[j], L[j], S[j], LS_prev[j], norm_x, losses[-1, j],
+            Xj = X
+            if mask is not None:  # impute: the residual is then zero at missing entries
+                Xj = filled[j]
+                np.copyto(Xj, L[j], where=~mask)
+            S[j] = m._prox(Xj - L[j], mask)
+            h = m._record(it, Xj, L_in[j], L[j], S[j], LS_prev[j], norm_x, losses[-1, j],
                           shared + time.perf_counter() - t1)
             LS_prev[j] = L[j] + S[j]
             if m.verbose:
@@ -738,6 +893,47 @@ def fit_alternating(X, models, bank, S, LS_prev):
         outer_iteration(it + 1, first.outer_iterations)
         if not active:  # every model finishes by its last outer iteration
             break
+
+
+def observed_mask(X):
+    """The mask of observed (non-NaN) entries of ``X``, or None when nothing is missing."""
+    missing = np.isnan(X)
+    return None if not missing.any() else ~missing
+
+
+def check_observed(X, columns=True):
+    """Refuse (ValueError) a row, or with ``columns`` a column, of ``X`` with no observed entry."""
+    missing = np.isnan(X)
+    if not missing.any():
+        return
+    for axis, what in ((1, "row"), (0, "column")) if columns else ((1, "row"),):
+        empty = np.flatnonzero(missing.all(axis=axis))
+        if empty.size:
+            raise ValueError(f"X has {empty.size} {what}(s) with no observed value (all NaN), the first is "
+                             f"{what} {int(empty[0])}; a {what} needs at least one observed value")
+
+
+def fill_missing(X, mask=None, values=None):
+    """``X`` with missing entries replaced by ``values`` per column (default: the observed column
+    means); a new array, or ``X`` itself when nothing is missing."""
+    if mask is None:
+        mask = observed_mask(X)
+        if mask is None:
+            return X
+    if values is None:
+        values = np.nanmean(X, axis=0)
+    return np.where(mask, X, np.asarray(values, dtype=X.dtype)[None, :]).astype(X.dtype, copy=False)
+
+
+def observed_scale(mask, axis):
+    """``sqrt(group size / observed entries)`` per row (``axis=1``) or column (``axis=0``) of ``mask``."""
+    return np.sqrt(mask.shape[axis] / np.maximum(mask.sum(axis=axis), 1)).astype(np.float32)
+
+
+def row_norms(A, mask=None):
+    """Row norms of ``A`` as float64, times :func:`observed_scale` of ``mask`` when given."""
+    norms = np.linalg.norm(A, axis=1).astype(np.float64)
+    return norms if mask is None else norms * observed_scale(mask, 1)
 
 
 def _fingerprint(X):
@@ -766,9 +962,16 @@ def _read_meta(path):
 
     if not isinstance(meta.get("params"), dict):
         raise bad("params", "an object of estimator parameters")
-    t = meta.get("threshold_")
-    if not (isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) and t >= 0):
-        raise bad("threshold_", "a finite number >= 0")
+    def is_number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+
+    # the prox threshold: prox_threshold_, or threshold_ in files written before it was renamed
+    keys = [k for k in ("prox_threshold_", "threshold_", "lam_") if k in meta]
+    if not any(k in keys for k in ("prox_threshold_", "threshold_")):
+        keys.insert(0, "prox_threshold_")
+    for key in keys:
+        if not is_number(meta.get(key)):
+            raise bad(key, "a finite number >= 0")
     layers = meta.get("layers_")
     if not (isinstance(layers, list) and len(layers) >= 2 and all(is_int(d, 1) for d in layers)):
         raise bad("layers_", "a list of at least two positive integers")

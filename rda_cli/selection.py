@@ -10,13 +10,21 @@ when no ground truth exists.
   real anomalies are left it levels off. The knee is where the steep part meets the flat part.
 - :func:`contamination_lambda`: the smallest lambda whose flagged fraction is at most an expected
   contamination given by the user.
+- :func:`lambda_for_contamination`: a search for the lambda that flags about a given fraction of
+  the groups, one fit per step (``RobustAutoencoder(contamination=...)`` and
+  ``rda detect --contamination`` use it).
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-__all__ = ["knee_lambda", "knee_index", "contamination_lambda"]
+__all__ = ["knee_lambda", "knee_index", "contamination_lambda", "lambda_for_contamination", "group_statistics",
+           "n_flagged_groups"]
+
+MAX_FITS = 8
 
 
 def _sorted_curve(lams, counts):
@@ -138,3 +146,72 @@ def contamination_lambda(lams, counts, n_rows, contamination):
         raise ValueError(f"n_rows must be >= 1, got {n_rows!r}")
     ok = np.flatnonzero(y / n_rows <= contamination)
     return float(x[ok[0]] if ok.size else x[-1])
+
+
+def group_statistics(R, penalty):
+    """What the prox threshold is compared with, per group, for a residual ``R`` (zero at missing
+    entries): column norms (``l21_cols``), a row's largest absolute entry (``l1``), else row norms."""
+    if penalty == "l21_cols":
+        return np.linalg.norm(R, axis=0)
+    if penalty == "l1":
+        return np.abs(R).max(axis=1)
+    return np.linalg.norm(R, axis=1)
+
+
+def n_flagged_groups(S, penalty):
+    """How many groups (columns for ``l21_cols``, else rows) of ``S`` are non-zero."""
+    return int(np.any(S != 0, axis=0 if penalty == "l21_cols" else 1).sum())
+
+
+def lambda_for_contamination(X, fraction, fit, penalty, unit_threshold, max_fits=MAX_FITS):
+    """The fit whose flagged groups are closest to ``fraction`` of all groups, by a search on lambda.
+
+    A pilot fit of the plain autoencoder (``fit(0, plain=True)``) gives each group's residual
+    statistic ``g`` (:func:`group_statistics`). The target is ``round(fraction * n_groups)`` groups.
+    The first lambda puts the prox threshold at the ``1 - fraction`` quantile of ``g``; then lambda
+    is doubled or halved until the target is bracketed, and bisected on log lambda; each step is one
+    full fit. The search stops when the count is within ``max(1, 10% of the target)`` groups, or
+    after ``max_fits`` fits; the fit whose count is closest to the target (ties: the smaller count)
+    is kept.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        The data the fits are on (NaN at missing entries).
+    fraction : float in (0, 0.5)
+    fit : callable
+        ``fit(lam, plain=False)`` returns a fitted :class:`~rda_cli.rda.RobustAutoencoder` with that
+        lambda (``plain``: the plain autoencoder, ``penalty=None``, same network and schedule).
+    penalty : {"l21_rows", "l1", "l21_cols"}
+    unit_threshold : float
+        The prox threshold that lambda 1 stands for on ``X`` (:func:`~rda_cli.rda.effective_threshold`).
+    max_fits : int, default=8
+
+    Returns
+    -------
+    model, lam, search
+        The kept fit, its lambda, and ``{"target", "tolerance", "steps"}`` with one
+        ``{"lam", "threshold", "flagged"}`` per fit.
+    """
+    pilot = fit(0.0, plain=True)
+    g = group_statistics(np.nan_to_num(np.asarray(X) - pilot.L_, nan=0.0), penalty)
+    target = int(round(fraction * len(g)))
+    tol = max(1, int(round(0.1 * target)))
+    lam = max(float(np.quantile(g, 1.0 - fraction)), 1e-12) / unit_threshold
+    lo = hi = None  # lo: a lambda flagging too many, hi: one flagging too few
+    steps, best = [], None
+    for _ in range(max_fits):
+        model = fit(lam)
+        count = n_flagged_groups(model.S_, penalty)
+        steps.append({"lam": lam, "threshold": model.prox_threshold_, "flagged": count})
+        key = (abs(count - target), count)
+        if best is None or key < best[0]:
+            best = (key, model, lam)
+        if abs(count - target) <= tol:
+            break
+        if count > target:
+            lo = lam
+        else:
+            hi = lam
+        lam = math.sqrt(lo * hi) if lo is not None and hi is not None else (lam * 2 if hi is None else lam / 2)
+    return best[1], best[2], {"target": target, "tolerance": tol, "steps": steps}

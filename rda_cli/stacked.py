@@ -186,6 +186,10 @@ def fit_lambda_path(X, lambdas, stack=None, **params):
         raise ValueError("lambdas must not be empty")
     if params.get("warm_start"):
         raise ValueError("fit_lambda_path trains the lambdas side by side; warm_start is not supported")
+    if params.get("contamination") is not None:
+        raise ValueError("fit_lambda_path fits the given lambdas; contamination is not supported")
+    if np.isnan(np.asarray(X, dtype=np.float32)).any():
+        raise ValueError("fit_lambda_path does not take missing values (NaN): fit RobustAutoencoder per lambda")
     stack = len(lambdas) if stack is None else int(stack)
     if stack < 1:
         raise ValueError(f"stack must be >= 1, got {stack!r}")

@@ -51,7 +51,7 @@ def test_history_and_objective_decrease(outlier_data):
             "nonzero_groups", "seconds", "loss", "iteration"}
     for h in rda.history_:
         assert keys <= set(h)
-        assert h["objective"] == pytest.approx(h["reconstruction_error"] + rda.threshold_ * h["penalty"])
+        assert h["objective"] == pytest.approx(h["reconstruction_error"] + rda.prox_threshold_ * h["penalty"])
     assert rda.history_[-1]["objective"] < rda.history_[0]["objective"]
 
 
@@ -72,7 +72,8 @@ def test_stops_early_when_tol_is_met(outlier_data):
 def test_plain_autoencoder_has_zero_S(outlier_data):
     X, _ = outlier_data
     ae = RobustAutoencoder(penalty=None, outer_iterations=2, inner_epochs=2, **FAST).fit(X)
-    assert not ae.S_.any() and ae.threshold_ == 0.0
+    assert not ae.S_.any() and ae.prox_threshold_ == 0.0 and ae.threshold_ == 0.0
+    assert not ae.labels_.any()
     assert ae.decision_function(X[:10]).shape == (10,)
 
 
@@ -85,7 +86,10 @@ def test_threshold_conventions():
     assert effective_threshold(X, "l1", 2.0, "absolute") == 2.0
     rda = RobustAutoencoder(layers=[20, 8], lam=0.001, outer_iterations=1, inner_epochs=1,
                             random_state=0).fit(X)
-    assert rda.threshold_ == pytest.approx(0.3)
+    assert rda.prox_threshold_ == pytest.approx(0.3)
+    # PyOD's threshold_ is the cut-off on decision_scores_: the rows S flags
+    assert rda.threshold_ == 0.0
+    np.testing.assert_array_equal(rda.labels_, rda.decision_scores_ > rda.threshold_)
 
 
 def test_same_seed_same_result_and_save_load(outlier_data, tmp_path):
@@ -103,7 +107,7 @@ def test_same_seed_same_result_and_save_load(outlier_data, tmp_path):
     np.testing.assert_array_equal(a.decision_function(new), c.decision_function(new))
     np.testing.assert_array_equal(a.decision_function(X), c.decision_function(X))
     np.testing.assert_array_equal(a.predict(new), c.predict(new))
-    assert c.threshold_ == a.threshold_ and c.get_params() == a.get_params()
+    assert c.prox_threshold_ == a.prox_threshold_ and c.threshold_ == a.threshold_ and c.get_params() == a.get_params()
 
 
 def test_decision_function_on_new_data_ranks_outliers(outlier_data):
@@ -152,7 +156,10 @@ def test_no_retracing_across_outer_iterations_or_fits(outlier_data):
     [
         (dict(layers=[10, 5]), np.ones((20, 11)), "layers\\[0\\]"),
         (dict(), np.ones(10), "2D array"),
-        (dict(), np.array([[0.1, np.nan], [0.2, 0.3]]), "NaN"),
+        (dict(), np.array([[0.1, np.nan], [0.2, np.nan]]), "column\\(s\\) with no observed value"),
+        (dict(), np.array([[np.nan, np.nan], [0.2, 0.3]]), "row\\(s\\) with no observed value"),
+        (dict(contamination=0.6), np.ones((20, 4)), "contamination"),
+        (dict(penalty=None, contamination=0.1), np.ones((20, 4)), "contamination needs a penalty"),
         (dict(), np.array([[0.1, np.inf], [0.2, 0.3]]), "infinity"),
         (dict(penalty="l3"), np.ones((20, 4)), "penalty"),
         (dict(lam=-1.0), np.ones((20, 4)), "lam"),

@@ -30,7 +30,7 @@ def test_stacked_models_equal_separate_fits(data, reinitialize, tied):
     separate = [RobustAutoencoder(lam=lam, **kw).fit(X) for lam in LAMS]
     stacked = fit_lambda_path(X, LAMS, **kw)
     for a, b in zip(separate, stacked):
-        assert b.lam == a.lam and b.threshold_ == a.threshold_
+        assert b.lam == a.lam and b.prox_threshold_ == a.prox_threshold_
         np.testing.assert_allclose(b.L_, a.L_, atol=1e-5)
         np.testing.assert_array_equal(b.outlier_mask_, a.outlier_mask_)
         assert b.n_iter_ == a.n_iter_
