@@ -235,7 +235,7 @@ class MinMaxScaler01:
 
     def fit(self, X, feature_names=None, id_column=None):
         X = np.asarray(X, dtype=np.float64)
-        self.data_min, self.data_max = X.min(axis=0), X.max(axis=0)
+        self.data_min, self.data_max = np.nanmin(X, axis=0), np.nanmax(X, axis=0)  # missing values ignored
         if feature_names is not None:
             self.feature_names = list(feature_names)
         self.id_column = id_column
