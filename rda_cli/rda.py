@@ -517,13 +517,13 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
     def _set_training_scores(self, X):
         self._observed = observed_mask(X)
         R = X - self.L_ if self._observed is None else np.where(self._observed, X - self.L_, 0)
-        self.residual_scores_ = row_norms(R, self._observed)
+        self.residual_scores_ = row_norms(R, self._observed).astype(np.float64)
         self._train_fingerprint = _fingerprint(X)
         self._set_sparse_scores()
 
     def _set_sparse_scores(self):
         """The attributes derived from ``S_`` (and the training mask) alone (also rebuilt by :meth:`load`)."""
-        self.decision_scores_ = row_norms(self.S_, self._observed)
+        self.decision_scores_ = row_norms(self.S_, self._observed).astype(np.float64)
         self.column_scores_ = np.linalg.norm(self.S_, axis=0).astype(np.float64)
         self.outlier_mask_ = np.any(self.S_ != 0, axis=1)
         self.labels_ = self.outlier_mask_.astype(int)
@@ -589,7 +589,7 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
             if observed_mask(X) is None:
                 return np.linalg.norm(X - self.reconstruct(X), axis=1).astype(np.float64)
             _, L, Xf, mask = self._decompose(X)
-            return row_norms(Xf - L, mask)
+            return row_norms(Xf - L, mask).astype(np.float64)
         return self._scores(X)[0]
 
     def feature_contributions(self, X):
@@ -931,8 +931,8 @@ def observed_scale(mask, axis):
 
 
 def row_norms(A, mask=None):
-    """Row norms of ``A`` as float64, times :func:`observed_scale` of ``mask`` when given."""
-    norms = np.linalg.norm(A, axis=1).astype(np.float64)
+    """Row norms of ``A`` (in its dtype), times :func:`observed_scale` of ``mask`` when given."""
+    norms = np.linalg.norm(A, axis=1)
     return norms if mask is None else norms * observed_scale(mask, 1)
 
 

@@ -259,3 +259,30 @@ def test_estimators_from_two_threads_equal_sequential_fits(outlier_data):
     for (s1, d1), (s2, d2) in zip(sequential, threaded):
         np.testing.assert_array_equal(s1, s2)
         np.testing.assert_array_equal(d1, d2)
+
+
+def test_model_files_from_before_prox_threshold_are_read(outlier_data, tmp_path):
+    """Earlier versions saved the prox threshold as ``threshold_`` (and no ``lam_``)."""
+    import json
+
+    X, _ = outlier_data
+    a = RobustAutoencoder(lam=0.002, outer_iterations=2, inner_epochs=2, **FAST).fit(X)
+    a.save(tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "params.json").read_text())
+    meta["threshold_"] = meta.pop("prox_threshold_")
+    del meta["lam_"]
+    (tmp_path / "m" / "params.json").write_text(json.dumps(meta))
+    old = RobustAutoencoder.load(tmp_path / "m")
+    assert old.prox_threshold_ == a.prox_threshold_ and old.threshold_ == 0.0 and old.lam_ == a.lam
+    np.testing.assert_array_equal(old.decision_function(X[:30] * 0.9), a.decision_function(X[:30] * 0.9))
+
+
+def test_contamination_chooses_lambda(outlier_data):
+    X, truth = outlier_data
+    m = RobustAutoencoder(contamination=0.05, outer_iterations=10, inner_epochs=10, **FAST).fit(X)
+    search = m.contamination_search_
+    assert search["target"] == 50 and m.lam_ in [s["lam"] for s in search["steps"]]
+    assert abs(int(m.labels_.sum()) - 50) <= search["tolerance"]
+    assert m.prox_threshold_ == pytest.approx(effective_threshold(X, "l21_rows", m.lam_))
+    assert f1_score(truth, m.outlier_mask_) >= 0.9
+    np.testing.assert_array_equal(m.labels_, m.decision_scores_ > m.threshold_)
