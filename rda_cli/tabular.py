@@ -7,7 +7,14 @@ Readable files
     is not a number, the first row is the header. One column may hold row identifiers
     (``id_column``, named in the header); it is kept as text and excluded from the features. Every
     other cell must be a finite number: empty cells, text, NaN and inf are refused with the row and
-    column named.
+    column named -- unless ``missing="allow"``, where an empty cell or NaN is a missing value (text
+    and inf are still refused). Files are read vectorised (pyarrow's CSV reader when installed,
+    else NumPy's ``loadtxt``); when that reader cannot take the file as it stands, the exact reader
+    (Python's ``csv`` and ``float()`` per cell) reads it and names the first bad cell's line and
+    column. Both give the same table.
+``.parquet``
+    Numeric columns, plus the id column if named (pyarrow needed: ``pip install rda-cli[arrow]``).
+    Nulls are missing values.
 ``.npy``
     A 2-D numeric array (no pickled objects).
 ``.npz``
@@ -42,7 +49,7 @@ from .data import DataError
 
 __all__ = ["TableError", "Table", "read_table", "MinMaxScaler01"]
 
-SUFFIXES = (".csv", ".npy", ".npz")
+SUFFIXES = (".csv", ".parquet", ".npy", ".npz")
 CLIP = 1e6  # scaled values are held within [-CLIP, 1 + CLIP]
 
 
@@ -79,26 +86,49 @@ def _is_number(text):
     return True
 
 
-def _check_finite(X, path, names=None):
-    bad = ~np.isfinite(X)
+MISSING = ("allow", "refuse")
+
+
+def _check_finite(X, path, names=None, missing="refuse"):
+    """Refuse inf anywhere and NaN unless ``missing="allow"`` (one line naming the first such cell)."""
+    bad = np.isinf(X) if missing == "allow" else ~np.isfinite(X)
     if bad.any():
         r, c = (int(v) for v in np.argwhere(bad)[0])
         col = f"'{names[c]}'" if names else str(c + 1)
-        raise TableError(f"{path}: row {r + 1}, column {col} is {X[r, c]!r}: every value must be a finite number "
-                         f"({int(bad.sum())} such cells)")
+        allowed = " or missing (empty or NaN)" if missing == "allow" else ""
+        raise TableError(f"{path}: row {r + 1}, column {col} is {float(X[r, c])!r}: every value must be a finite "
+                         f"number{allowed} ({int(bad.sum())} such cells)")
 
 
-def _read_csv(path, id_column):
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            rows = [(i + 1, row) for i, row in enumerate(csv.reader(fh)) if any(cell.strip() for cell in row)]
-    except UnicodeDecodeError:
-        raise TableError(f"{path}: not a text CSV file (cannot decode it as UTF-8)") from None
-    except csv.Error as exc:
-        raise TableError(f"{path}: malformed CSV: {exc}") from None
-    if not rows:
-        raise TableError(f"{path} is empty")
-    first = [cell.strip() for cell in rows[0][1]]
+def _check_observed(X, path, names=None):
+    """Refuse a row or a column with no observed (non-NaN) value: nothing to fit or score it by."""
+    missing = np.isnan(X)
+    if not missing.any():
+        return
+    rows = np.flatnonzero(missing.all(axis=1))
+    if rows.size:
+        raise TableError(f"{path}: data row {int(rows[0]) + 1} has no value in any feature column "
+                         f"({rows.size} such rows); a row needs at least one")
+    cols = np.flatnonzero(missing.all(axis=0))
+    if cols.size:
+        col = f"'{names[cols[0]]}'" if names else str(int(cols[0]) + 1)
+        raise TableError(f"{path}: column {col} has no value in any row ({cols.size} such columns); "
+                         "drop it or fill it in")
+
+
+@dataclass
+class _Layout:
+    """What the first non-blank row of a CSV file says: column names, header, id column, features."""
+
+    names: list
+    has_header: bool
+    id_index: int | None
+    feat_idx: list
+    skip_lines: int = 0  # physical lines before the first data row
+
+
+def _layout(path, first, id_column):
+    first = [cell.strip() for cell in first]
     has_header = not all(_is_number(cell) for cell in first)
     width = len(first)
     if has_header:
@@ -108,7 +138,6 @@ def _read_csv(path, id_column):
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise TableError(f"{path}: the header names column {dup[0]!r} more than once")
-        rows = rows[1:]
     else:
         names = [f"x{j + 1}" for j in range(width)]
     id_index = None
@@ -123,31 +152,173 @@ def _read_csv(path, id_column):
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise TableError(f"{path}: no column named {id_column!r}{hint} (columns: {', '.join(names)})")
         id_index = names.index(id_column)
-    if not rows:
-        raise TableError(f"{path} has a header but no data rows")
     feat_idx = [j for j in range(width) if j != id_index]
     if not feat_idx:
         raise TableError(f"{path} has no feature columns besides the id column {id_column!r}")
-    X = np.empty((len(rows), len(feat_idx)), dtype=np.float64)
-    ids = [] if id_index is not None else None
+    return _Layout(names, has_header, id_index, feat_idx)
+
+
+def _cell_value(cell, missing):
+    """A feature cell as a float; with ``missing="allow"`` an empty cell is NaN. Raises ValueError."""
+    if not cell and missing == "allow":
+        return math.nan
+    return float(cell)
+
+
+def _read_csv_exact(path, id_column, missing="refuse"):
+    """The reference CSV reader: Python's csv module and ``float()`` per cell; slow, but it names the
+    line and column of the first bad cell. The fast readers fall back to it on any doubt."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            rows = [(i + 1, row) for i, row in enumerate(csv.reader(fh)) if any(cell.strip() for cell in row)]
+    except UnicodeDecodeError:
+        raise TableError(f"{path}: not a text CSV file (cannot decode it as UTF-8)") from None
+    except csv.Error as exc:
+        raise TableError(f"{path}: malformed CSV: {exc}") from None
+    if not rows:
+        raise TableError(f"{path} is empty")
+    lay = _layout(path, rows[0][1], id_column)
+    names, width = lay.names, len(lay.names)
+    if lay.has_header:
+        rows = rows[1:]
+    if not rows:
+        raise TableError(f"{path} has a header but no data rows")
+    X = np.empty((len(rows), len(lay.feat_idx)), dtype=np.float64)
+    ids = [] if lay.id_index is not None else None
     for r, (line, row) in enumerate(rows):
         if len(row) != width:
             raise TableError(f"{path}: line {line} has {len(row)} cells, expected {width} (as in the first row)")
-        for k, j in enumerate(feat_idx):
+        for k, j in enumerate(lay.feat_idx):
             cell = row[j].strip()
             try:
-                X[r, k] = float(cell)
+                X[r, k] = _cell_value(cell, missing)
             except ValueError:
                 what = "an empty cell" if not cell else f"non-numeric value {cell!r}"
                 raise TableError(f"{path}: line {line}, column {names[j]!r} holds {what}; every feature value "
                                  "must be a number (name a text id column with `id_column`)") from None
         if ids is not None:
-            ids.append(row[id_index].strip())
-    _check_finite(X, path, [names[j] for j in feat_idx])
-    return Table(X, [names[j] for j in feat_idx], ids, id_column, has_header)
+            ids.append(row[lay.id_index].strip())
+    return _finish(X, path, lay, ids, id_column, missing)
 
 
-def _as_numeric_2d(arr, path, what):
+def _finish(X, path, lay, ids, id_column, missing):
+    features = [lay.names[j] for j in lay.feat_idx]
+    _check_finite(X, path, features, missing)
+    if missing == "allow":
+        _check_observed(X, path, features)
+    return Table(X, features, ids, id_column, lay.has_header)
+
+
+def _csv_layout(path, id_column):
+    """:class:`_Layout` of a CSV file from its first non-blank row (read with the csv module), or None
+    when the file cannot be read that way (the exact reader then reports why)."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            before = 0
+            for row in reader:
+                if any(cell.strip() for cell in row):
+                    lay = _layout(path, row, id_column)
+                    lay.skip_lines = reader.line_num if lay.has_header else before
+                    return lay
+                before = reader.line_num
+    except (UnicodeDecodeError, csv.Error):
+        return None
+    return None
+
+
+def _arrow_options(lay, block_size=None):
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    columns = [f"c{j}" for j in range(len(lay.names))]
+    types = {columns[j]: pa.float64() for j in lay.feat_idx}
+    if lay.id_index is not None:
+        types[columns[lay.id_index]] = pa.string()
+    read = pacsv.ReadOptions(column_names=columns, skip_rows=lay.skip_lines, encoding="utf8",
+                             **({"block_size": block_size} if block_size else {}))
+    parse = pacsv.ParseOptions(delimiter=",", ignore_empty_lines=True)
+    convert = pacsv.ConvertOptions(column_types=types, null_values=[""], strings_can_be_null=True,
+                                   quoted_strings_can_be_null=True)
+    return read, parse, convert
+
+
+def _from_arrow(batch, lay):
+    """``(X, ids)`` of an Arrow table or record batch read with :func:`_arrow_options`; rows whose cells
+    are all empty are dropped (the exact reader skips them), None when some empty cell remains in a
+    row that is not all empty (the caller decides)."""
+    import pyarrow.compute as pc
+
+    cols = [batch.column(j) for j in range(len(lay.names))]
+    X = np.column_stack([cols[j].to_numpy(zero_copy_only=False) for j in lay.feat_idx]).astype(np.float64, copy=False)
+    ids = None
+    if lay.id_index is not None:
+        ids = pc.fill_null(pc.utf8_trim_whitespace(cols[lay.id_index]), "").to_pylist()
+    if sum(c.null_count for c in cols):
+        blank = np.ones(len(X), dtype=bool)
+        for c in cols:
+            blank &= c.is_null().to_numpy(zero_copy_only=False)
+        if blank.any():
+            X = X[~blank]
+            ids = None if ids is None else [v for v, b in zip(ids, blank) if not b]
+    return X, ids
+
+
+def _read_csv_arrow(path, lay, id_column, missing):
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    try:
+        table = pacsv.read_csv(path, *_arrow_options(lay))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeDecodeError):
+        return None
+    X, ids = _from_arrow(table, lay)
+    if missing == "refuse" and np.isnan(X).any():
+        return None  # the exact reader names the first empty or NaN cell
+    return X, ids
+
+
+def _read_csv_numpy(path, lay, missing):
+    if lay.id_index is not None:
+        return None
+    import warnings
+
+    try:  # every column (no usecols), so that a row of another width is an error here too
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "input contained no data": the exact reader says it
+            X = np.loadtxt(path, delimiter=",", skiprows=lay.skip_lines, dtype=np.float64, ndmin=2,
+                           comments=None, encoding="utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if X.shape[1] != len(lay.names):
+        return None
+    if missing == "refuse" and np.isnan(X).any():
+        return None
+    return X, None
+
+
+def _have_arrow():
+    try:
+        import pyarrow.csv  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _read_csv(path, id_column, missing="refuse"):
+    """Read a CSV file: vectorised (pyarrow's CSV reader when installed, else NumPy's ``loadtxt``), and
+    the exact reader when the fast one cannot read the file as it stands, so that a bad cell is
+    reported as the exact reader reports it (line and column named)."""
+    lay = _csv_layout(path, id_column)
+    fast = None
+    if lay is not None:
+        fast = _read_csv_arrow(path, lay, id_column, missing) if _have_arrow() else _read_csv_numpy(path, lay, missing)
+    if fast is None or fast[0].shape[0] == 0:
+        return _read_csv_exact(path, id_column, missing)
+    return _finish(fast[0], path, lay, fast[1], id_column, missing)
+
+
+def _as_numeric_2d(arr, path, what, missing="refuse"):
     arr = np.asarray(arr)
     if arr.dtype.kind not in "biuf":
         raise TableError(f"{path}: {what} has dtype {arr.dtype}, expected numbers")
@@ -156,28 +327,30 @@ def _as_numeric_2d(arr, path, what):
     if arr.size == 0:
         raise TableError(f"{path}: {what} is empty (shape {arr.shape})")
     X = arr.astype(np.float64)
-    _check_finite(X, path)
+    _check_finite(X, path, missing=missing)
+    if missing == "allow":
+        _check_observed(X, path)
     return X
 
 
-def _read_array(path, suffix, array=None):
+def _read_array(path, suffix, array=None, missing="refuse"):
     """``(X, array_name)`` from a .npy or .npz file."""
     try:
         if suffix == ".npy":
             if array is not None:
                 raise TableError(f"{path}: `array` applies to .npz files only")
-            return _as_numeric_2d(np.load(path, allow_pickle=False), path, "the array"), None
+            return _as_numeric_2d(np.load(path, allow_pickle=False), path, "the array", missing), None
         with np.load(path, allow_pickle=False) as z:
             names = list(z.files)
             if array is not None:
                 if array not in names:
                     raise TableError(f"{path}: no array named {array!r} (arrays: {', '.join(names) or 'none'})")
-                return _as_numeric_2d(z[array], path, f"array {array!r}"), array
+                return _as_numeric_2d(z[array], path, f"array {array!r}", missing), array
             if "X" in names:
-                return _as_numeric_2d(z["X"], path, "array 'X'"), "X"
+                return _as_numeric_2d(z["X"], path, "array 'X'", missing), "X"
             two_d = [k for k in names if z[k].ndim == 2]
             if len(two_d) == 1:
-                return _as_numeric_2d(z[two_d[0]], path, f"array {two_d[0]!r}"), two_d[0]
+                return _as_numeric_2d(z[two_d[0]], path, f"array {two_d[0]!r}", missing), two_d[0]
             if two_d:
                 raise TableError(f"{path} holds several 2-D arrays ({', '.join(two_d)}) and none named 'X': "
                                  "name the one to read with `array`")
@@ -190,32 +363,75 @@ def _read_array(path, suffix, array=None):
         raise TableError(f"{path}: cannot read it as {suffix} ({' '.join(str(exc).split()) or 'truncated'})") from None
 
 
-def read_table(path, id_column=None, min_rows=2, array=None):
-    """Read a ``.csv``, ``.npy`` or ``.npz`` file into a :class:`Table` (see the module docstring).
+def _read_parquet(path, id_column, missing):
+    """A Parquet file (pyarrow needed): numeric columns, plus the id column if named; nulls are missing values."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise TableError(f"{path}: reading Parquet files needs pyarrow (pip install rda-cli[arrow])") from None
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise TableError(f"{path}: cannot read it as Parquet ({' '.join(str(exc).split())[:200]})") from None
+    names = list(table.column_names)
+    if id_column is not None and id_column not in names:
+        raise TableError(f"{path}: no column named {id_column!r} (columns: {', '.join(names)})")
+    features = [n for n in names if n != id_column]
+    if not features:
+        raise TableError(f"{path} has no feature columns besides the id column {id_column!r}")
+    for name in features:
+        t = table.schema.field(name).type
+        if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)):
+            raise TableError(f"{path}: column {name!r} has type {t}; every feature column must be numeric "
+                             "(name a text id column with `id_column`)")
+    if table.num_rows == 0:
+        raise TableError(f"{path} has no data rows")
+    X = np.column_stack([table.column(n).to_numpy(zero_copy_only=False).astype(np.float64) for n in features])
+    ids = None
+    if id_column is not None:
+        ids = ["" if v is None else str(v).strip() for v in table.column(id_column).to_pylist()]
+    lay = _Layout(names, True, None if id_column is None else names.index(id_column),
+                  [j for j, n in enumerate(names) if n != id_column])
+    return _finish(X, path, lay, ids, id_column, missing)
 
-    ``array`` names the array to read from an ``.npz`` file.
+
+def read_table(path, id_column=None, min_rows=2, array=None, missing="refuse"):
+    """Read a ``.csv``, ``.parquet``, ``.npy`` or ``.npz`` file into a :class:`Table` (see the module
+    docstring).
+
+    ``array`` names the array to read from an ``.npz`` file. ``missing="allow"``: empty CSV cells,
+    NaN values and Parquet nulls are missing values (NaN in ``Table.X``); a row or a column with
+    none observed is refused. ``"refuse"``: every value must be a finite number.
 
     Raises :class:`TableError` (one line) for a missing, empty or malformed file, non-numeric or
     non-finite values, or fewer than ``min_rows`` rows.
     """
+    if missing not in MISSING:
+        raise TableError(f"`missing` {missing!r}: expected one of {', '.join(MISSING)}")
     path = Path(path)
     if not path.exists():
         raise TableError(f"{path} does not exist")
     if path.is_dir():
-        raise TableError(f"{path} is a folder, expected a .csv, .npy or .npz file")
+        raise TableError(f"{path} is a folder, expected a .csv, .parquet, .npy or .npz file")
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
-        raise TableError(f"{path}: unsupported file type {suffix or '(none)'!r}; expected .csv, .npy or .npz")
+        raise TableError(f"{path}: unsupported file type {suffix or '(none)'!r}; expected .csv, .parquet, .npy "
+                         "or .npz")
     if path.stat().st_size == 0:
         raise TableError(f"{path} is empty")
     if suffix == ".csv":
         if array is not None:
             raise TableError(f"{path}: `array` applies to .npz files only")
-        table = _read_csv(path, id_column)
+        table = _read_csv(path, id_column, missing)
+    elif suffix == ".parquet":
+        if array is not None:
+            raise TableError(f"{path}: `array` applies to .npz files only")
+        table = _read_parquet(path, id_column, missing)
     else:
         if id_column is not None:
             raise TableError(f"{path}: `id_column` applies to CSV files only ({suffix} files have no column names)")
-        X, name = _read_array(path, suffix, array)
+        X, name = _read_array(path, suffix, array, missing)
         table = Table(X, [f"x{j + 1}" for j in range(X.shape[1])], array_name=name)
     table.path = str(path)
     if table.n_rows < min_rows:

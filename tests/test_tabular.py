@@ -1,0 +1,99 @@
+"""The vectorised table readers give what the exact reader gives: the same table, or the same error."""
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rda_cli import tabular
+from rda_cli.tabular import TableError, read_table
+from test_fuzz_inputs import SETTINGS, csv_texts
+
+
+def outcome(fn):
+    try:
+        t = fn()
+    except TableError as exc:
+        return ("error", str(exc))
+    return ("table", t.X.tobytes(), t.X.shape, t.feature_names, t.ids, t.has_header)
+
+
+def compare_readers(text, id_col, missing, monkeypatch):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "t.csv"
+        path.write_bytes(text.encode("utf-8", "surrogatepass"))
+        exact = outcome(lambda: tabular._read_csv_exact(path, id_col, missing))
+        fast = outcome(lambda: tabular._read_csv(path, id_col, missing))
+        assert fast == exact, text
+        with monkeypatch.context() as m:  # without pyarrow: NumPy's loadtxt
+            m.setattr(tabular, "_have_arrow", lambda: False)
+            assert outcome(lambda: tabular._read_csv(path, id_col, missing)) == exact, text
+
+
+@settings(max_examples=150, **SETTINGS)
+@given(text=csv_texts(), id_col=st.sampled_from([None, "id", "a"]), missing=st.sampled_from(["allow", "refuse"]))
+def test_fast_csv_readers_equal_the_exact_one(text, id_col, missing):
+    with pytest.MonkeyPatch.context() as mp:
+        compare_readers(text, id_col, missing, mp)
+
+
+@pytest.mark.parametrize("text", [
+    "a,b\n1,2\n,\n3,4\n",  # a row of empty cells is skipped
+    "a,b\n1,\n3,4\n",  # an empty cell
+    "a,b\n1,nan\n3,4\n",
+    "a,b\n1, 2\n3,4\n",  # spaces around a number
+    "\ufeffa,b\n1,2\n3,4\n",  # a byte-order mark
+    "\n\na,b\n1,2\n\n3,4\n",  # blank lines
+    "1,2\n3,4\n",  # no header
+    "id,a\n x ,1\ny,2\n",
+    "a,b\n1,2,3\n",
+    "a,b\n1,2\n3\n",
+    "a,b\n1,1_000\n2,3\n",
+    "a,b\n1,inf\n2,3\n",
+])
+@pytest.mark.parametrize("missing", ["allow", "refuse"])
+def test_fast_csv_readers_on_edge_cases(text, missing, monkeypatch):
+    compare_readers(text, "id" if text.startswith("id") else None, missing, monkeypatch)
+
+
+def test_missing_cells(tmp_path):
+    (tmp_path / "m.csv").write_text("a,b,c\n1,,3\n4,5,nan\n7,8,9\n")
+    t = read_table(tmp_path / "m.csv", missing="allow")
+    np.testing.assert_array_equal(np.isnan(t.X), [[0, 1, 0], [0, 0, 1], [0, 0, 0]])
+    with pytest.raises(TableError, match="line 2, column 'b' holds an empty cell"):
+        read_table(tmp_path / "m.csv")
+    (tmp_path / "r.csv").write_text("a,b\n1,2\nnan,nan\n3,4\n")
+    with pytest.raises(TableError, match="data row 2 has no value"):
+        read_table(tmp_path / "r.csv", missing="allow")
+    (tmp_path / "c.csv").write_text("a,b\n1,\n3,\n")
+    with pytest.raises(TableError, match="column 'b' has no value in any row"):
+        read_table(tmp_path / "c.csv", missing="allow")
+
+
+def test_parquet(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"id": ["r1", "r2", "r3"], "a": [1.0, None, 3.0], "b": [1, 2, 3]}), tmp_path / "t.parquet")
+    t = read_table(tmp_path / "t.parquet", id_column="id", missing="allow")
+    assert t.feature_names == ["a", "b"] and t.ids == ["r1", "r2", "r3"] and np.isnan(t.X[1, 0])
+    with pytest.raises(TableError, match="finite number"):
+        read_table(tmp_path / "t.parquet", id_column="id")
+    with pytest.raises(TableError, match="column 'id' has type string"):
+        read_table(tmp_path / "t.parquet")
+
+
+@pytest.mark.parametrize("arrow", [True, False])
+def test_clean_files_do_not_need_the_exact_reader(tmp_path, monkeypatch, arrow):
+    (tmp_path / "t.csv").write_text("id,a,b\nr1,1.5,2\nr2,,3e2\n" if arrow else "a,b\n1.5,2\n-1,3e2\n")
+
+    def refuse(*args):
+        raise AssertionError("the exact reader was used")
+
+    monkeypatch.setattr(tabular, "_read_csv_exact", refuse)
+    monkeypatch.setattr(tabular, "_have_arrow", lambda: arrow)
+    t = read_table(tmp_path / "t.csv", id_column="id" if arrow else None, missing="allow")
+    assert t.X.shape == (2, 2) and t.X[1, 1] == 300
