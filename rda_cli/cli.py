@@ -17,7 +17,12 @@ EXECUTOR_CHOICES = click.Choice(["local", "processes", "dask"])
 # Library and experiment messages name parameters in backticks (`out_dir`); the command line shows its flags.
 FLAGS = {"out_dir": "--out", "overrides": "--set", "executor": "--executor", "scheduler": "--scheduler",
          "model_dir": "--model", "data_path": "--data", "array": "--array", "id_column": "--id-column", "lam": "--lam",
-         "contamination": "--contamination", "force": "--force", "layers": "--layers", "penalty": "--penalty"}
+         "contamination": "--contamination", "force": "--force", "layers": "--layers", "penalty": "--penalty",
+         "missing": "--missing"}
+MISSING_OPTION = click.option(
+    "--missing", type=click.Choice(["allow", "refuse"]), default="allow", show_default=True,
+    help="allow: empty or NaN cells are missing values, left out of the fit and the scores and filled in by "
+         "the model; refuse: every cell must be a number")
 
 
 def as_flags(message):
@@ -263,7 +268,8 @@ def plot(run_dir):
 
 @main.command()
 @click.option("--data", "data_path", required=True, metavar="FILE",
-              help=".csv (header row optional, detected), .npy (2-D) or .npz (array 'X', else the first 2-D one)")
+              help=".csv (header row optional, detected), .parquet, .npy (2-D) or .npz (array 'X', else the "
+                   "first 2-D one)")
 @click.option("--penalty", type=click.Choice(["l21_rows", "l1", "l21_cols"]), default="l21_rows",
               help="l21_rows: outlying rows; l1: single bad cells; l21_cols: corrupted columns")
 @click.option("--lam", type=float, default=None,
@@ -284,17 +290,21 @@ def plot(run_dir):
               help="replace an --out folder that an earlier rda detect wrote (never any other folder)")
 @click.option("--set", "overrides", multiple=True, metavar="NAME=VALUE",
               help="override an estimator setting, e.g. inner_epochs=20, random_state=1 (repeatable)")
+@MISSING_OPTION
 @click.option("--quiet", is_flag=True, help="no progress bar")
-def detect(data_path, penalty, lam, contamination, layers, id_column, array_name, out, force, overrides, quiet):
+def detect(data_path, penalty, lam, contamination, layers, id_column, array_name, out, force, overrides, missing,
+           quiet):
     """Find outlying rows (or cells, or columns) in your own table with an RDA.
 
     Features are min-max scaled to [0, 1] (constant columns to 0.5); the scaler is saved with the model.
-    Default schedule: outer_iterations=10, inner_epochs=10, batch_size=min(133, rows), learning_rate=0.001,
+    Default schedule: outer_iterations=10, inner_epochs=10, batch_size=max(133, ceil(rows/256)) (at most the
+    rows: an epoch is at most 256 steps), learning_rate=0.001,
     reinitialize=false, random_state=0 (change with --set). Without --lam or --contamination, lambda is
     chosen label-free at the knee of the number of flagged groups vs lambda over 8 lambdas (9 fits).
 
-    Writes scores.csv (row,score,flagged; score > 0 means flagged), L.npy and S.npy in the original
-    units, model/ (for rda score), score_hist.png and report.md.
+    Writes scores.csv (row,score,flagged,top_features; score > 0 means flagged; a flagged row's top features by
+    share of its S row), L.npy and S.npy in the original units, imputed.npy (with missing cells), model/ (for
+    rda score), score_hist.png, top_rows.png and report.md.
     """
     from .detect import detect as run_detect
 
@@ -305,7 +315,7 @@ def detect(data_path, penalty, lam, contamination, layers, id_column, array_name
         info = _guarded(
             lambda: run_detect(data_path, out, penalty=penalty, lam=lam, contamination=contamination, layers=layers,
                                id_column=id_column, overrides=overrides, progress=progress, force=force,
-                               array=array_name),
+                               array=array_name, missing=missing),
             progress, "interrupted; nothing was written")
     what = "columns" if penalty == "l21_cols" else "rows"
     extra = f" ({len(info['flagged_columns'])} columns flagged)" if "flagged_columns" in info else ""
@@ -315,15 +325,17 @@ def detect(data_path, penalty, lam, contamination, layers, id_column, array_name
 
 @main.command()
 @click.option("--model", "model_dir", required=True, metavar="DIR", help="the model/ folder written by rda detect")
-@click.option("--data", "data_path", required=True, metavar="FILE", help="new rows: .csv, .npy or .npz, same columns")
+@click.option("--data", "data_path", required=True, metavar="FILE",
+              help="new rows: .csv (read in chunks: any length), .parquet, .npy or .npz, same columns")
 @click.option("--array", "array_name", default=None, metavar="NAME",
               help=".npz input: the array to read  [default: 'X', or the only 2-D array]")
 @click.option("--out", type=click.Path(dir_okay=False), default="scores.csv", show_default=False,
-              help="output CSV (row,score,flagged)  [default: scores.csv in the current folder]; an existing "
+              help="output CSV (row,score,flagged,top_features)  [default: scores.csv in the current folder]; an existing "
                    "file is replaced only if it is a scores file rda wrote")
 @click.option("--force", is_flag=True, help="replace an existing --out file that rda did not write "
                                             "(never the input file or a file in the model folder)")
-def score(model_dir, data_path, array_name, out, force):
+@MISSING_OPTION
+def score(model_dir, data_path, array_name, out, force, missing):
     """Score new rows with a model saved by rda detect (higher is more abnormal; > 0 is flagged).
 
     The saved scaler is applied first; values outside the training range are not clipped (they fall outside
@@ -334,7 +346,7 @@ def score(model_dir, data_path, array_name, out, force):
     from .tabular import TableError
 
     try:
-        info = run_score(model_dir, data_path, out, force=force, array=array_name)
+        info = run_score(model_dir, data_path, out, force=force, array=array_name, missing=missing)
     except (DetectError, TableError, ValueError) as exc:
         fail(exc)
     except OSError as exc:

@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from .detect_report import check_out_dir, check_score_out, start_output, write_result, write_scores_file
-from .selection import knee_index
+from .selection import MAX_FITS, group_statistics, knee_index, lambda_for_contamination, n_flagged_groups
 from .tabular import MinMaxScaler01, TableError, read_table
 
 __all__ = ["DetectError", "DEFAULT_SCHEDULE", "detect", "score", "parse_overrides", "parse_layers",
@@ -56,7 +56,8 @@ DEFAULT_SCHEDULE = {"outer_iterations": 10, "inner_epochs": 10, "batch_size": 13
                     "reinitialize": False, "random_state": 0}
 RESERVED = {"penalty": "`penalty`", "lam": "`lam` or `contamination`", "layers": "`layers`"}
 N_GRID = 8
-MAX_FITS = 8
+MAX_STEPS_PER_EPOCH = 256  # the batch grows with the rows beyond this (see estimator_params)
+TOP_FEATURES = 3  # features named per flagged row in scores.csv
 
 
 class DetectError(ValueError):
@@ -128,6 +129,27 @@ def parse_layers(text, width):
     return [int(width)] + hidden
 
 
+def batch_size_for(n_rows):
+    """The default batch size for ``n_rows`` rows: 133 (the paper's), or more for large tables, so that an
+    epoch takes at most ``MAX_STEPS_PER_EPOCH`` (256) gradient steps: ``max(133, ceil(n_rows / 256))``,
+    and never more than the rows. 34,048 rows or fewer keep 133; 1,000,000 rows get 3,907."""
+    n_rows = int(n_rows)
+    return min(max(DEFAULT_SCHEDULE["batch_size"], -(-n_rows // MAX_STEPS_PER_EPOCH)), n_rows)
+
+
+def top_features(shares, names, flagged, k=TOP_FEATURES):
+    """``"f3:0.41;f17:0.22;..."`` for each flagged row: its ``k`` largest feature shares (from
+    :meth:`~rda_cli.rda.RobustAutoencoder.feature_contributions`, so they sum to at most 1), with the
+    table's column names, largest first, shares below 0.005 left out; ``""`` for the other rows."""
+    out = [""] * len(shares)
+    rows = np.flatnonzero(flagged)
+    if rows.size:
+        order = np.argsort(-shares[rows], axis=1, kind="stable")[:, :k]
+        for i, cols in zip(rows, order):
+            out[i] = ";".join(f"{names[j]}:{shares[i, j]:.2f}" for j in cols if shares[i, j] >= 0.005)
+    return out
+
+
 def estimator_params(width, n_rows, penalty, layers=None, overrides=None):
     """The RobustAutoencoder settings of a detect run, validated (raises DetectError)."""
     from .rda import RobustAutoencoder
@@ -135,7 +157,7 @@ def estimator_params(width, n_rows, penalty, layers=None, overrides=None):
     if penalty not in PENALTY_CHOICES:
         raise DetectError(f"`penalty` {penalty!r}: expected one of {', '.join(PENALTY_CHOICES)}")
     params = dict(DEFAULT_SCHEDULE)
-    params["batch_size"] = min(DEFAULT_SCHEDULE["batch_size"], int(n_rows))
+    params["batch_size"] = batch_size_for(n_rows)
     params.update(overrides or {})
     params.update(penalty=penalty, layers=parse_layers(layers, width), lam=0.0)
     try:
@@ -146,19 +168,6 @@ def estimator_params(width, n_rows, penalty, layers=None, overrides=None):
 
 
 # ---------------------------------------------------------------------------- lambda choice
-def _group_stats(R, penalty):
-    if penalty == "l21_cols":
-        return np.linalg.norm(R, axis=0)
-    if penalty == "l1":
-        return np.abs(R).max(axis=1)
-    return np.linalg.norm(R, axis=1)
-
-
-def _n_flagged(model, penalty):
-    axis = 0 if penalty == "l21_cols" else 1
-    return int(np.any(model.S_ != 0, axis=axis).sum())
-
-
 class _Fitter:
     """Fits with fixed settings, counting fits and reporting progress."""
 
@@ -183,40 +192,20 @@ class _Fitter:
 def _unit_threshold(X, params):
     from .rda import effective_threshold
 
-    return effective_threshold(X, params["penalty"], 1.0, params.get("lambda_scaling", "paper")) or 1.0
+    from .rda import fill_missing
+
+    return effective_threshold(fill_missing(X), params["penalty"], 1.0, params.get("lambda_scaling", "paper")) or 1.0
 
 
 def _pilot_stats(fit, X, params):
     pilot = fit(0.0, plain=True)
-    return _group_stats(X - pilot.L_, params["penalty"])
+    return group_statistics(np.nan_to_num(X - pilot.L_, nan=0.0), params["penalty"])
 
 
 def choose_by_contamination(X, params, fraction, fit, max_fits=MAX_FITS):
-    """Bisection on log lambda for about ``fraction`` of groups flagged; returns (model, lam, trace)."""
-    penalty = params["penalty"]
-    g = _pilot_stats(fit, X, params)
-    n_groups = len(g)
-    target = int(round(fraction * n_groups))
-    tol = max(1, int(round(0.1 * target)))
-    unit = _unit_threshold(X, params)
-    lam = max(float(np.quantile(g, 1.0 - fraction)), 1e-12) / unit
-    lo = hi = None  # lo: a lambda flagging too many, hi: one flagging too few
-    trace, best = [], None
-    for _ in range(max_fits):
-        model = fit(lam)
-        count = _n_flagged(model, penalty)
-        trace.append({"lam": lam, "threshold": model.threshold_, "flagged": count})
-        key = (abs(count - target), count)
-        if best is None or key < best[0]:
-            best = (key, model, lam)
-        if abs(count - target) <= tol:
-            break
-        if count > target:
-            lo = lam
-        else:
-            hi = lam
-        lam = math.sqrt(lo * hi) if lo is not None and hi is not None else (lam * 2 if hi is None else lam / 2)
-    return best[1], best[2], {"target": target, "tolerance": tol, "steps": trace}
+    """Bisection on log lambda for about ``fraction`` of groups flagged; returns (model, lam, trace).
+    The search is the library's (:func:`~rda_cli.selection.lambda_for_contamination`)."""
+    return lambda_for_contamination(X, fraction, fit, params["penalty"], _unit_threshold(X, params), max_fits)
 
 
 def choose_by_knee(X, params, fit, n_grid=N_GRID):
@@ -231,10 +220,10 @@ def choose_by_knee(X, params, fit, n_grid=N_GRID):
     models, counts = [], []
     for lam in lams:
         models.append(fit(lam))
-        counts.append(_n_flagged(models[-1], penalty))
+        counts.append(n_flagged_groups(models[-1].S_, penalty))
     # the grid is log-spaced: the knee on a log lambda axis, counts as they are
     k = knee_index(lams, counts, scale="log", count_scale="linear")
-    steps = [{"lam": float(lam), "threshold": m.threshold_, "flagged": c} for lam, m, c in zip(lams, models, counts)]
+    steps = [{"lam": float(lam), "threshold": m.prox_threshold_, "flagged": c} for lam, m, c in zip(lams, models, counts)]
     return models[k], float(lams[k]), {"steps": steps, "knee": k}
 
 
@@ -246,8 +235,11 @@ def default_out_dir(data_path):
 
 # ---------------------------------------------------------------------------- detect
 def detect(data_path, out_dir=None, penalty="l21_rows", lam=None, contamination=None, layers=None,
-           id_column=None, overrides=(), progress=None, force=False, array=None):
+           id_column=None, overrides=(), progress=None, force=False, array=None, missing="allow"):
     """Fit an RDA on a user table and write the result folder; returns a summary dict.
+
+    ``missing="allow"``: empty or NaN cells are missing values, left out of the loss and the scores
+    and filled in by the model (``imputed.npy``); ``"refuse"``: every cell must be a number.
 
     ``overrides`` are ``"name=value"`` strings for RobustAutoencoder settings (schedule, seed...);
     ``progress(done, total, label)`` is called after each fit; ``force`` allows replacing a folder an
@@ -265,7 +257,7 @@ def detect(data_path, out_dir=None, penalty="l21_rows", lam=None, contamination=
         raise DetectError(f"`contamination` {contamination!r}: expected a fraction in (0, 0.5)")
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(data_path)
     check_out_dir(out_dir, data_path, force)
-    table = read_table(data_path, id_column=id_column, min_rows=2, array=array)
+    table = read_table(data_path, id_column=id_column, min_rows=2, array=array, missing=missing)
     params = estimator_params(table.n_features, table.n_rows, penalty, layers, parse_overrides(overrides))
     try:
         tmp, created = start_output(out_dir)
@@ -307,8 +299,9 @@ def _fit_and_write(table, params, data_path, out_dir, tmp, penalty, lam, contami
                "to the maximum group residual norm of a pilot plain-autoencoder fit; lambda at the knee of the "
                "number-of-non-zero-groups vs log-lambda curve (the point farthest below the chord joining its ends)")
 
-    scores = model.decision_function(X)
+    shares, scores = model.feature_contributions(X, return_scores=True)
     flagged = scores > 0
+    top = top_features(shares, table.feature_names, flagged)
     L = scaler.inverse_transform(model.L_)
     S = scaler.inverse_scale(model.S_)
     col_rows = None
@@ -318,7 +311,8 @@ def _fit_and_write(table, params, data_path, out_dir, tmp, penalty, lam, contami
                     if model.column_scores_[j] > 0]
     info = {
         "data": str(data_path), "array": table.array_name, "n_rows": table.n_rows, "n_features": table.n_features, "penalty": penalty,
-        "layers": model.layers_, "lam": chosen, "threshold": model.threshold_, "how": how, "search": search,
+        "layers": model.layers_, "lam": chosen, "threshold": model.prox_threshold_, "how": how, "search": search,
+        "n_missing": int(np.isnan(table.X).sum()),
         "n_flagged": int(flagged.sum()), "fits": fit.done, "id_column": id_column,
         **{k: params[k] for k in ("outer_iterations", "inner_epochs", "batch_size", "learning_rate",
                                   "reinitialize", "random_state")},
@@ -328,7 +322,8 @@ def _fit_and_write(table, params, data_path, out_dir, tmp, penalty, lam, contami
         info["flagged_columns"] = [name for name, _ in col_rows]
 
     info["seconds"] = time.perf_counter() - t0
-    write_result(tmp, out_dir, info, table, scores, flagged, L, S, model, scaler, col_rows)
+    imputed = np.where(np.isnan(table.X), L, table.X) if info["n_missing"] else None
+    write_result(tmp, out_dir, info, table, scores, flagged, L, S, model, scaler, col_rows, top, shares, imputed)
     return info
 
 
@@ -360,44 +355,77 @@ def load_model(model_dir):
     return model, scaler
 
 
-def score(model_dir, data_path, out="scores.csv", force=False, array=None):
+def score(model_dir, data_path, out="scores.csv", force=False, array=None, missing="allow"):
     """Score the rows of ``data_path`` with a saved detect model; writes ``out`` (same format as
     detect's scores.csv); returns a summary dict.
 
     The saved scaler is applied first; values outside the training range are not clipped to [0, 1]
     (they map outside it, which the sigmoid network cannot reconstruct, and raise the row's score).
-    The scores are the estimator's ``decision_function`` for unseen rows (> 0: flagged). ``out`` is
-    checked by :func:`check_score_out` before anything is read; ``array`` names an ``.npz`` input's array.
+    The scores are the estimator's ``decision_function`` for unseen rows (> 0: flagged), and each
+    flagged row names its top features by share of its residual (or of ``S``). ``out`` is checked by
+    :func:`check_score_out` before anything is read; ``array`` names an ``.npz`` input's array;
+    ``missing`` as for :func:`detect`. A CSV file is read and scored in chunks (pyarrow needed;
+    not for an ``l21_cols`` model, whose sparse part couples the rows), so memory stays flat
+    whatever its length; the output is written to a temporary file renamed at the end.
     """
     out = Path(out)
     check_score_out(out, data_path, model_dir, force)
     model, scaler = load_model(model_dir)
+    summary = {"n_rows": 0, "n_flagged": 0}
+    chunks = _scored_chunks(model, scaler, _table_chunks(model, scaler, data_path, array, missing), summary)
+    id_name = write_scores_file(out, chunks)
+    return {"out": str(out), "n_rows": summary["n_rows"], "n_flagged": summary["n_flagged"],
+            "threshold": model.prox_threshold_, "id_column": id_name}
+
+
+def _table_chunks(model, scaler, data_path, array, missing):
+    """The rows of ``data_path`` as :class:`~rda_cli.tabular.Table` chunks (one chunk unless streamed)."""
+    from .tabular import iter_table
+
     id_column = scaler.id_column
+    stream = model.penalty != "l21_cols" and Path(data_path).suffix.lower() == ".csv" and array is None
     if id_column is not None and Path(data_path).suffix.lower() == ".csv":
         try:
-            table = read_table(data_path, id_column=id_column, min_rows=1, array=array)
+            first = iter_table(data_path, id_column, missing) if stream else iter(
+                [read_table(data_path, id_column=id_column, min_rows=1, array=array, missing=missing)])
+            head = next(first, None)
         except TableError as exc:
             if f"no column named {id_column!r}" not in str(exc) and "no header row" not in str(exc):
                 raise
-            table = read_table(data_path, min_rows=1)  # the new file has no id column: number the rows
+            id_column = None  # the new file has no id column: number the rows
+        else:
+            if head is not None:
+                yield head
+            yield from first
+            return
+    if stream:
+        yield from iter_table(data_path, id_column, missing)
     else:
-        table = read_table(data_path, min_rows=1, array=array)
-    if table.n_features != scaler.n_features:
-        raise DetectError(f"{data_path} has {table.n_features} feature columns but the model was fitted on "
-                          f"{scaler.n_features}" + (f" ({', '.join(scaler.feature_names)})"
-                                                    if scaler.feature_names and len(scaler.feature_names) <= 12
-                                                    else ""))
-    if table.has_header and scaler.feature_names and table.feature_names != scaler.feature_names:
-        diff = next(f"{a!r} where the model has {b!r}" for a, b in zip(table.feature_names, scaler.feature_names)
-                    if a != b)
-        raise DetectError(f"{data_path}: the columns differ from the model's: {diff}")
-    X = scaler.transform(table.X)
-    if table.n_rows == 1:
-        if model.penalty == "l21_cols":
-            raise DetectError(f"{data_path} has 1 data row; an l2,1-columns model needs at least 2 to score")
-        scores = model.decision_function(np.vstack([X, X]))[:1]  # rows are scored independently
-    else:
-        scores = model.decision_function(X)
-    flagged = scores > 0
-    write_scores_file(out, table.ids, table.id_name, scores, flagged)
-    return {"out": str(out), "n_rows": table.n_rows, "n_flagged": int(flagged.sum()), "threshold": model.threshold_}
+        yield read_table(data_path, min_rows=1, array=array, missing=missing)
+
+
+def _scored_chunks(model, scaler, tables, summary):
+    """``(ids, id_name, first_row, scores, flagged, top)`` per chunk of ``tables``, checked against the model."""
+    for table in tables:
+        if table.n_features != scaler.n_features:
+            raise DetectError(f"{table.path} has {table.n_features} feature columns but the model was fitted on "
+                              f"{scaler.n_features}" + (f" ({', '.join(scaler.feature_names)})"
+                                                        if scaler.feature_names and len(scaler.feature_names) <= 12
+                                                        else ""))
+        if table.has_header and scaler.feature_names and table.feature_names != scaler.feature_names:
+            diff = next(f"{a!r} where the model has {b!r}"
+                        for a, b in zip(table.feature_names, scaler.feature_names) if a != b)
+            raise DetectError(f"{table.path}: the columns differ from the model's: {diff}")
+        X = scaler.transform(table.X)
+        if table.n_rows == 1:
+            if model.penalty == "l21_cols":
+                raise DetectError(f"{table.path} has 1 data row; an l2,1-columns model needs at least 2 to score")
+            shares, scores = model.feature_contributions(np.vstack([X, X]), return_scores=True)  # rows are
+            shares, scores = shares[:1], scores[:1]  # scored independently
+        else:
+            shares, scores = model.feature_contributions(X, return_scores=True)
+        flagged = scores > 0
+        names = scaler.feature_names or table.feature_names
+        yield table.ids, table.id_name, summary["n_rows"], scores, flagged, top_features(shares, names, flagged)
+        summary["n_rows"] += table.n_rows
+        summary["n_flagged"] += int(flagged.sum())

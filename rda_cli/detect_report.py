@@ -23,8 +23,11 @@ __all__ = ["MARKER", "OUTPUT_NAMES", "TOP_ROWS", "scores_csv", "histogram", "rep
            "check_out_dir", "start_output", "replace_dir", "is_scores_file", "check_score_out", "write_scores_file"]
 
 MARKER = "detect.json"  # the file that says a folder holds an rda detect result
-OUTPUT_NAMES = frozenset({"scores.csv", "L.npy", "S.npy", "model", "score_hist.png", "report.md", MARKER})
+OUTPUT_NAMES = frozenset({"scores.csv", "L.npy", "S.npy", "imputed.npy", "model", "score_hist.png", "top_rows.png",
+                          "report.md", MARKER})
 TOP_ROWS = 20
+CHART_ROWS = 6  # flagged rows drawn in top_rows.png
+CHART_FEATURES = 8  # bars per row
 
 
 def _error(message):
@@ -37,13 +40,42 @@ def fmt(v):
     return f"{v:.6g}"
 
 
-def scores_csv(ids, id_name, scores, flagged):
+def scores_csv(ids, id_name, scores, flagged, top=None, start=0, header=True):
+    """Scores as CSV text: ``<id>,score,flagged,top_features`` (the header first, with ``header``); rows
+    without ids are numbered from ``start``. ``top``: the top-features text per row (empty if None)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow([id_name or "row", "score", "flagged"])
+    if header:
+        w.writerow([id_name or "row", "score", "flagged", "top_features"])
     for i, (s, f) in enumerate(zip(scores, flagged)):
-        w.writerow([ids[i] if ids is not None else i, fmt(s), int(f)])
+        w.writerow([ids[i] if ids is not None else start + i, fmt(s), int(f), top[i] if top is not None else ""])
     return buf.getvalue()
+
+
+def top_rows_chart(path, ids, scores, flagged, shares, names):
+    """Bar charts of the feature shares of the ``CHART_ROWS`` highest-scoring flagged rows (no file if none)."""
+    rows = [i for i in np.argsort(-np.asarray(scores), kind="stable")[:CHART_ROWS] if flagged[i]]
+    if not rows:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(rows), 1, figsize=(7, 1.6 * len(rows) + 0.6), squeeze=False)
+    try:
+        for ax, i in zip(axes[:, 0], rows):
+            order = np.argsort(-shares[i], kind="stable")[:CHART_FEATURES]
+            ax.barh([str(names[j]) for j in order][::-1], shares[i, order][::-1], color="tab:red")
+            ax.set_xlim(0, 1)
+            ax.set_title(f"{ids[i] if ids is not None else i}: score {fmt(scores[i])}", fontsize=9, loc="left")
+            ax.tick_params(labelsize=8)
+        axes[-1, 0].set_xlabel("share of the row's anomaly (S_ij^2 / ||S_i||^2)")
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+    finally:
+        plt.close(fig)
+    return True
 
 
 def histogram(path, scores, title):
@@ -70,7 +102,7 @@ def histogram(path, scores, title):
         plt.close(fig)
 
 
-def report_markdown(info, ids, id_name, scores, flagged, col_rows):
+def report_markdown(info, ids, id_name, scores, flagged, col_rows, top=None, chart=False):
     source = info['data'] + (f" (array `{info['array']}`)" if info.get("array") else "")
     lines = [f"# rda detect: {source}", ""]
     lines += [
@@ -85,8 +117,11 @@ def report_markdown(info, ids, id_name, scores, flagged, col_rows):
         f"- lambda chosen by: {info['how']}",
         f"- flagged: **{info['n_flagged']} of {info['n_rows']} rows** ({info['n_flagged'] / info['n_rows']:.1%})",
         f"- fits: {info['fits']}, {info['seconds']:.1f} s",
-        "",
     ]
+    if info.get("n_missing"):
+        lines.append(f"- missing values: {info['n_missing']} cells ({info['n_missing'] / (info['n_rows'] * info['n_features']):.2%}); "
+                     "left out of the loss and the scores, filled in by the model in `imputed.npy`")
+    lines.append("")
     steps = info.get("search", {}).get("steps")
     if steps:
         knee = info["search"].get("knee")
@@ -100,14 +135,18 @@ def report_markdown(info, ids, id_name, scores, flagged, col_rows):
               "norm minus the threshold (<= 0), so every row is ranked.", "",
               "![score histogram](score_hist.png)", "",
               f"## top {min(TOP_ROWS, len(scores))} rows by score", "",
-              f"| {id_name or 'row'} | score | flagged |", "|---|---|---|"]
+              f"| {id_name or 'row'} | score | flagged | top features (share) |", "|---|---|---|---|"]
     for i in np.argsort(-np.asarray(scores), kind="stable")[:TOP_ROWS]:
-        lines.append(f"| {ids[i] if ids is not None else i} | {fmt(scores[i])} | {int(flagged[i])} |")
+        why = top[i].replace(";", ", ") if top is not None else ""
+        lines.append(f"| {ids[i] if ids is not None else i} | {fmt(scores[i])} | {int(flagged[i])} | {why} |")
+    if chart:
+        lines += ["", f"Why the top {CHART_ROWS} flagged rows are flagged: each feature's share of the row's "
+                  "squared S norm.", "", "![top rows](top_rows.png)"]
     if col_rows is not None:
         lines += ["", "## flagged columns (l2,1 over columns)", "", "| column | S column norm (original units) |",
                   "|---|---|"]
         lines += [f"| {name} | {fmt(v)} |" for name, v in col_rows] or ["| (none) | |"]
-    lines += ["", "Files: `scores.csv` (row, score, flagged), `L.npy` and `S.npy` (original units: "
+    lines += ["", "Files: `scores.csv` (row, score, flagged, top_features), `L.npy` and `S.npy` (original units: "
               "X ~ L + S), `model/` (the network plus `scaler.json`; score new rows with "
               "`rda score --model <this folder>/model --data FILE`)."]
     return "\n".join(lines) + "\n"
@@ -215,22 +254,33 @@ def check_score_out(out, data_path, model_dir, force=False):
                           "or name another file")
 
 
-def write_result(tmp, out_dir, info, table, scores, flagged, L, S, model, scaler, col_rows):
-    """Write every file of a detect result into ``tmp`` (the model included), then rename it to ``out_dir``."""
-    (tmp / "scores.csv").write_text(scores_csv(table.ids, info["id_column"], scores, flagged))
+def write_result(tmp, out_dir, info, table, scores, flagged, L, S, model, scaler, col_rows, top=None, shares=None,
+                 imputed=None):
+    """Write every file of a detect result into ``tmp`` (the model included), then rename it to ``out_dir``.
+    ``top``/``shares``: the flagged rows' top features and every row's feature shares; ``imputed``: the
+    table with its missing cells filled in (None when none are missing)."""
+    (tmp / "scores.csv").write_text(scores_csv(table.ids, info["id_column"], scores, flagged, top))
     np.save(tmp / "L.npy", L)
     np.save(tmp / "S.npy", S)
+    if imputed is not None:
+        np.save(tmp / "imputed.npy", imputed)
+    chart = shares is not None and top_rows_chart(tmp / "top_rows.png", table.ids, scores, flagged, shares,
+                                                  table.feature_names)
     model.save(tmp / "model")
     scaler.save(tmp / "model" / "scaler.json")
     histogram(tmp / "score_hist.png", scores,
               f"rda detect: {Path(info['data']).name}, lambda = {info['lam']:.4g}")
-    (tmp / "report.md").write_text(report_markdown(info, table.ids, info["id_column"], scores, flagged, col_rows))
+    (tmp / "report.md").write_text(report_markdown(info, table.ids, info["id_column"], scores, flagged, col_rows,
+                                                   top, chart))
     (tmp / MARKER).write_text(json.dumps(info, indent=1, default=float))
     replace_dir(tmp, out_dir)
 
 
-def write_scores_file(out, ids, id_name, scores, flagged):
-    """Write a scores CSV atomically (temporary file, rename); folders it had to create are removed on failure."""
+def write_scores_file(out, chunks):
+    """Write a scores CSV atomically (temporary file, rename); folders it had to create are removed on failure.
+
+    ``chunks`` yields ``(ids, id_name, first_row, scores, flagged, top)`` per chunk of rows, written as
+    they come (the header from the first); returns the id column's name (None: rows numbered)."""
     from .safeio import make_dirs, remove_dirs_if_empty
 
     out = Path(out)
@@ -238,9 +288,13 @@ def write_scores_file(out, ids, id_name, scores, flagged):
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+        id_name = None
         with os.fdopen(fd, "w") as fh:
-            fh.write(scores_csv(ids, id_name, scores, flagged))
+            for k, (ids, id_name_k, start, scores, flagged, top) in enumerate(chunks):
+                id_name = id_name_k if k == 0 else id_name
+                fh.write(scores_csv(ids, id_name, scores, flagged, top, start, header=k == 0))
         os.replace(tmp, out)
+        return id_name
     except BaseException:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)

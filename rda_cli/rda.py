@@ -558,8 +558,9 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
     def _is_training_data(self, X):
         return X.shape == self.S_.shape and _fingerprint(X) == self._train_fingerprint
 
-    def _scores(self, X):
-        S, L, Xf, mask = self._decompose(X)
+    def _scores(self, X, parts=None):
+        """``(scores, flagged)`` of validated ``X``; ``parts``: its :meth:`_decompose`, if already found."""
+        S, L, Xf, mask = self._decompose(X) if parts is None else parts
         s_norm = row_norms(S, mask)
         flagged = np.any(S != 0, axis=1)
         R = Xf - L
@@ -592,7 +593,7 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
             return row_norms(Xf - L, mask).astype(np.float64)
         return self._scores(X)[0]
 
-    def feature_contributions(self, X):
+    def feature_contributions(self, X, return_scores=False):
         """Each feature's share of each row's anomaly: the companion of :meth:`decision_function`.
 
         A row whose ``S`` row is non-zero (a flagged row) splits its squared ``S`` norm among its
@@ -601,16 +602,30 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
         reconstructed exactly); missing entries get 0. ``S`` and ``L`` are found as in
         :meth:`decision_function` (the fitted ones on the training data).
 
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        return_scores : bool, default=False
+            Also return ``decision_function(X)``, from the same decomposition (one pass, not two).
+
         Returns
         -------
-        ndarray of shape (n_samples, n_features)
+        contributions : ndarray of shape (n_samples, n_features)
+        scores : ndarray of shape (n_samples,)
+            Only with ``return_scores``.
         """
         check_is_fitted(self, "S_")
         X = self._check_X(X, reset=False)
-        S, L, Xf, _ = self._decompose(X)
+        parts = self._decompose(X)
+        S, L, Xf, mask = parts
         A = np.where(np.any(S != 0, axis=1)[:, None], S, Xf - L).astype(np.float64) ** 2
         total = A.sum(axis=1, keepdims=True)
-        return np.divide(A, total, out=np.zeros_like(A), where=total > 0)
+        shares = np.divide(A, total, out=np.zeros_like(A), where=total > 0)
+        if not return_scores:
+            return shares
+        if self.penalty is None:
+            return shares, row_norms(Xf - L, mask).astype(np.float64)
+        return shares, self._scores(X, parts)[0]
 
     def impute(self, X):
         """``X`` with its missing entries (NaN) replaced by the decomposition's ``L`` (``L_`` on the

@@ -100,8 +100,9 @@ def _check_finite(X, path, names=None, missing="refuse"):
                          f"number{allowed} ({int(bad.sum())} such cells)")
 
 
-def _check_observed(X, path, names=None):
-    """Refuse a row or a column with no observed (non-NaN) value: nothing to fit or score it by."""
+def _check_observed(X, path, names=None, columns=True):
+    """Refuse a row or (with ``columns``) a column with no observed (non-NaN) value: nothing to fit or
+    score it by. (New rows to score may lack a column: the network fills it in.)"""
     missing = np.isnan(X)
     if not missing.any():
         return
@@ -109,8 +110,8 @@ def _check_observed(X, path, names=None):
     if rows.size:
         raise TableError(f"{path}: data row {int(rows[0]) + 1} has no value in any feature column "
                          f"({rows.size} such rows); a row needs at least one")
-    cols = np.flatnonzero(missing.all(axis=0))
-    if cols.size:
+    cols = np.flatnonzero(missing.all(axis=0)) if columns else []
+    if len(cols):
         col = f"'{names[cols[0]]}'" if names else str(int(cols[0]) + 1)
         raise TableError(f"{path}: column {col} has no value in any row ({cols.size} such columns); "
                          "drop it or fill it in")
@@ -165,7 +166,7 @@ def _cell_value(cell, missing):
     return float(cell)
 
 
-def _read_csv_exact(path, id_column, missing="refuse"):
+def _read_csv_exact(path, id_column, missing="refuse", columns=True):
     """The reference CSV reader: Python's csv module and ``float()`` per cell; slow, but it names the
     line and column of the first bad cell. The fast readers fall back to it on any doubt."""
     try:
@@ -198,15 +199,15 @@ def _read_csv_exact(path, id_column, missing="refuse"):
                                  "must be a number (name a text id column with `id_column`)") from None
         if ids is not None:
             ids.append(row[lay.id_index].strip())
-    return _finish(X, path, lay, ids, id_column, missing)
+    return _finish(X, path, lay, ids, id_column, missing, columns)
 
 
-def _finish(X, path, lay, ids, id_column, missing):
+def _finish(X, path, lay, ids, id_column, missing, columns=True):
     features = [lay.names[j] for j in lay.feat_idx]
     _check_finite(X, path, features, missing)
     if missing == "allow":
-        _check_observed(X, path, features)
-    return Table(X, features, ids, id_column, lay.has_header)
+        _check_observed(X, path, features, columns)
+    return Table(X, features, ids, id_column, lay.has_header, str(path))
 
 
 def _csv_layout(path, id_column):
@@ -305,7 +306,7 @@ def _have_arrow():
     return True
 
 
-def _read_csv(path, id_column, missing="refuse"):
+def _read_csv(path, id_column, missing="refuse", columns=True):
     """Read a CSV file: vectorised (pyarrow's CSV reader when installed, else NumPy's ``loadtxt``), and
     the exact reader when the fast one cannot read the file as it stands, so that a bad cell is
     reported as the exact reader reports it (line and column named)."""
@@ -314,11 +315,11 @@ def _read_csv(path, id_column, missing="refuse"):
     if lay is not None:
         fast = _read_csv_arrow(path, lay, id_column, missing) if _have_arrow() else _read_csv_numpy(path, lay, missing)
     if fast is None or fast[0].shape[0] == 0:
-        return _read_csv_exact(path, id_column, missing)
-    return _finish(fast[0], path, lay, fast[1], id_column, missing)
+        return _read_csv_exact(path, id_column, missing, columns)
+    return _finish(fast[0], path, lay, fast[1], id_column, missing, columns)
 
 
-def _as_numeric_2d(arr, path, what, missing="refuse"):
+def _as_numeric_2d(arr, path, what, missing="refuse", columns=True):
     arr = np.asarray(arr)
     if arr.dtype.kind not in "biuf":
         raise TableError(f"{path}: {what} has dtype {arr.dtype}, expected numbers")
@@ -329,28 +330,28 @@ def _as_numeric_2d(arr, path, what, missing="refuse"):
     X = arr.astype(np.float64)
     _check_finite(X, path, missing=missing)
     if missing == "allow":
-        _check_observed(X, path)
+        _check_observed(X, path, columns=columns)
     return X
 
 
-def _read_array(path, suffix, array=None, missing="refuse"):
+def _read_array(path, suffix, array=None, missing="refuse", columns=True):
     """``(X, array_name)`` from a .npy or .npz file."""
     try:
         if suffix == ".npy":
             if array is not None:
                 raise TableError(f"{path}: `array` applies to .npz files only")
-            return _as_numeric_2d(np.load(path, allow_pickle=False), path, "the array", missing), None
+            return _as_numeric_2d(np.load(path, allow_pickle=False), path, "the array", missing, columns), None
         with np.load(path, allow_pickle=False) as z:
             names = list(z.files)
             if array is not None:
                 if array not in names:
                     raise TableError(f"{path}: no array named {array!r} (arrays: {', '.join(names) or 'none'})")
-                return _as_numeric_2d(z[array], path, f"array {array!r}", missing), array
+                return _as_numeric_2d(z[array], path, f"array {array!r}", missing, columns), array
             if "X" in names:
-                return _as_numeric_2d(z["X"], path, "array 'X'", missing), "X"
+                return _as_numeric_2d(z["X"], path, "array 'X'", missing, columns), "X"
             two_d = [k for k in names if z[k].ndim == 2]
             if len(two_d) == 1:
-                return _as_numeric_2d(z[two_d[0]], path, f"array {two_d[0]!r}", missing), two_d[0]
+                return _as_numeric_2d(z[two_d[0]], path, f"array {two_d[0]!r}", missing, columns), two_d[0]
             if two_d:
                 raise TableError(f"{path} holds several 2-D arrays ({', '.join(two_d)}) and none named 'X': "
                                  "name the one to read with `array`")
@@ -363,7 +364,7 @@ def _read_array(path, suffix, array=None, missing="refuse"):
         raise TableError(f"{path}: cannot read it as {suffix} ({' '.join(str(exc).split()) or 'truncated'})") from None
 
 
-def _read_parquet(path, id_column, missing):
+def _read_parquet(path, id_column, missing, columns=True):
     """A Parquet file (pyarrow needed): numeric columns, plus the id column if named; nulls are missing values."""
     try:
         import pyarrow as pa
@@ -393,7 +394,65 @@ def _read_parquet(path, id_column, missing):
         ids = ["" if v is None else str(v).strip() for v in table.column(id_column).to_pylist()]
     lay = _Layout(names, True, None if id_column is None else names.index(id_column),
                   [j for j, n in enumerate(names) if n != id_column])
-    return _finish(X, path, lay, ids, id_column, missing)
+    return _finish(X, path, lay, ids, id_column, missing, columns)
+
+
+def iter_table(path, id_column=None, missing="refuse", block_bytes=1 << 24):
+    """Yield the rows of a table in consecutive :class:`Table` chunks, for scoring files larger than memory.
+
+    A CSV file is streamed with pyarrow's reader (``block_bytes`` of text per chunk), when installed;
+    any other file, or a CSV file without pyarrow, comes as one chunk from :func:`read_table`. Each
+    chunk is checked as :func:`read_table` checks a table (except that a column may have no value:
+    the network fills it in). When the fast reader meets a cell it cannot take, the exact reader
+    reads the file: it either names the bad cell (TableError, one line, as :func:`read_table`
+    would) or reads it, and the rows not yet yielded come from it.
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".csv" or not _have_arrow():
+        yield _read_checked(path, id_column, 1, None, missing, columns=False)
+        return
+    _check_path(path)
+    lay = _csv_layout(path, id_column)
+    done = 0
+    if lay is not None:
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+
+        try:
+            with pacsv.open_csv(path, *_arrow_options(lay, block_bytes)) as reader:
+                for batch in reader:
+                    X, ids = _from_arrow(batch, lay)
+                    if missing == "refuse" and np.isnan(X).any():
+                        break
+                    if len(X):
+                        table = _finish(X, path, lay, ids, id_column, missing, columns=False)
+                        done += len(X)
+                        yield table
+                else:
+                    if done:
+                        return
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeDecodeError, TableError):
+            pass
+    table = _read_checked(path, id_column, 1, None, missing, columns=False)  # names the bad cell, or reads it
+    if done:
+        table.X, table.ids = table.X[done:], None if table.ids is None else table.ids[done:]
+    if len(table.X):
+        yield table
+
+
+def _check_path(path):
+    """Refuse a path that is not a readable table file; returns its suffix (lower case)."""
+    if not path.exists():
+        raise TableError(f"{path} does not exist")
+    if path.is_dir():
+        raise TableError(f"{path} is a folder, expected a .csv, .parquet, .npy or .npz file")
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise TableError(f"{path}: unsupported file type {suffix or '(none)'!r}; expected .csv, .parquet, .npy "
+                         "or .npz")
+    if path.stat().st_size == 0:
+        raise TableError(f"{path} is empty")
+    return suffix
 
 
 def read_table(path, id_column=None, min_rows=2, array=None, missing="refuse"):
@@ -407,31 +466,25 @@ def read_table(path, id_column=None, min_rows=2, array=None, missing="refuse"):
     Raises :class:`TableError` (one line) for a missing, empty or malformed file, non-numeric or
     non-finite values, or fewer than ``min_rows`` rows.
     """
+    return _read_checked(Path(path), id_column, min_rows, array, missing)
+
+
+def _read_checked(path, id_column, min_rows, array, missing, columns=True):
     if missing not in MISSING:
         raise TableError(f"`missing` {missing!r}: expected one of {', '.join(MISSING)}")
-    path = Path(path)
-    if not path.exists():
-        raise TableError(f"{path} does not exist")
-    if path.is_dir():
-        raise TableError(f"{path} is a folder, expected a .csv, .parquet, .npy or .npz file")
-    suffix = path.suffix.lower()
-    if suffix not in SUFFIXES:
-        raise TableError(f"{path}: unsupported file type {suffix or '(none)'!r}; expected .csv, .parquet, .npy "
-                         "or .npz")
-    if path.stat().st_size == 0:
-        raise TableError(f"{path} is empty")
+    suffix = _check_path(path)
     if suffix == ".csv":
         if array is not None:
             raise TableError(f"{path}: `array` applies to .npz files only")
-        table = _read_csv(path, id_column, missing)
+        table = _read_csv(path, id_column, missing, columns)
     elif suffix == ".parquet":
         if array is not None:
             raise TableError(f"{path}: `array` applies to .npz files only")
-        table = _read_parquet(path, id_column, missing)
+        table = _read_parquet(path, id_column, missing, columns)
     else:
         if id_column is not None:
             raise TableError(f"{path}: `id_column` applies to CSV files only ({suffix} files have no column names)")
-        X, name = _read_array(path, suffix, array, missing)
+        X, name = _read_array(path, suffix, array, missing, columns)
         table = Table(X, [f"x{j + 1}" for j in range(X.shape[1])], array_name=name)
     table.path = str(path)
     if table.n_rows < min_rows:

@@ -97,3 +97,27 @@ def test_clean_files_do_not_need_the_exact_reader(tmp_path, monkeypatch, arrow):
     monkeypatch.setattr(tabular, "_have_arrow", lambda: arrow)
     t = read_table(tmp_path / "t.csv", id_column="id" if arrow else None, missing="allow")
     assert t.X.shape == (2, 2) and t.X[1, 1] == 300
+
+
+@pytest.mark.parametrize("text", [
+    "id,a,b\nr1,1,2\nr2,3,4\nr3,5,6\nr4,7,8\n",
+    "id,a,b\nr1,1,2\nr2,3,4\nr3,1_000,6\nr4,7,8\n",  # the fast reader stops at 1_000; the exact one reads it
+    "id,a,b\nr1,1,2\nr2,3,4\nr3,x,6\nr4,7,8\n",
+    "id,a,b\nr1,1,2\n\nr2,,4\nr3,5,\nr4,inf,8\n",
+])
+@pytest.mark.parametrize("missing", ["allow", "refuse"])
+def test_streamed_chunks_equal_the_whole_table(tmp_path, text, missing):
+    from rda_cli.tabular import iter_table
+
+    path = tmp_path / "t.csv"
+    path.write_text(text)
+    whole = outcome(lambda: tabular._read_checked(path, "id", 1, None, missing, columns=False))
+    try:
+        chunks = list(iter_table(path, "id", missing, block_bytes=12))  # a few rows per chunk
+    except TableError as exc:
+        assert whole == ("error", str(exc))
+        return
+    assert len(chunks) > 1 or whole[2][0] <= 1
+    X = np.vstack([c.X for c in chunks])
+    ids = sum((c.ids for c in chunks), [])
+    assert ("table", X.tobytes(), X.shape, chunks[0].feature_names, ids, True) == whole
