@@ -176,7 +176,7 @@ class AutoencoderTrainer:
         """One epoch over the rows of ``arrays`` (the data, then the mask if any) in the order ``perm``;
         returns the epoch's mean loss. Runs while tracing."""
         self.traces += 1  # Python side effect: runs only while tracing
-        n = arrays[0].shape[0]
+        n = perm.shape[0]  # the rows this epoch visits (all, unless train's max_steps is set)
         b = min(self.batch_size, n)
         n_full, rest = divmod(n, b)
         total = tf.constant(0.0)
@@ -199,14 +199,17 @@ class AutoencoderTrainer:
         return self.model(X), self.model.encode(X)
 
     # -- public API ----------------------------------------------------------------------------
-    def train(self, X, epochs, mask=None):
+    def train(self, X, epochs, mask=None, max_steps=None):
         """Train ``epochs`` epochs on ``X`` (shuffled each epoch); returns the mean loss per epoch.
 
         ``mask`` (boolean, the shape of ``X``): the loss covers the entries where it is True only
         (missing values); each mask shape is traced once, as the complete-data loop is.
+        ``max_steps``: an epoch takes at most this many mini-batches, the first rows of that epoch's
+        random order (None: all rows).
         """
         X = tf.convert_to_tensor(np.asarray(X, dtype=np.float32))
         n = int(X.shape[0])
+        visit = n if max_steps is None else min(n, int(max_steps) * min(self.batch_size, n))
         if mask is None:
             def epoch(perm):
                 return self._train(X, perm)
@@ -216,7 +219,7 @@ class AutoencoderTrainer:
             def epoch(perm):
                 return self._train_masked(X, W, perm)
         losses = [
-            float(epoch(tf.convert_to_tensor(self.rng.permutation(n).astype(np.int32))))
+            float(epoch(tf.convert_to_tensor(self.rng.permutation(n)[:visit].astype(np.int32))))
             for _ in range(int(epochs))
         ]
         return np.array(losses)

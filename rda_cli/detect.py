@@ -54,9 +54,11 @@ PENALTY_CHOICES = ("l21_rows", "l1", "l21_cols")
 # thousand rows (the estimator's own defaults are the paper's 20 x 50 epochs on 5000 images).
 DEFAULT_SCHEDULE = {"outer_iterations": 10, "inner_epochs": 10, "batch_size": 133, "learning_rate": 0.001,
                     "reinitialize": False, "random_state": 0}
-RESERVED = {"penalty": "`penalty`", "lam": "`lam` or `contamination`", "layers": "`layers`"}
+RESERVED = {"penalty": "`penalty`", "lam": "`lam` or `contamination`", "contamination": "`contamination`",
+            "layers": "`layers`"}
 N_GRID = 8
-MAX_STEPS_PER_EPOCH = 256  # the batch grows with the rows beyond this (see estimator_params)
+MAX_STEPS_PER_EPOCH = 256  # the batch grows with the rows beyond this (see batch_size_for)
+MAX_AUTO_BATCH = 1024  # ... up to this; beyond 262,144 rows an epoch visits a random 262,144 of them
 TOP_FEATURES = 3  # features named per flagged row in scores.csv
 
 
@@ -131,10 +133,11 @@ def parse_layers(text, width):
 
 def batch_size_for(n_rows):
     """The default batch size for ``n_rows`` rows: 133 (the paper's), or more for large tables, so that an
-    epoch takes at most ``MAX_STEPS_PER_EPOCH`` (256) gradient steps: ``max(133, ceil(n_rows / 256))``,
-    and never more than the rows. 34,048 rows or fewer keep 133; 1,000,000 rows get 3,907."""
+    epoch takes at most ``MAX_STEPS_PER_EPOCH`` (256) gradient steps: ``min(1024, max(133, ceil(n_rows /
+    256)))``, and never more than the rows. 34,048 rows or fewer keep 133; 100,000 get 391; from 261,889
+    rows on, 1024 (and ``max_steps_per_epoch=256`` then bounds an epoch to 262,144 random rows)."""
     n_rows = int(n_rows)
-    return min(max(DEFAULT_SCHEDULE["batch_size"], -(-n_rows // MAX_STEPS_PER_EPOCH)), n_rows)
+    return min(MAX_AUTO_BATCH, max(DEFAULT_SCHEDULE["batch_size"], -(-n_rows // MAX_STEPS_PER_EPOCH)), n_rows)
 
 
 def top_features(shares, names, flagged, k=TOP_FEATURES):
@@ -158,6 +161,7 @@ def estimator_params(width, n_rows, penalty, layers=None, overrides=None):
         raise DetectError(f"`penalty` {penalty!r}: expected one of {', '.join(PENALTY_CHOICES)}")
     params = dict(DEFAULT_SCHEDULE)
     params["batch_size"] = batch_size_for(n_rows)
+    params["max_steps_per_epoch"] = MAX_STEPS_PER_EPOCH if n_rows > MAX_STEPS_PER_EPOCH * MAX_AUTO_BATCH else None
     params.update(overrides or {})
     params.update(penalty=penalty, layers=parse_layers(layers, width), lam=0.0)
     try:
@@ -314,7 +318,7 @@ def _fit_and_write(table, params, data_path, out_dir, tmp, penalty, lam, contami
         "layers": model.layers_, "lam": chosen, "threshold": model.prox_threshold_, "how": how, "search": search,
         "n_missing": int(np.isnan(table.X).sum()),
         "n_flagged": int(flagged.sum()), "fits": fit.done, "id_column": id_column,
-        **{k: params[k] for k in ("outer_iterations", "inner_epochs", "batch_size", "learning_rate",
+        **{k: params[k] for k in ("outer_iterations", "inner_epochs", "batch_size", "max_steps_per_epoch", "learning_rate",
                                   "reinitialize", "random_state")},
         "lambda_scaling": model.lambda_scaling,
     }

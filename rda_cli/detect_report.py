@@ -110,7 +110,9 @@ def report_markdown(info, ids, id_name, scores, flagged, col_rows, top=None, cha
         + (f" (id column `{id_name}` excluded)" if id_name else ""),
         f"- penalty: `{info['penalty']}`, network layers: {info['layers']}",
         f"- schedule: {info['outer_iterations']} outer iterations x {info['inner_epochs']} epochs, "
-        f"batch {info['batch_size']}, learning rate {info['learning_rate']}, "
+        f"batch {info['batch_size']}"
+        + (f" (at most {info['max_steps_per_epoch']} batches per epoch)" if info.get("max_steps_per_epoch") else "")
+        + f", learning rate {info['learning_rate']}, "
         f"reinitialize={info['reinitialize']}, random_state={info['random_state']}",
         f"- **lambda = {info['lam']:.6g}** ({info['lambda_scaling']} scaling) -> prox threshold "
         f"{info['threshold']:.6g} in [0, 1]-scaled units",

@@ -140,6 +140,11 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
     inner_epochs : int, default=50
         Autoencoder training epochs per outer iteration.
     batch_size : int, default=133
+    max_steps_per_epoch : int or None, default=None
+        None: an epoch visits every row. An int: an epoch takes at most this many mini-batches, drawn
+        from a fresh random order of the rows, so that the cost of an epoch stops growing with the
+        rows (on a million rows with 256 x 1024, an epoch visits a random quarter of them). ``rda
+        detect`` sets it for large tables (see ``docs/performance.md``).
     learning_rate : float, default=0.001
         Adam's learning rate.
     tol : float, default=1e-7
@@ -266,6 +271,7 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
         "outer_iterations": [_NumberInterval(Integral, 1, None, closed="left")],
         "inner_epochs": [_NumberInterval(Integral, 1, None, closed="left")],
         "batch_size": [_NumberInterval(Integral, 1, None, closed="left")],
+        "max_steps_per_epoch": [_NumberInterval(Integral, 1, None, closed="left"), None],
         "learning_rate": [_NumberInterval(Real, 0, None, closed="neither")],
         "tol": [_NumberInterval(Real, 0, None, closed="left")],
         "tied": ["boolean"],
@@ -286,6 +292,7 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
         outer_iterations=20,
         inner_epochs=50,
         batch_size=133,
+        max_steps_per_epoch=None,
         learning_rate=0.001,
         tol=1e-7,
         tied=True,
@@ -302,6 +309,7 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
         self.outer_iterations = outer_iterations
         self.inner_epochs = inner_epochs
         self.batch_size = batch_size
+        self.max_steps_per_epoch = max_steps_per_epoch
         self.learning_rate = learning_rate
         self.tol = tol
         self.tied = tied
@@ -811,8 +819,8 @@ class _BankOfOne:
     def reinitialize(self):
         self.trainer.reinitialize()
 
-    def train(self, X, epochs, mask=None):
-        return self.trainer.train(X[0], epochs, mask=mask)[:, None]
+    def train(self, X, epochs, mask=None, max_steps=None):
+        return self.trainer.train(X[0], epochs, mask=mask, max_steps=max_steps)[:, None]
 
     def reconstruct(self, X):
         return self.trainer.reconstruct(X[0])[None]
@@ -869,18 +877,17 @@ def fit_alternating(X, models, bank, S, LS_prev):
         filled = np.repeat(fill_missing(X, mask)[None], len(models), axis=0)
         np.copyto(LS_prev, filled, where=np.isnan(LS_prev))
     norm_x = float(np.linalg.norm(X if mask is None else filled[0])) or 1.0
+    train_options = {} if mask is None else {"mask": mask}  # banks without these options are not asked for them
+    if first.max_steps_per_epoch is not None:
+        train_options["max_steps"] = first.max_steps_per_epoch
     L = np.empty_like(S)
     active = list(range(len(models)))
     for it in range(first.outer_iterations):
         t0 = time.perf_counter()
         if first.reinitialize_ and it > 0:
             bank.reinitialize()
-        if mask is None:
-            L_in = X[None] - S
-            losses = bank.train(L_in, first.inner_epochs)
-        else:
-            L_in = filled - S
-            losses = bank.train(L_in, first.inner_epochs, mask=mask)
+        L_in = X[None] - S if mask is None else filled - S
+        losses = bank.train(L_in, first.inner_epochs, **train_options)
         L_all = bank.reconstruct(L_in)
         shared = (time.perf_counter() - t0) / len(active)
         for j in list(active):

@@ -15,7 +15,12 @@
 5. the CI-scale outlier sweep end to end (sequential and two workers), an estimate of the
    paper-scale sweep, and resident memory over a 100-cell sweep.
 
-Usage: python scripts/bench.py [--quick] [--skip-sweep] [--out results/bench/bench.json]
+6. with ``--tables`` (only these, into results/bench/tables.json): reading a 1,000,000 x 20 CSV
+   (vectorised readers and the exact one), ``rda score`` streaming 1,000,000 and 10,000,000 rows
+   (time and peak resident memory of the process), and ``rda detect`` on 1,000,000 x 20 rows with
+   5% planted outlier rows against a 100,000-row subsample (time, AUROC of the scores).
+
+Usage: python scripts/bench.py [--quick] [--skip-sweep] [--tables] [--out results/bench/bench.json]
 """
 
 from __future__ import annotations
@@ -217,12 +222,135 @@ def hundred_cell_sweep(tmp):
             "rss_mb_growth_10_to_100": trace[-1] - trace[9]}
 
 
+# ---------------------------------------------------------------------------- 6. tables of millions of rows
+TABLE_COLUMNS = 20
+
+
+def _child(code, *args):
+    """Run ``code`` in a fresh Python process (its own peak memory); returns the JSON it prints last."""
+    import subprocess
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+                                                       os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise RuntimeError(f"child failed ({out.returncode}): {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def write_planted_csv(path, n_rows, seed=0, chunk=500_000):
+    """``n_rows`` x 20 rows of the tests' manifold with 5% uniform outlier rows, written in chunks; the
+    truth goes to ``path.with_suffix('.truth.npy')``."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from synthetic import with_outlier_rows
+
+    truth = []
+    with open(path, "w") as fh:
+        fh.write(",".join(f"f{j}" for j in range(TABLE_COLUMNS)) + "\n")
+        for k, start in enumerate(range(0, n_rows, chunk)):
+            X, out = with_outlier_rows(n=min(chunk, n_rows - start), d=TABLE_COLUMNS, fraction=0.05, seed=seed,
+                                       sample_seed=seed + 1000 + k)
+            np.savetxt(fh, X, delimiter=",", fmt="%.6g")
+            truth.append(out)
+    np.save(path.with_suffix(".truth.npy"), np.concatenate(truth))
+    return path
+
+
+READ_CODE = """
+import json, resource, sys, time
+from rda_cli import tabular
+reader = sys.argv[2]
+if reader == "numpy":
+    tabular._have_arrow = lambda: False
+t = time.perf_counter()
+if reader == "exact":
+    table = tabular._read_csv_exact(sys.argv[1], None)
+else:
+    table = tabular.read_table(sys.argv[1])
+print(json.dumps({"seconds": time.perf_counter() - t, "rows": table.n_rows,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+CLI_CODE = """
+import json, resource, sys, time
+from click.testing import CliRunner
+from rda_cli.cli import main
+t = time.perf_counter()
+res = CliRunner().invoke(main, sys.argv[1:], catch_exceptions=False)
+assert res.exit_code == 0, res.output
+print(json.dumps({"seconds": time.perf_counter() - t, "output": res.output.strip().splitlines()[-1],
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def _auroc(scores_csv, truth):
+    from sklearn.metrics import roc_auc_score
+
+    scores = np.loadtxt(scores_csv, delimiter=",", skiprows=1, usecols=1)
+    return float(roc_auc_score(truth, scores))
+
+
+def table_benchmarks(work, quick=False):
+    """Section 6 (see the module docstring); ``work`` holds the generated files (GBs at full size)."""
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    n_big = 200_000 if quick else 1_000_000
+    n_stream = 1_000_000 if quick else 10_000_000
+    n_sub = n_big // 10
+    res = {}
+    big = work / f"planted_{n_big}.csv"
+    if not big.exists():
+        write_planted_csv(big, n_big)
+    truth = np.load(big.with_suffix(".truth.npy"))
+    res["csv_bytes"] = big.stat().st_size
+    for reader in ("arrow", "numpy", "exact"):
+        res[f"read_{reader}"] = r = _child(READ_CODE, big, reader)
+        print(f"read {n_big} x {TABLE_COLUMNS} CSV ({res['csv_bytes'] / 1e6:.0f} MB), {reader}: {r['seconds']:.1f} s, "
+              f"peak RSS {r['peak_rss_mb']:.0f} MB")
+
+    sub = work / f"planted_{n_sub}.csv"
+    with open(big) as src, open(sub, "w") as dst:
+        for i, line in enumerate(src):
+            if i > n_sub:
+                break
+            dst.write(line)
+    for name, path, t in (("detect_subsample", sub, truth[:n_sub]), ("detect_full", big, truth)):
+        out = work / f"run_{name}"
+        res[name] = r = _child(CLI_CODE, "detect", "--data", path, "--out", out, "--force", "--quiet")
+        r["auroc"] = _auroc(out / "scores.csv", t)
+        r["rows"] = len(t)
+        print(f"rda detect {len(t)} rows: {r['seconds']:.0f} s, AUROC {r['auroc']:.4f}, peak RSS "
+              f"{r['peak_rss_mb']:.0f} MB ({r['output']})")
+    model = work / "run_detect_subsample" / "model"
+    for n in (n_big, n_stream):
+        path = big if n == n_big else work / f"planted_{n}.csv"
+        if not path.exists():
+            write_planted_csv(path, n, seed=0)
+        r = _child(CLI_CODE, "score", "--model", model, "--data", path, "--out", work / f"scores_{n}.csv", "--force")
+        r["rows"] = n
+        res[f"score_stream_{n}"] = r
+        print(f"rda score {n} rows (streamed): {r['seconds']:.0f} s, peak RSS {r['peak_rss_mb']:.0f} MB")
+    return res
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
     ap.add_argument("--skip-sweep", action="store_true", help="skip the end-to-end CI-scale sweep")
-    ap.add_argument("--out", default="results/bench/bench.json")
+    ap.add_argument("--tables", action="store_true",
+                    help="only section 6 (tables of millions of rows), into results/bench/tables.json")
+    ap.add_argument("--work", default=None, help="folder for section 6's generated files  [default: a temporary one]")
+    ap.add_argument("--out", default=None, help="[default: results/bench/bench.json, or tables.json with --tables]")
     args = ap.parse_args()
+    if args.tables:
+        with tempfile.TemporaryDirectory() as tmp:
+            res = table_benchmarks(args.work or tmp, args.quick)
+        out = Path(args.out or "results/bench/tables.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(res, indent=1))
+        print(f"wrote {out}")
+        return 0
+    args.out = args.out or "results/bench/bench.json"
     epochs = 1 if args.quick else 3
     import tensorflow as tf
 

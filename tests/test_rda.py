@@ -286,3 +286,20 @@ def test_contamination_chooses_lambda(outlier_data):
     assert m.prox_threshold_ == pytest.approx(effective_threshold(X, "l21_rows", m.lam_))
     assert f1_score(truth, m.outlier_mask_) >= 0.9
     np.testing.assert_array_equal(m.labels_, m.decision_scores_ > m.threshold_)
+
+
+def test_max_steps_per_epoch_bounds_an_epoch(outlier_data):
+    from rda_cli.autoencoder import cached_trainer
+    from rda_cli.detect import batch_size_for
+
+    X, truth = outlier_data
+    kw = dict(lam=0.0015, outer_iterations=10, inner_epochs=10, **FAST)
+    bounded = RobustAutoencoder(max_steps_per_epoch=4, **kw)  # 4 x 64 of the 1000 rows per epoch
+    trainer = cached_trainer(FAST["layers"], True, FAST["learning_rate"], FAST["batch_size"])
+    before = trainer.traces
+    bounded.fit(X)
+    assert trainer.traces - before <= 1
+    assert roc_auc_score(truth, bounded.decision_scores_) > 0.9
+    full = RobustAutoencoder(**kw).fit(X)
+    assert not np.array_equal(bounded.L_, full.L_)
+    assert [batch_size_for(n) for n in (100, 34_048, 100_000, 1_000_000)] == [100, 133, 391, 1024]
