@@ -145,7 +145,7 @@ def compute_cell(config, cell, finished=None):
     result = dict(cell, seed=seed)
     result.update(
         fit_seconds=fit_seconds,
-        threshold=model.threshold_,
+        threshold=model.prox_threshold_,
         error=error,
         s_nonzero=nz,
         s_nonzero_fraction=nz / model.S_.size,

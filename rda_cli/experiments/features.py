@@ -126,7 +126,7 @@ def compute_cell(config, cell, finished=None):
     p, r, f1 = flag_metrics(truth, flagged)
     residual_norms = np.linalg.norm(Xc - model.L_, axis=0)
     result = dict(cell)
-    result.update(threshold=model.threshold_, precision=p, recall=r, f1=f1,
+    result.update(threshold=model.prox_threshold_, precision=p, recall=r, f1=f1,
                   auroc=float(roc_auc_score(truth, residual_norms)), n_flagged=int(flagged.sum()),
                   n_stuck=int(truth.sum()), flagged_columns=np.flatnonzero(flagged).tolist(),
                   stuck_columns=[int(j) for j in columns], n_iter=model.n_iter_, history=model.history_,

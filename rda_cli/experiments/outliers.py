@@ -275,7 +275,7 @@ def compute_cell(config, cell, finished=None):
         result["fit_seconds"] = time.perf_counter() - t_fit
         p, r, f1 = flag_metrics(truth, model.outlier_mask_)
         auroc, ap = ranking_metrics(truth, model.residual_scores_)
-        result.update(threshold=model.threshold_, precision=p, recall=r, f1=f1, auroc=auroc, ap=ap,
+        result.update(threshold=model.prox_threshold_, precision=p, recall=r, f1=f1, auroc=auroc, ap=ap,
                       n_flagged=int(model.outlier_mask_.sum()), n_iter=model.n_iter_, history=model.history_)
         arrays = {}
         if config["tiles"]:
