@@ -531,7 +531,7 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
 
     def _set_sparse_scores(self):
         """The attributes derived from ``S_`` (and the training mask) alone (also rebuilt by :meth:`load`)."""
-        self.decision_scores_ = row_norms(self.S_, self._observed).astype(np.float64)
+        self.decision_scores_ = row_norms(self.S_, getattr(self, "_observed", None)).astype(np.float64)
         self.column_scores_ = np.linalg.norm(self.S_, axis=0).astype(np.float64)
         self.outlier_mask_ = np.any(self.S_ != 0, axis=1)
         self.labels_ = self.outlier_mask_.astype(int)
