@@ -12,7 +12,7 @@ when no ground truth exists.
   contamination given by the user.
 - :func:`lambda_for_contamination`: a search for the lambda that flags about a given fraction of
   the groups, one fit per step (``RobustAutoencoder(contamination=...)`` and
-  ``rda detect --contamination`` use it).
+  the detect service's ``contamination`` use it).
 """
 
 from __future__ import annotations
