@@ -20,7 +20,12 @@
    (time and peak resident memory of the process), and ``rda detect`` on 1,000,000 x 20 rows with
    5% planted outlier rows against a 100,000-row subsample (time, AUROC of the scores).
 
-Usage: python scripts/bench.py [--quick] [--skip-sweep] [--tables] [--out results/bench/bench.json]
+7. with ``--fresh`` (only this, into results/bench/fresh.json): where the time of a whole fit goes when
+   it runs in a fresh process, as ``rda detect`` or a one-cell run does (import, data, first training
+   call with its tracing and compilation, later training calls, forward passes, the rest: prox,
+   history, copies), at 2 x 10 and 20 x 50 epochs on the paper's outlier set, with XLA on and off.
+
+Usage: python scripts/bench.py [--quick] [--skip-sweep] [--tables] [--fresh] [--out results/bench/bench.json]
 """
 
 from __future__ import annotations
@@ -340,7 +345,67 @@ def table_benchmarks(work, quick=False, mild=False):
     return res
 
 
+# ---------------------------------------------------------------------------- 7. a fit in a fresh process
+def _fresh_child(outer, inner, jit):
+    """Run in a new interpreter: one fit of the outlier network on the paper's mix; print the breakdown."""
+    t_start = time.perf_counter()
+    from rda_cli import RobustAutoencoder
+    from rda_cli import autoencoder as ae
+    from rda_cli.data import load_mnist, outlier_mix
+
+    import tensorflow  # noqa: F401
+    t_import = time.perf_counter() - t_start
+    X, y = load_mnist(os.environ.get("RDA_DATA_DIR"))
+    X_mix, _, _ = outlier_mix(X, y)
+    t_data = time.perf_counter() - t_start - t_import
+    spent = {"train": [], "forward": []}
+    trainer = ae.AutoencoderTrainer
+    for name in spent:
+        original = getattr(trainer, name)
+
+        def timed(self, *a, _original=original, _name=name, **k):
+            t = time.perf_counter()
+            out = _original(self, *a, **k)
+            spent[_name].append(time.perf_counter() - t)
+            return out
+
+        setattr(trainer, name, timed)
+    if not jit:
+        init = trainer.__init__
+        trainer.__init__ = lambda self, *a, **k: init(self, *a, **dict(k, jit_compile=False))
+    t0 = time.perf_counter()
+    RobustAutoencoder(layers=[784, 400, 200], lam=0.00095, outer_iterations=outer, inner_epochs=inner,
+                      reinitialize=True, random_state=0).fit(X_mix)
+    t_fit = time.perf_counter() - t0
+    train, fwd = spent["train"], spent["forward"]
+    print(json.dumps({
+        "import_s": t_import, "data_s": t_data, "fit_s": t_fit, "first_train_call_s": train[0],
+        "later_train_calls_s": sum(train[1:]), "forward_s": sum(fwd), "first_forward_s": fwd[0] if fwd else 0.0,
+        "other_s": t_fit - sum(train) - sum(fwd), "outer": outer, "inner": inner, "xla": bool(jit),
+    }))
+
+
+def fresh_fits(schedules=((2, 10), (20, 50))):
+    """Each schedule with XLA on and off, each in a fresh process; wall time measured from outside."""
+    import subprocess
+
+    out = []
+    for outer, inner in schedules:
+        for jit in (1, 0):
+            t0 = time.perf_counter()
+            res = subprocess.run([sys.executable, __file__, "--fresh-child", str(outer), str(inner), str(jit)],
+                                 capture_output=True, text=True, check=True)
+            row = json.loads(res.stdout.strip().splitlines()[-1])
+            row["process_wall_s"] = time.perf_counter() - t0
+            print(json.dumps(row))
+            out.append(row)
+    return out
+
+
 def main():
+    if len(sys.argv) == 5 and sys.argv[1] == "--fresh-child":
+        _fresh_child(int(sys.argv[2]), int(sys.argv[3]), bool(int(sys.argv[4])))
+        return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
     ap.add_argument("--skip-sweep", action="store_true", help="skip the end-to-end CI-scale sweep")
@@ -348,9 +413,18 @@ def main():
                     help="only section 6 (tables of millions of rows), into results/bench/tables.json")
     ap.add_argument("--mild", action="store_true",
                     help="with --tables: only the detect comparison, on mild outliers (into tables_mild.json)")
+    ap.add_argument("--fresh", action="store_true",
+                    help="only section 7 (a fit in a fresh process), into results/bench/fresh.json")
     ap.add_argument("--work", default=None, help="folder for section 6's generated files  [default: a temporary one]")
     ap.add_argument("--out", default=None, help="[default: results/bench/bench.json, or tables.json with --tables]")
     args = ap.parse_args()
+    if args.fresh:
+        out = Path(args.out or "results/bench/fresh.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        schedules = ((2, 10),) if args.quick else ((2, 10), (20, 50))
+        out.write_text(json.dumps({"fresh_process_fits": fresh_fits(schedules)}, indent=1))
+        print(f"wrote {out}")
+        return
     if args.tables:
         with tempfile.TemporaryDirectory() as tmp:
             res = table_benchmarks(args.work or tmp, args.quick, args.mild)
