@@ -77,8 +77,8 @@ def _load(experiment, config_path, overrides):
 
 
 class _Progress:
-    """A progress bar over cells (or fits) that also moves inside one: ``detail`` such as "outer iteration
-    3/10" advances it by that fraction of a step, and the line (elapsed time, ETA) is redrawn every
+    """A progress bar over cells (or fits) that also moves inside one: ``outer=(3, 10)`` (outer iterations
+    done of a cell's fit) advances it by that fraction of a step, and the line (elapsed time, ETA) is redrawn every
     ``REFRESH`` seconds even when nothing finishes."""
 
     SCALE = 100  # bar steps per cell, so a cell's outer iterations move it
@@ -94,16 +94,11 @@ class _Progress:
     def _show(self, _item=None):
         return f"{self.text}  {time.time() - self.t0:.0f}s elapsed"
 
-    def __call__(self, done, total, cell_id=None, detail=None):
+    def __call__(self, done, total, cell_id=None, outer=None):
         if self.quiet:
             return
-        import re
-
-        frac = 0.0
-        m = re.search(r"(\d+)/(\d+)", detail or "")
-        if m and int(m.group(2)) > 0:
-            frac = min(1.0, int(m.group(1)) / int(m.group(2)))
-        self.text = f"{done}/{total}" + (f" ({cell_id}: {detail})" if detail else "")
+        frac = min(1.0, outer[0] / outer[1]) if outer and outer[1] > 0 else 0.0
+        self.text = f"{done}/{total}" + (f" ({cell_id}: outer iteration {outer[0]}/{outer[1]})" if outer else "")
         with self.lock:
             if self.bar is None:
                 self._start(total)

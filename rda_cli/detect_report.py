@@ -13,14 +13,15 @@ import csv
 import io
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from .safeio import replace_dir
+
 __all__ = ["MARKER", "OUTPUT_NAMES", "TOP_ROWS", "scores_csv", "histogram", "report_markdown", "write_result",
-           "check_out_dir", "start_output", "replace_dir", "is_scores_file", "check_score_out", "write_scores_file"]
+           "check_out_dir", "start_output", "is_scores_file", "check_score_out", "write_scores_file"]
 
 MARKER = "detect.json"  # the file that says a folder holds an rda detect result
 OUTPUT_NAMES = frozenset({"scores.csv", "L.npy", "S.npy", "imputed.npy", "model", "score_hist.png", "top_rows.png",
@@ -152,24 +153,6 @@ def report_markdown(info, ids, id_name, scores, flagged, col_rows, top=None, cha
               "X ~ L + S), `model/` (the network plus `scaler.json`; score new rows with "
               "`rda score --model <this folder>/model --data FILE`)."]
     return "\n".join(lines) + "\n"
-
-
-def replace_dir(tmp, out_dir):
-    """Rename the finished folder ``tmp`` to ``out_dir``; an earlier result there (already checked by
-    :func:`check_out_dir`) is moved aside first and put back if the rename fails."""
-    out_dir = Path(out_dir)
-    if not out_dir.exists():
-        os.replace(tmp, out_dir)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-    os.replace(out_dir, old / out_dir.name)
-    try:
-        os.replace(tmp, out_dir)
-    except BaseException:
-        os.replace(old / out_dir.name, out_dir)  # put the earlier result back
-        os.rmdir(old)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def check_out_dir(out_dir, data_path, force=False):

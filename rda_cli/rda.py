@@ -17,7 +17,6 @@ import contextlib
 import hashlib
 import json
 import math
-import os
 import time
 import zipfile
 from numbers import Integral, Real
@@ -29,6 +28,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .progress import outer_iteration
+from .safeio import replace_dir
 from .prox import l1_shrink, l21_shrink, penalty_value
 
 __all__ = ["RobustAutoencoder", "NetworkState", "ModelFileError", "effective_threshold", "default_layers",
@@ -725,18 +725,7 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
             if hasattr(self, "reinitialize_"):
                 meta["reinitialize_"] = self.reinitialize_
             (tmp / "params.json").write_text(json.dumps(meta, indent=1))
-            if path.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
-                os.replace(path, old / path.name)
-                try:
-                    os.replace(tmp, path)
-                except BaseException:
-                    os.replace(old / path.name, path)
-                    os.rmdir(old)
-                    raise
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, path)
+            replace_dir(tmp, path)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

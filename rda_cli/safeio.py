@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
-__all__ = ["missing_dirs", "make_dirs", "remove_dirs_if_empty", "oserror_line", "check_parent_is_folder",
+__all__ = ["replace_dir", "missing_dirs", "make_dirs", "remove_dirs_if_empty", "oserror_line", "check_parent_is_folder",
            "is_within"]
 
 
@@ -64,3 +66,22 @@ def oserror_line(exc, doing="write"):
     where = exc.filename if getattr(exc, "filename", None) else None
     cause = exc.strerror or (errno.errorcode.get(exc.errno) if exc.errno else None) or str(exc) or type(exc).__name__
     return f"cannot {doing} {where}: {cause}" if where else f"cannot {doing}: {cause}"
+
+
+def replace_dir(tmp, dest):
+    """Rename the finished folder ``tmp`` to ``dest``. An existing ``dest`` (the caller has checked that it
+    may be replaced) is moved aside first, put back if the rename fails, and deleted only once ``tmp`` is
+    in its place."""
+    dest = Path(dest)
+    if not dest.exists():
+        os.replace(tmp, dest)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
+    os.replace(dest, old / dest.name)
+    try:
+        os.replace(tmp, dest)
+    except BaseException:
+        os.replace(old / dest.name, dest)  # put the earlier folder back
+        os.rmdir(old)
+        raise
+    shutil.rmtree(old, ignore_errors=True)

@@ -42,9 +42,9 @@ def run_experiment(experiment, config, out_dir, cells=None, executor="local", wo
     Before anything is created the folder is checked (see :meth:`RunDir.check_usable`) and the
     experiment's ``preflight(config)`` (if it has one) checks the data against the config; a folder
     this call created is removed again if it fails before finishing a cell.
-    ``progress(done, total, cell_id, detail=None)`` is called after each cell (finished or read back)
-    and, with the local executor, after each outer iteration of a fit inside a cell (``detail``
-    says which);
+    ``progress(done, total, cell_id, outer=None)`` is called after each cell (finished or read back)
+    and, with the local executor, after each outer iteration of a fit inside a cell (``outer`` is
+    ``(iterations done, iterations in all)``);
     ``warn(message)`` receives one-line warnings (invalid cells set aside, a stale lock taken over).
     Returns ``(run, all_cells, computed_ids, figure_paths)``.
     """
@@ -90,7 +90,7 @@ def _run_cells(module, run, config, cells, executor, workers, scheduler, progres
     if progress and executor == "local":  # cells computed here also report their outer iterations
         def fn(task):
             def within(i, n):
-                progress(done, len(cells), task[2]["id"], f"outer iteration {i}/{n}")
+                progress(done, len(cells), task[2]["id"], (i, n))
 
             with listening(within):
                 return compute_task(task)
