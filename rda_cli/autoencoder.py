@@ -99,14 +99,27 @@ class DeepAutoencoder(keras.Model):
 
 
 def reset_optimizer_state(optimizer):
-    """Zero an optimizer's moments and step counter in place (its learning rate is kept)."""
+    """Zero a Keras optimizer's moments and step counter in place (its learning rate is kept)."""
     for v in optimizer.variables:
         if "learning_rate" not in v.path:
             v.assign(ops.zeros(v.shape, dtype=v.dtype))
 
 
+XLA_MIN_STEPS = 2000
+"""``jit_compile="auto"`` compiles the training loop with XLA for a fit of at least this many
+mini-batch steps. Compiling costs about half a second once per data shape; it then saves about
+0.2 ms per step against TensorFlow's graph executor (``docs/performance.md``): a short fit is
+faster without it, a long one with it."""
+
+
 class AutoencoderTrainer:
     """Adam / mean-squared-error training of a :class:`DeepAutoencoder` on in-memory arrays.
+
+    One call of :meth:`train` runs all requested epochs (and, if asked, the reconstruction of the
+    data) in one compiled TensorFlow function: a loop over epochs and mini-batches, each step a
+    forward and backward pass and TensorFlow's fused Adam update of every weight. It is traced once
+    per data shape and number of epochs; re-drawing the weights assigns new values to the same
+    variables and does not retrace.
 
     Parameters
     ----------
@@ -115,21 +128,29 @@ class AutoencoderTrainer:
     batch_size : int
     seed : int
         Seeds the weight draws and the per-epoch shuffles.
-    jit_compile : bool, default=True
-        Compile the training loop with XLA.
+    jit_compile : bool or "auto", default="auto"
+        Compile the training loop with XLA: always, never, or (``"auto"``) when a call asks for at
+        least :data:`XLA_MIN_STEPS` mini-batch steps. :meth:`train`'s ``xla`` overrides it per call.
     """
 
-    def __init__(self, model, learning_rate=0.001, batch_size=133, seed=0, jit_compile=True):
+    BETA_1, BETA_2, EPSILON = 0.9, 0.999, 1e-7  # Keras' Adam defaults
+
+    def __init__(self, model, learning_rate=0.001, batch_size=133, seed=0, jit_compile="auto"):
         self.model = model
         self.batch_size = int(batch_size)
+        self.learning_rate = float(learning_rate)
         self.rng = np.random.default_rng(seed)
-        self.optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
-        self.optimizer.build(model.trainable_variables)
-        self.jit_compile = bool(jit_compile)
+        self.jit_compile = jit_compile
+        # the TensorFlow variables under the Keras ones (TensorFlow backend): the loop updates them in place
+        self.variables = [v.value for v in model.trainable_variables]
+        if not all(isinstance(v, tf.Variable) for v in self.variables):
+            raise TypeError("AutoencoderTrainer needs Keras' TensorFlow backend")
+        self.moments = [(tf.Variable(tf.zeros(v.shape), trainable=False), tf.Variable(tf.zeros(v.shape), trainable=False))
+                        for v in self.variables]
+        self.step_count = tf.Variable(0.0, trainable=False)  # Adam's t
         self.traces = 0  # how many times the training loop was traced (tests assert on it)
-        self._train = tf.function(self._train_impl, jit_compile=self.jit_compile)
-        self._train_masked = tf.function(self._train_masked_impl, jit_compile=self.jit_compile)
-        self._forward = tf.function(self._forward_impl, jit_compile=self.jit_compile, reduce_retracing=True)
+        self._programs = {jit: tf.function(self._run_impl, jit_compile=jit, autograph=False) for jit in (True, False)}
+        self._forward = tf.function(self._forward_impl, autograph=False, reduce_retracing=True)
         self.lock = threading.RLock()  # held by whoever trains or scores with it (see cached_trainer)
         self.loaded = None  # the NetworkState whose weights the model holds now, if any
 
@@ -158,7 +179,10 @@ class AutoencoderTrainer:
 
     def reset_optimizer(self):
         """Zero Adam's moments and step counter, keeping the weights."""
-        reset_optimizer_state(self.optimizer)
+        for m, v in self.moments:
+            m.assign(tf.zeros(m.shape))
+            v.assign(tf.zeros(v.shape))
+        self.step_count.assign(0.0)
 
     # -- compiled kernels ----------------------------------------------------------------------
     def _step(self, xb, wb=None):
@@ -167,62 +191,83 @@ class AutoencoderTrainer:
         with tf.GradientTape() as tape:
             err = tf.square(self.model(xb) - xb)
             loss = tf.reduce_mean(err) if wb is None else tf.reduce_sum(wb * err) / tf.maximum(tf.reduce_sum(wb), 1.0)
-        variables = self.model.trainable_variables
-        grads = tape.gradient(loss, variables)
-        self.optimizer.apply(grads, variables)
+        grads = tape.gradient(loss, self.variables)
+        t = self.step_count.assign_add(1.0)
+        b1, b2 = self.BETA_1, self.BETA_2
+        b1_power, b2_power = tf.pow(b1, t), tf.pow(b2, t)
+        for var, (m, v), g in zip(self.variables, self.moments, grads):
+            tf.raw_ops.ResourceApplyAdam(var=var.handle, m=m.handle, v=v.handle, beta1_power=b1_power,
+                                         beta2_power=b2_power, lr=self.learning_rate, beta1=b1, beta2=b2,
+                                         epsilon=self.EPSILON, grad=g)
         return loss
 
-    def _epoch(self, perm, *arrays):
-        """One epoch over the rows of ``arrays`` (the data, then the mask if any) in the order ``perm``;
-        returns the epoch's mean loss. Runs while tracing."""
+    def _run_impl(self, X, perms, W, reconstruct):
+        """Epoch ``e`` visits the rows ``perms[e]`` of ``X`` (and of the mask ``W``, if any) in that
+        order; returns each epoch's mean loss, and with ``reconstruct`` the reconstruction of ``X``."""
         self.traces += 1  # Python side effect: runs only while tracing
-        n = perm.shape[0]  # the rows this epoch visits (all, unless train's max_steps is set)
-        b = min(self.batch_size, n)
-        n_full, rest = divmod(n, b)
-        total = tf.constant(0.0)
-        for i in tf.range(n_full):
-            idx = tf.slice(perm, [i * b], [b])
-            total += self._step(*[tf.gather(a, idx) for a in arrays]) * b
-        if rest:
-            total += self._step(*[tf.gather(a, perm[n_full * b :]) for a in arrays]) * rest
-        return total / n
+        arrays = (X,) if W is None else (X, W)
+        visit = perms.shape[1]  # the rows an epoch visits (all, unless train's max_steps is set)
+        b = min(self.batch_size, visit)
+        n_full, rest = divmod(visit, b)
 
-    def _train_impl(self, X, perm):
-        """One epoch over ``X`` in the order ``perm``; returns the epoch's mean loss."""
-        return self._epoch(perm, X)
+        def epoch(e, losses):
+            perm = tf.gather(perms, e)
 
-    def _train_masked_impl(self, X, W, perm):
-        """As :meth:`_train_impl`, the loss counting only entries where ``W`` is 1 (observed)."""
-        return self._epoch(perm, X, W)
+            def batch(i, total):
+                idx = tf.slice(perm, [i * b], [b])
+                return i + 1, total + self._step(*[tf.gather(a, idx) for a in arrays]) * b
+
+            _, total = tf.while_loop(lambda i, _: i < n_full, batch, (tf.constant(0), tf.constant(0.0)))
+            if rest:
+                total += self._step(*[tf.gather(a, perm[n_full * b :]) for a in arrays]) * rest
+            return e + 1, losses.write(e, total / visit)
+
+        n_epochs = tf.shape(perms)[0]
+        _, losses = tf.while_loop(lambda e, _: e < n_epochs, epoch,
+                                  (tf.constant(0), tf.TensorArray(tf.float32, size=n_epochs)))
+        if reconstruct:
+            return losses.stack(), self.model(X)
+        return losses.stack()
 
     def _forward_impl(self, X):
         return self.model(X), self.model.encode(X)
 
     # -- public API ----------------------------------------------------------------------------
-    def train(self, X, epochs, mask=None, max_steps=None):
-        """Train ``epochs`` epochs on ``X`` (shuffled each epoch); returns the mean loss per epoch.
+    def use_xla(self, steps):
+        """Whether a fit of ``steps`` mini-batch steps in all is compiled with XLA (``jit_compile``)."""
+        if self.jit_compile == "auto":
+            return steps >= XLA_MIN_STEPS
+        return bool(self.jit_compile)
+
+    def steps_per_epoch(self, n_rows, max_steps=None):
+        """Mini-batch steps of one epoch over ``n_rows`` rows."""
+        visit = n_rows if max_steps is None else min(n_rows, int(max_steps) * min(self.batch_size, n_rows))
+        return -(-visit // min(self.batch_size, max(visit, 1)))
+
+    def train(self, X, epochs, mask=None, max_steps=None, reconstruct=False, xla=None):
+        """Train ``epochs`` epochs on ``X`` (shuffled each epoch) in one compiled call; returns the
+        mean loss per epoch, or with ``reconstruct`` the pair (losses, reconstruction of ``X`` by the
+        trained network).
 
         ``mask`` (boolean, the shape of ``X``): the loss covers the entries where it is True only
         (missing values); each mask shape is traced once, as the complete-data loop is.
         ``max_steps``: an epoch takes at most this many mini-batches, the first rows of that epoch's
-        random order (None: all rows).
+        random order (None: all rows). ``xla``: compile with XLA (None: as :meth:`use_xla` says for
+        this call's steps).
         """
         X = tf.convert_to_tensor(np.asarray(X, dtype=np.float32))
-        n = int(X.shape[0])
+        n, epochs = int(X.shape[0]), int(epochs)
         visit = n if max_steps is None else min(n, int(max_steps) * min(self.batch_size, n))
-        if mask is None:
-            def epoch(perm):
-                return self._train(X, perm)
-        else:
-            W = tf.convert_to_tensor(np.asarray(mask, dtype=np.float32))
-
-            def epoch(perm):
-                return self._train_masked(X, W, perm)
-        losses = [
-            float(epoch(tf.convert_to_tensor(self.rng.permutation(n)[:visit].astype(np.int32))))
-            for _ in range(int(epochs))
-        ]
-        return np.array(losses)
+        if xla is None:
+            xla = self.use_xla(epochs * self.steps_per_epoch(n, max_steps))
+        perms = np.empty((epochs, visit), np.int32)
+        for e in range(epochs):  # one permutation per epoch, drawn in order
+            perms[e] = self.rng.permutation(n)[:visit]
+        W = None if mask is None else tf.convert_to_tensor(np.asarray(mask, dtype=np.float32))
+        out = self._programs[bool(xla)](X, tf.convert_to_tensor(perms), W, bool(reconstruct))
+        if reconstruct:
+            return out[0].numpy(), out[1].numpy()
+        return out.numpy()
 
     def forward(self, X, chunk=16384):
         """Reconstruction and code of ``X`` as numpy arrays."""

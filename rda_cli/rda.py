@@ -436,8 +436,15 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
             return None
         return S.copy(), L + S, weights
 
+    def _use_xla(self, trainer, n_samples):
+        """Whether this fit's training loop is compiled with XLA: by the fit's mini-batch steps in all
+        (:data:`~rda_cli.autoencoder.XLA_MIN_STEPS`), so that the choice, and the numbers, depend on
+        the fit alone and not on what the process ran before."""
+        steps = trainer.steps_per_epoch(n_samples, self.max_steps_per_epoch)
+        return trainer.use_xla(self.outer_iterations * self.inner_epochs * steps)
+
     @contextlib.contextmanager
-    def _open_bank(self, seed, warm_weights):
+    def _open_bank(self, seed, warm_weights, n_samples):
         """The cached trainer, locked, seeded and freshly drawn (then warm weights): a bank of one."""
         trainer = self._trainer()
         with trainer.lock:
@@ -447,7 +454,7 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
             if warm_weights is not None:
                 trainer.set_weights(warm_weights)
                 trainer.reset_optimizer()
-            yield _BankOfOne(trainer)
+            yield _BankOfOne(trainer, self._use_xla(trainer, n_samples))
             trainer.loaded = self.network_  # what it holds now: the network just fitted
 
     def fit(self, X, y=None):
@@ -462,7 +469,7 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
         X = start_fits(X, [self])
         init = self._initial_state(X)
         S, LS_prev, weights = init if init is not None else (np.zeros_like(X), fill_missing(X).copy(), None)
-        with self._open_bank(self._seed(), weights) as bank:
+        with self._open_bank(self._seed(), weights, X.shape[0]) as bank:
             fit_alternating(X, [self], bank, S[None], LS_prev[None])
         return self
 
@@ -800,19 +807,19 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
 
 class _BankOfOne:
     """One :class:`~rda_cli.autoencoder.AutoencoderTrainer` seen as a bank of K = 1 networks: the
-    interface of :class:`~rda_cli.stacked.StackedTrainer` that :func:`fit_alternating` drives."""
+    interface of :class:`~rda_cli.stacked.StackedTrainer` that :func:`fit_alternating` drives.
+    ``xla``: compile the training loop with XLA (decided once per fit, :meth:`RobustAutoencoder._use_xla`)."""
 
-    def __init__(self, trainer):
+    def __init__(self, trainer, xla):
         self.trainer = trainer
+        self.xla = xla
 
     def reinitialize(self):
         self.trainer.reinitialize()
 
-    def train(self, X, epochs, mask=None, max_steps=None):
-        return self.trainer.train(X[0], epochs, mask=mask, max_steps=max_steps)[:, None]
-
-    def reconstruct(self, X):
-        return self.trainer.reconstruct(X[0])[None]
+    def train_reconstruct(self, X, epochs, mask=None, max_steps=None):
+        losses, L = self.trainer.train(X[0], epochs, mask=mask, max_steps=max_steps, reconstruct=True, xla=self.xla)
+        return losses[:, None], L[None]
 
     def get_weights(self, k):
         return self.trainer.get_weights()
@@ -845,8 +852,9 @@ def fit_alternating(X, models, bank, S, LS_prev):
         Started on ``X`` (:func:`start_fits`), sharing one schedule (``models[0]``'s); they differ in
         ``lam`` (their thresholds) only.
     bank : object
-        ``reinitialize()``, ``train(X_k, epochs) -> losses (epochs, K)``, ``reconstruct(X_k)`` and
-        ``get_weights(k)``, where ``X_k`` stacks one (n_samples, n_features) array per model.
+        ``reinitialize()``, ``train_reconstruct(X_k, epochs) -> (losses (epochs, K), L_k)`` (train, then
+        reconstruct ``X_k`` with the trained networks) and ``get_weights(k)``, where ``X_k`` and ``L_k``
+        stack one (n_samples, n_features) array per model.
     S, LS_prev : ndarray of shape (K, n_samples, n_features)
         The starting sparse parts and ``L + S`` (``c2``'s reference). Updated in place.
 
@@ -876,8 +884,7 @@ def fit_alternating(X, models, bank, S, LS_prev):
         if first.reinitialize_ and it > 0:
             bank.reinitialize()
         L_in = X[None] - S if mask is None else filled - S
-        losses = bank.train(L_in, first.inner_epochs, **train_options)
-        L_all = bank.reconstruct(L_in)
+        losses, L_all = bank.train_reconstruct(L_in, first.inner_epochs, **train_options)
         shared = (time.perf_counter() - t0) / len(active)
         for j in list(active):
             t1 = time.perf_counter()

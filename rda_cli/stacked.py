@@ -144,6 +144,10 @@ class StackedTrainer:
             losses.append(self._train(X, tf.convert_to_tensor(perms)).numpy())
         return np.array(losses)
 
+    def train_reconstruct(self, X, epochs):
+        """:meth:`train`, then :meth:`reconstruct` of the same ``X``: ``(losses, reconstructions)``."""
+        return self.train(X, epochs), self.reconstruct(X)
+
     def reconstruct(self, X, chunk=8192):
         """Each model's reconstruction of its own slice of ``X`` (K, n, d)."""
         X = np.asarray(X, dtype=np.float32)

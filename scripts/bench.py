@@ -20,10 +20,13 @@
    (time and peak resident memory of the process), and ``rda detect`` on 1,000,000 x 20 rows with
    5% planted outlier rows against a 100,000-row subsample (time, AUROC of the scores).
 
-7. with ``--fresh`` (only this, into results/bench/fresh.json): where the time of a whole fit goes when
-   it runs in a fresh process, as ``rda detect`` or a one-cell run does (import, data, first training
-   call with its tracing and compilation, later training calls, forward passes, the rest: prox,
-   history, copies), at 2 x 10 and 20 x 50 epochs on the paper's outlier set, with XLA on and off.
+7. with ``--fresh`` (only this, into results/bench/fresh.json): a whole fit in a fresh process, as
+   ``rda detect`` or a one-cell run does it, against the same fit written in the authors' style
+   (scripts/authors_style.py: TF1 graph, one Session.run per mini-batch), each in its own process, at
+   2 x 10 and 20 x 50 epochs on the paper's outlier set; where ours spends its time (import, data,
+   first training call with its tracing and compilation, later training calls, prox, history, the
+   rest); and a whole outer iteration's throughput against the trainer's alone, as fractions of the
+   roofline.
 
 Usage: python scripts/bench.py [--quick] [--skip-sweep] [--tables] [--fresh] [--out results/bench/bench.json]
 """
@@ -93,7 +96,7 @@ def compiled_trainer(layers, rows, batch):
     from rda_cli.autoencoder import AutoencoderTrainer, DeepAutoencoder
 
     X = np.random.default_rng(0).random((rows, layers[0]), dtype=np.float32)
-    trainer = AutoencoderTrainer(DeepAutoencoder(layers), batch_size=batch, seed=0)
+    trainer = AutoencoderTrainer(DeepAutoencoder(layers), batch_size=batch, seed=0, jit_compile=True)
     trainer.train(X, 1)
     return X, trainer
 
@@ -347,64 +350,119 @@ def table_benchmarks(work, quick=False, mild=False):
 
 # ---------------------------------------------------------------------------- 7. a fit in a fresh process
 def _fresh_child(outer, inner, jit):
-    """Run in a new interpreter: one fit of the outlier network on the paper's mix; print the breakdown."""
+    """Run in a new interpreter: one fit of the outlier network on the paper's mix, as ``rda detect`` or a
+    one-cell run does it; print where its time went. ``jit``: "auto" (the default), "1" or "0" (XLA on, off)."""
     t_start = time.perf_counter()
     from rda_cli import RobustAutoencoder
     from rda_cli import autoencoder as ae
+    from rda_cli import rda as rda_module
     from rda_cli.data import load_mnist, outlier_mix
 
     import tensorflow  # noqa: F401
     t_import = time.perf_counter() - t_start
     X, y = load_mnist(os.environ.get("RDA_DATA_DIR"))
-    X_mix, _, _ = outlier_mix(X, y)
+    X_mix, _, truth = outlier_mix(X, y)
     t_data = time.perf_counter() - t_start - t_import
-    spent = {"train": [], "forward": []}
-    trainer = ae.AutoencoderTrainer
-    for name in spent:
-        original = getattr(trainer, name)
+    spent = {"train": [], "prox": [], "record": []}
+    for cls, name, key in ((ae.AutoencoderTrainer, "train", "train"), (rda_module.RobustAutoencoder, "_prox", "prox"),
+                           (rda_module.RobustAutoencoder, "_record", "record")):
+        original = getattr(cls, name)
 
-        def timed(self, *a, _original=original, _name=name, **k):
+        def timed(self, *a, _original=original, _key=key, **k):
             t = time.perf_counter()
             out = _original(self, *a, **k)
-            spent[_name].append(time.perf_counter() - t)
+            spent[_key].append(time.perf_counter() - t)
             return out
 
-        setattr(trainer, name, timed)
-    if not jit:
-        init = trainer.__init__
-        trainer.__init__ = lambda self, *a, **k: init(self, *a, **dict(k, jit_compile=False))
+        setattr(cls, name, timed)
+    if jit != "auto":
+        init = ae.AutoencoderTrainer.__init__
+        ae.AutoencoderTrainer.__init__ = lambda self, *a, **k: init(self, *a, **dict(k, jit_compile=jit == "1"))
     t0 = time.perf_counter()
-    RobustAutoencoder(layers=[784, 400, 200], lam=0.00095, outer_iterations=outer, inner_epochs=inner,
-                      reinitialize=True, random_state=0).fit(X_mix)
+    model = RobustAutoencoder(layers=[784, 400, 200], lam=0.00095, outer_iterations=outer, inner_epochs=inner,
+                              reinitialize=True, random_state=0).fit(X_mix)
     t_fit = time.perf_counter() - t0
-    train, fwd = spent["train"], spent["forward"]
+    train = spent["train"]
+    tp = int(np.sum(model.outlier_mask_ & truth))
     print(json.dumps({
-        "import_s": t_import, "data_s": t_data, "fit_s": t_fit, "first_train_call_s": train[0],
-        "later_train_calls_s": sum(train[1:]), "forward_s": sum(fwd), "first_forward_s": fwd[0] if fwd else 0.0,
-        "other_s": t_fit - sum(train) - sum(fwd), "outer": outer, "inner": inner, "xla": bool(jit),
+        "who": "rda", "jit_compile": jit, "xla": model._use_xla(model._trainer(), X_mix.shape[0]),
+        "import_s": t_import, "data_s": t_data, "fit_s": t_fit,
+        "first_train_call_s": train[0], "later_train_calls_s": sum(train[1:]), "prox_s": sum(spent["prox"]),
+        "history_s": sum(spent["record"]),
+        "other_s": t_fit - sum(train) - sum(spent["prox"]) - sum(spent["record"]),
+        "f1": 2 * tp / (int(model.outlier_mask_.sum()) + int(truth.sum())), "outer": outer, "inner": inner,
     }))
 
 
-def fresh_fits(schedules=((2, 10), (20, 50))):
-    """Each schedule with XLA on and off, each in a fresh process; wall time measured from outside."""
+def _fresh_run(args):
     import subprocess
 
+    t0 = time.perf_counter()
+    res = subprocess.run([sys.executable, *args], capture_output=True, text=True, check=True)
+    row = json.loads(res.stdout.strip().splitlines()[-1])
+    row["process_wall_s"] = time.perf_counter() - t0
+    row.setdefault("who", "authors")
+    print(json.dumps(row))
+    return row
+
+
+def fresh_fits(schedules=((2, 10, 3), (20, 50, 1))):
+    """Each schedule (outer, inner, repeats): the authors'-style fit (scripts/authors_style.py) and ours,
+    each in a fresh process, in turn (so that both see the same drift of the host); at the short
+    schedule ours also with XLA forced on. Ratios compare the fastest run of each."""
+    here = Path(__file__).resolve().parent
     out = []
-    for outer, inner in schedules:
-        for jit in (1, 0):
-            t0 = time.perf_counter()
-            res = subprocess.run([sys.executable, __file__, "--fresh-child", str(outer), str(inner), str(jit)],
-                                 capture_output=True, text=True, check=True)
-            row = json.loads(res.stdout.strip().splitlines()[-1])
-            row["process_wall_s"] = time.perf_counter() - t0
-            print(json.dumps(row))
-            out.append(row)
+    for outer, inner, repeats in schedules:
+        variants = [[str(here / "authors_style.py"), str(outer), str(inner)],
+                    [__file__, "--fresh-child", str(outer), str(inner), "auto"]]
+        if outer * inner <= 20:
+            variants.append([__file__, "--fresh-child", str(outer), str(inner), "1"])
+        rows = [_fresh_run(v) for _ in range(repeats) for v in variants]
+        authors = [r for r in rows if r["who"] == "authors"]
+        ours = [r for r in rows if r["who"] == "rda" and r["jit_compile"] == "auto"]
+        best = {k: min(rs, key=lambda r: r["fit_s"]) for k, rs in (("authors", authors), ("rda", ours))}
+        out.append({"outer": outer, "inner": inner, "runs": rows, "best": best,
+                    "fit_speedup": best["authors"]["fit_s"] / best["rda"]["fit_s"],
+                    "process_speedup": min(r["process_wall_s"] for r in authors) / min(r["process_wall_s"] for r in ours)})
+        print(f"{outer} x {inner}: fit {best['authors']['fit_s']:.2f} s (authors' style) / {best['rda']['fit_s']:.2f} s "
+              f"(rda) = {out[-1]['fit_speedup']:.2f}x; whole process {out[-1]['process_speedup']:.2f}x")
     return out
+
+
+def outer_iteration_fraction(roof, outer=12, inner=5):
+    """Throughput of whole outer iterations of a fit (training, reconstruction, prox, history) and of the
+    trainer alone, both XLA-compiled, as fractions of the roofline measured around each."""
+    from rda_cli import RobustAutoencoder
+    from rda_cli.data import load_mnist, outlier_mix
+
+    X, y = load_mnist(os.environ.get("RDA_DATA_DIR"))
+    X, _, _ = outlier_mix(X, y)
+    layers, n = [784, 400, 200], X.shape[0]
+    forward = 2 * n * 2 * sum(a * b for a, b in zip(layers[:-1], layers[1:]))
+    flops = inner * epoch_flops(n, layers) + forward
+
+    def fit():
+        m = RobustAutoencoder(layers=layers, lam=0.00095, outer_iterations=outer, inner_epochs=inner, tol=0,
+                              reinitialize=True, random_state=0).fit(X)
+        assert m._use_xla(m._trainer(), n)
+        return min(h["seconds"] for h in m.history_[1:])  # the first one compiles
+
+    seconds, peak = roof.around(fit)
+    _, trainer = compiled_trainer(layers, n, 133)
+    alone, peak_alone = roof.around(lambda: best_of(lambda: trainer.train(X, inner), 5))
+    res = {"outer_iteration_seconds": seconds, "outer_iteration_fraction_of_peak": flops / seconds / 1e9 / peak,
+           "trainer_alone_seconds": alone,
+           "trainer_alone_fraction_of_peak": inner * epoch_flops(n, layers) / alone / 1e9 / peak_alone,
+           "roofline_gflops": (peak + peak_alone) / 2, "epochs": inner, "rows": n, "batch_size": 133}
+    print(f"outer iteration ({inner} epochs, reconstruction, prox, history): {seconds:.3f} s, "
+          f"{res['outer_iteration_fraction_of_peak']:.1%} of peak; the trainer alone "
+          f"{res['trainer_alone_fraction_of_peak']:.1%}")
+    return res
 
 
 def main():
     if len(sys.argv) == 5 and sys.argv[1] == "--fresh-child":
-        _fresh_child(int(sys.argv[2]), int(sys.argv[3]), bool(int(sys.argv[4])))
+        _fresh_child(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
         return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
@@ -421,8 +479,10 @@ def main():
     if args.fresh:
         out = Path(args.out or "results/bench/fresh.json")
         out.parent.mkdir(parents=True, exist_ok=True)
-        schedules = ((2, 10),) if args.quick else ((2, 10), (20, 50))
-        out.write_text(json.dumps({"fresh_process_fits": fresh_fits(schedules)}, indent=1))
+        schedules = ((2, 10, 1),) if args.quick else ((2, 10, 3), (20, 50, 1))
+        res = {"fresh_process_fits": fresh_fits(schedules)}
+        res["outer_iteration"] = outer_iteration_fraction(Roofline(2048 if args.quick else 4096))
+        out.write_text(json.dumps(res, indent=1))
         print(f"wrote {out}")
         return
     if args.tables:
