@@ -1,12 +1,15 @@
-"""The deep autoencoder of the paper, and a trainer that runs whole epochs in one compiled call.
+"""The deep autoencoder of the paper, and a trainer that runs an outer iteration's epochs in one compiled call.
 
 ``DeepAutoencoder`` is a small Keras model: sigmoid layers of the given sizes, and a decoder that
 by default reuses the encoder's kernels transposed (tied weights, own biases), as in Zhou &
-Paffenroth (2017). ``AutoencoderTrainer`` trains it with Adam on mean squared error. Its training
-step is one ``tf.function`` that loops over all mini-batches of all requested epochs; it is traced
-once per data shape, so the alternating RDA loop can call it every outer iteration without
-retracing. Re-initialising the network (as the authors' outlier script does every outer iteration)
-assigns new values to the same variables, so it does not retrace either.
+Paffenroth (2017). ``AutoencoderTrainer`` trains it with Adam on mean squared error. One call is
+one ``tf.function`` that loops over all mini-batches of all requested epochs and can end with the
+reconstruction of the data; it is traced once per data shape, so the alternating RDA loop calls it
+every outer iteration without retracing. Re-initialising the network (as the authors' outlier
+script does every outer iteration) assigns new values to the same variables, so it does not
+retrace either. The loop works on the TensorFlow variables under the Keras model's weights and
+updates them with TensorFlow's fused Adam kernel; XLA compiles it for long fits only
+(:data:`XLA_MIN_STEPS`).
 """
 
 from __future__ import annotations

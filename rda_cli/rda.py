@@ -504,21 +504,29 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
         self.S_ = S
         self._set_training_scores(X)
 
-    def _record(self, it, X, L_in, L, S, LS_prev, norm_x, loss, seconds):
-        """Append outer iteration ``it``'s record to ``history_`` (see the class docstring); return it."""
-        rec = float(np.linalg.norm(L_in - L))
+    def _record(self, it, X, L_in, L, S, LS_prev, norm_x, loss, seconds, scratch=None):
+        """Append outer iteration ``it``'s record to ``history_`` (see the class docstring); return it.
+        ``scratch``: an array of ``X``'s shape and dtype to compute differences in (else new ones)."""
+        scratch = np.empty_like(X) if scratch is None else scratch
+
+        def distance(A, B, C=None):  # ||A - B - C||, without a new array
+            np.subtract(A, B, out=scratch)
+            if C is not None:
+                np.subtract(scratch, C, out=scratch)
+            return float(np.linalg.norm(scratch))
+
+        rec = distance(L_in, L)
         pen = penalty_value(S, self.penalty)
-        nz = S != 0
-        axis = 0 if self.penalty == "l21_cols" else 1
+        per_group = np.count_nonzero(S, axis=0 if self.penalty == "l21_cols" else 1)
         self.history_.append({
             "iteration": it + 1,
             "reconstruction_error": rec,
             "penalty": pen,
             "objective": rec + self.prox_threshold_ * pen,
-            "c1": float(np.linalg.norm(X - L - S)) / norm_x,
-            "c2": float(np.linalg.norm(LS_prev - L - S)) / norm_x,
-            "nonzero_entries": int(nz.sum()),
-            "nonzero_groups": int(nz.any(axis=axis).sum()),
+            "c1": distance(X, L, S) / norm_x,
+            "c2": distance(LS_prev, L, S) / norm_x,
+            "nonzero_entries": int(per_group.sum()),
+            "nonzero_groups": int(np.count_nonzero(per_group)),
             "loss": float(loss),
             "seconds": seconds,
         })
@@ -539,8 +547,8 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
     def _set_sparse_scores(self):
         """The attributes derived from ``S_`` (and the training mask) alone (also rebuilt by :meth:`load`)."""
         self.decision_scores_ = row_norms(self.S_, getattr(self, "_observed", None)).astype(np.float64)
-        self.column_scores_ = np.linalg.norm(self.S_, axis=0).astype(np.float64)
-        self.outlier_mask_ = np.any(self.S_ != 0, axis=1)
+        self.column_scores_ = np.sqrt(np.einsum("ij,ij->j", self.S_, self.S_)).astype(np.float64)
+        self.outlier_mask_ = np.count_nonzero(self.S_, axis=1) > 0
         self.labels_ = self.outlier_mask_.astype(int)
         self.threshold_ = 0.0  # PyOD's cut-off: decision_scores_ is 0 exactly where S is (see threshold_)
 
@@ -877,27 +885,31 @@ def fit_alternating(X, models, bank, S, LS_prev):
     train_options = {} if mask is None else {"mask": mask}  # banks without these options are not asked for them
     if first.max_steps_per_epoch is not None:
         train_options["max_steps"] = first.max_steps_per_epoch
-    L = np.empty_like(S)
+    L_in = np.empty_like(S)  # buffers reused by every outer iteration: no new arrays of X's size per iteration
+    scratch = np.empty_like(X)
     active = list(range(len(models)))
     for it in range(first.outer_iterations):
         t0 = time.perf_counter()
         if first.reinitialize_ and it > 0:
             bank.reinitialize()
-        L_in = X[None] - S if mask is None else filled - S
-        losses, L_all = bank.train_reconstruct(L_in, first.inner_epochs, **train_options)
+        np.subtract(X[None] if mask is None else filled, S, out=L_in)
+        losses, L = bank.train_reconstruct(L_in, first.inner_epochs, **train_options)  # L: a new array
         shared = (time.perf_counter() - t0) / len(active)
         for j in list(active):
             t1 = time.perf_counter()
             m = models[j]
-            L[j] = L_all[j]
             Xj = X
             if mask is not None:  # impute: the residual is then zero at missing entries
                 Xj = filled[j]
                 np.copyto(Xj, L[j], where=~mask)
-            S[j] = m._prox(Xj - L[j], mask)
-            h = m._record(it, Xj, L_in[j], L[j], S[j], LS_prev[j], norm_x, losses[-1, j],
-                          shared + time.perf_counter() - t1)
-            LS_prev[j] = L[j] + S[j]
+            Sj = S[j]
+            np.subtract(Xj, L[j], out=Sj)  # the residual, which the prox shrinks in place
+            shrunk = m._prox(Sj, mask)
+            if not np.may_share_memory(shrunk, Sj):
+                Sj[...] = shrunk
+            h = m._record(it, Xj, L_in[j], L[j], Sj, LS_prev[j], norm_x, losses[-1, j],
+                          shared + time.perf_counter() - t1, scratch)
+            np.add(L[j], Sj, out=LS_prev[j])
             if m.verbose:
                 print(
                     f"[rda] lam={m.lam:g} iter {it + 1}/{m.outer_iterations} loss={h['loss']:.5f} "
@@ -906,7 +918,7 @@ def fit_alternating(X, models, bank, S, LS_prev):
                 )
             if m._converged() or it + 1 == m.outer_iterations:
                 # L and S are reused for the models still running: the fitted model keeps copies
-                m._set_fitted(X, L[j].copy(), S[j].copy(), bank.get_weights(j))
+                m._set_fitted(X, L[j] if len(models) == 1 else L[j].copy(), S[j].copy(), bank.get_weights(j))
                 active.remove(j)
         outer_iteration(it + 1, first.outer_iterations)
         if not active:  # every model finishes by its last outer iteration
@@ -950,7 +962,7 @@ def observed_scale(mask, axis):
 
 def row_norms(A, mask=None):
     """Row norms of ``A`` (in its dtype), times :func:`observed_scale` of ``mask`` when given."""
-    norms = np.linalg.norm(A, axis=1)
+    norms = np.sqrt(np.einsum("ij,ij->i", A, A))  # no squared copy of A
     return norms if mask is None else norms * observed_scale(mask, 1)
 
 
