@@ -91,18 +91,19 @@ def epoch_flops(rows, layers):
     return 6 * rows * 2 * sum(a * b for a, b in zip(layers[:-1], layers[1:]))
 
 
-def compiled_trainer(layers, rows, batch):
-    """Random data of ``rows`` rows and a trainer for it, traced and compiled by one epoch."""
+def compiled_trainer(layers, rows, batch, epochs=1):
+    """Random data of ``rows`` rows and an XLA-compiled trainer for it, traced and compiled by one call
+    of ``epochs`` epochs (a call of another number of epochs is another program: it compiles again)."""
     from rda_cli.autoencoder import AutoencoderTrainer, DeepAutoencoder
 
     X = np.random.default_rng(0).random((rows, layers[0]), dtype=np.float32)
     trainer = AutoencoderTrainer(DeepAutoencoder(layers), batch_size=batch, seed=0, jit_compile=True)
-    trainer.train(X, 1)
+    trainer.train(X, epochs)
     return X, trainer
 
 
 def trainer_gflops(layers, rows, batch, epochs):
-    X, trainer = compiled_trainer(layers, rows, batch)
+    X, trainer = compiled_trainer(layers, rows, batch, epochs)
     seconds = best_of(lambda: trainer.train(X, epochs), 2 if epochs * rows > 100_000 else 3) / epochs
     return epoch_flops(rows, layers) / seconds / 1e9, seconds
 
@@ -110,7 +111,7 @@ def trainer_gflops(layers, rows, batch, epochs):
 def _worker_epochs(task):
     """In a pool worker: compile, wait for the other workers, then time ``epochs`` epochs."""
     layers, rows, batch, epochs, barrier = task
-    X, trainer = compiled_trainer(layers, rows, batch)
+    X, trainer = compiled_trainer(layers, rows, batch, epochs)
     barrier.wait()
     t0 = time.perf_counter()
     trainer.train(X, epochs)
@@ -225,7 +226,7 @@ def hundred_cell_sweep(tmp):
     cells = [c for c in list_cells(config, True) if c["kind"] == "rda"]
     trace = []
     run_experiment("outliers", config, Path(tmp) / "rss", cells=cells,
-                   progress=lambda done, total, cid: trace.append(rss_mb()) if cid else None)
+                   progress=lambda done, total, cid, outer=None: trace.append(rss_mb()) if cid and outer is None else None)
     return {"cells": len(trace), "rss_mb_after_10": trace[9], "rss_mb_after_100": trace[-1],
             "rss_mb_growth_10_to_100": trace[-1] - trace[9]}
 
@@ -448,7 +449,7 @@ def outer_iteration_fraction(roof, outer=12, inner=5):
         return min(h["seconds"] for h in m.history_[1:])  # the first one compiles
 
     seconds, peak = roof.around(fit)
-    _, trainer = compiled_trainer(layers, n, 133)
+    _, trainer = compiled_trainer(layers, n, 133, inner)
     alone, peak_alone = roof.around(lambda: best_of(lambda: trainer.train(X, inner), 5))
     res = {"outer_iteration_seconds": seconds, "outer_iteration_fraction_of_peak": flops / seconds / 1e9 / peak,
            "trainer_alone_seconds": alone,
