@@ -137,6 +137,7 @@ class AutoencoderTrainer:
     """
 
     BETA_1, BETA_2, EPSILON = 0.9, 0.999, 1e-7  # Keras' Adam defaults
+    FORWARD_CHUNK = 16384  # rows per forward pass (bounds the memory of the hidden layers)
 
     def __init__(self, model, learning_rate=0.001, batch_size=133, seed=0, jit_compile="auto"):
         self.model = model
@@ -258,7 +259,8 @@ class AutoencoderTrainer:
         random order (None: all rows). ``xla``: compile with XLA (None: as :meth:`use_xla` says for
         this call's steps).
         """
-        X = tf.convert_to_tensor(np.asarray(X, dtype=np.float32))
+        X_host = np.asarray(X, dtype=np.float32)
+        X = tf.convert_to_tensor(X_host)
         n, epochs = int(X.shape[0]), int(epochs)
         visit = n if max_steps is None else min(n, int(max_steps) * min(self.batch_size, n))
         if xla is None:
@@ -267,14 +269,21 @@ class AutoencoderTrainer:
         for e in range(epochs):  # one permutation per epoch, drawn in order
             perms[e] = self.rng.permutation(n)[:visit]
         W = None if mask is None else tf.convert_to_tensor(np.asarray(mask, dtype=np.float32))
-        out = self._programs[bool(xla)](X, tf.convert_to_tensor(perms), W, bool(reconstruct))
-        if reconstruct:
+        # up to FORWARD_CHUNK rows the reconstruction runs in the training call; beyond, in chunks
+        # after it (the hidden layers of all rows at once could take more memory than X itself)
+        fused = bool(reconstruct) and n <= self.FORWARD_CHUNK
+        out = self._programs[bool(xla)](X, tf.convert_to_tensor(perms), W, fused)
+        if fused:
             return out[0].numpy(), out[1].numpy()
+        if reconstruct:
+            return out.numpy(), self.reconstruct(X_host)
         return out.numpy()
 
-    def forward(self, X, chunk=16384):
-        """Reconstruction and code of ``X`` as numpy arrays."""
+    def forward(self, X, chunk=None):
+        """Reconstruction and code of ``X`` as numpy arrays, ``chunk`` rows at a time (default
+        :attr:`FORWARD_CHUNK`)."""
         X = np.asarray(X, dtype=np.float32)
+        chunk = self.FORWARD_CHUNK if chunk is None else int(chunk)
         recon, code = [], []
         for start in range(0, X.shape[0], chunk):
             r, c = self._forward(tf.convert_to_tensor(X[start : start + chunk]))
