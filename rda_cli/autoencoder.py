@@ -243,9 +243,13 @@ class AutoencoderTrainer:
             return steps >= XLA_MIN_STEPS
         return bool(self.jit_compile)
 
+    def rows_per_epoch(self, n_rows, max_steps=None):
+        """The rows an epoch over ``n_rows`` rows visits: all, or ``max_steps`` mini-batches of them."""
+        return n_rows if max_steps is None else min(n_rows, int(max_steps) * min(self.batch_size, n_rows))
+
     def steps_per_epoch(self, n_rows, max_steps=None):
         """Mini-batch steps of one epoch over ``n_rows`` rows."""
-        visit = n_rows if max_steps is None else min(n_rows, int(max_steps) * min(self.batch_size, n_rows))
+        visit = self.rows_per_epoch(n_rows, max_steps)
         return -(-visit // min(self.batch_size, max(visit, 1)))
 
     def train(self, X, epochs, mask=None, max_steps=None, reconstruct=False, xla=None):
@@ -262,7 +266,7 @@ class AutoencoderTrainer:
         X_host = np.asarray(X, dtype=np.float32)
         X = tf.convert_to_tensor(X_host)
         n, epochs = int(X.shape[0]), int(epochs)
-        visit = n if max_steps is None else min(n, int(max_steps) * min(self.batch_size, n))
+        visit = self.rows_per_epoch(n, max_steps)
         if xla is None:
             xla = self.use_xla(epochs * self.steps_per_epoch(n, max_steps))
         perms = np.empty((epochs, visit), np.int32)

@@ -355,13 +355,14 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ fitting
     def _prox(self, R, mask=None):
-        """The penalty's proximal operator applied to the residual ``R``, in place (``R`` is consumed).
+        """The penalty's proximal operator applied to the residual ``R`` in place; returns ``R``.
 
         With ``mask`` (observed entries; ``R`` is zero elsewhere) an l2,1 group with ``m`` of ``n``
         entries observed is shrunk with the threshold ``prox_threshold_ * sqrt(m / n)`` (see Notes).
         """
         if self.penalty is None:
-            return np.zeros_like(R)
+            R.fill(0)
+            return R
         if self.penalty == "l1":
             return l1_shrink(R, self.prox_threshold_, out=R)
         groups = "rows" if self.penalty == "l21_rows" else "columns"
@@ -504,10 +505,9 @@ class RobustAutoencoder(OutlierMixin, TransformerMixin, BaseEstimator):
         self.S_ = S
         self._set_training_scores(X)
 
-    def _record(self, it, X, L_in, L, S, LS_prev, norm_x, loss, seconds, scratch=None):
+    def _record(self, it, X, L_in, L, S, LS_prev, norm_x, loss, seconds, scratch):
         """Append outer iteration ``it``'s record to ``history_`` (see the class docstring); return it.
-        ``scratch``: an array of ``X``'s shape and dtype to compute differences in (else new ones)."""
-        scratch = np.empty_like(X) if scratch is None else scratch
+        ``scratch``: an array of ``X``'s shape and dtype that the differences are computed in."""
 
         def distance(A, B, C=None):  # ||A - B - C||, without a new array
             np.subtract(A, B, out=scratch)
@@ -904,9 +904,7 @@ def fit_alternating(X, models, bank, S, LS_prev):
                 np.copyto(Xj, L[j], where=~mask)
             Sj = S[j]
             np.subtract(Xj, L[j], out=Sj)  # the residual, which the prox shrinks in place
-            shrunk = m._prox(Sj, mask)
-            if not np.may_share_memory(shrunk, Sj):
-                Sj[...] = shrunk
+            m._prox(Sj, mask)
             h = m._record(it, Xj, L_in[j], L[j], Sj, LS_prev[j], norm_x, losses[-1, j],
                           shared + time.perf_counter() - t1, scratch)
             np.add(L[j], Sj, out=LS_prev[j])
