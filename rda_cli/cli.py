@@ -15,7 +15,7 @@ EXECUTOR_CHOICES = click.Choice(["local", "processes", "dask"])
 
 
 # Library and experiment messages name parameters in backticks (`out_dir`); the command line shows its flags.
-FLAGS = {"out_dir": "--out", "overrides": "--set", "executor": "--executor", "scheduler": "--scheduler",
+FLAGS = {"out_dir": "--out", "config_path": "--config", "overrides": "--set", "executor": "--executor", "scheduler": "--scheduler",
          "model_dir": "--model", "data_path": "--data", "array": "--array", "id_column": "--id-column", "lam": "--lam",
          "contamination": "--contamination", "force": "--force", "layers": "--layers", "penalty": "--penalty",
          "missing": "--missing"}
@@ -146,9 +146,9 @@ def _guarded(call, progress, interrupted):
     DetectError."""
     try:
         return call()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # an experiments.interrupt.Interrupted carries its own line and status
         progress.close()
-        fail(interrupted, code=130)
+        fail(getattr(exc, "message", interrupted), code=getattr(exc, "exit_code", 130))
     except ValueError as exc:
         progress.close()
         fail(exc)
@@ -243,8 +243,6 @@ def plot(run_dir):
     """Re-draw every figure of a (partly) finished run from its saved results, without training."""
     from .experiments.runner import replot
 
-    if not (Path(run_dir) / "config.yaml").exists():
-        fail(f"{run_dir} is not a run folder (no config.yaml in it)")
     invalid = []
     try:
         experiment, cells, figures = replot(run_dir, invalid)

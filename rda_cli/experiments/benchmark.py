@@ -161,8 +161,8 @@ def runnable_detectors(config):
 
 def check_cell(cell):
     """The keys a finished cell must hold (see :func:`compute_cell`)."""
-    return cell_problem(cell, {"set": "str", "detector": "str", "seed": "int", "auroc": "num", "ap": "num",
-                               "fit_seconds": "num", "n_train": "int", "n_test": "int"})
+    return cell_problem(cell, {"set": "str", "detector": "str", "seed": "int", "auroc": "frac", "ap": "frac",
+                               "fit_seconds": "num", "score_seconds": "num", "n_train": "int", "n_test": "int"})
 
 
 def list_cells(config):

@@ -28,23 +28,59 @@ def check_run_name(value):
     return None
 
 
+INT_LIMIT = 2 ** 53  # integers a float holds exactly: larger counts in a cell are damage
+
+
+def _number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and abs(v) <= 1e300
+
+
+def _count(v):
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= INT_LIMIT
+
+
+def _fraction(v):
+    return _number(v) and 0.0 <= v <= 1.0
+
+
+def _nullable(ok):
+    return lambda v: v is None or ok(v)
+
+
+def _list_of(ok):
+    return lambda v: isinstance(v, list) and len(v) > 0 and all(ok(x) for x in v)
+
+
 _KINDS = {
-    "num": (lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)), "a number or null"),
-    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "num": (_number, "a finite number"),
+    "num?": (_nullable(_number), "a finite number or null"),
+    "frac": (_fraction, "a number in [0, 1]"),
+    "frac?": (_nullable(_fraction), "a number in [0, 1] or null"),
+    "int": (_count, f"an integer in [0, {INT_LIMIT}]"),
+    "int?": (_nullable(_count), f"an integer in [0, {INT_LIMIT}] or null"),
     "list": (lambda v: isinstance(v, list), "a list"),
+    "fracs": (_list_of(_fraction), "a non-empty list of numbers in [0, 1]"),
+    "ints": (lambda v: isinstance(v, list) and all(_count(x) for x in v), "a list of integers >= 0"),
     "str": (lambda v: isinstance(v, str), "a string"),
 }
 
 
-def cell_problem(cell, spec):
-    """Check a cell read back from disk against ``spec`` (key -> "num" | "int" | "list" | "str");
-    returns a one-line problem or None."""
+def cell_problem(cell, spec, same_length=()):
+    """Check a cell read back from disk against ``spec`` (key -> a kind of :data:`_KINDS`: "num", "frac",
+    "int", "fracs", ... with "?" for nullable); the keys in ``same_length`` must be lists of one length.
+    Returns a one-line problem or None. Fractions (precision, recall, F1, AUROC, AP, error rates) must lie
+    in [0, 1], numbers must be finite, counts whole and >= 0."""
+    from .config import quote
+
     for key, kind in spec.items():
         if key not in cell:
             return f"missing key {key!r}"
         ok, what = _KINDS[kind]
         if not ok(cell[key]):
-            return f"key {key!r} is {cell[key]!r}, expected {what}"
+            return f"key {key!r} is {quote(cell[key])}, expected {what}"
+    lengths = {key: len(cell[key]) for key in same_length}
+    if len(set(lengths.values())) > 1:
+        return "lists of different lengths: " + ", ".join(f"{k} has {n}" for k, n in lengths.items())
     return None
 
 

@@ -3,21 +3,131 @@
 A schema is a nested dict whose leaves are :class:`Field` objects. ``load_config`` reads a YAML
 file with ``yaml.safe_load``, applies overrides given as dotted ``key.path=value`` strings, fills defaults,
 and checks every key, type and range. Problems raise :class:`ConfigError` with a one-line
-message naming the dotted key path, the value and what was expected.
+message naming the dotted key path, the value (quoted up to :data:`QUOTE_CHARS` characters) and what
+was expected.
+
+Reading is bounded: a config must be a regular file (not a FIFO, device or folder) of at most
+:data:`CONFIG_MAX_BYTES`, in UTF-8; YAML anchors and aliases (``&a`` / ``*a``, whose expansion can
+grow a small file into gigabytes) and duplicate keys are refused, as is nesting deeper than Python
+can parse.
 """
 
 from __future__ import annotations
 
 import copy
 import difflib
+import errno
 import math
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import yaml
 
-__all__ = ["ConfigError", "Field", "load_config", "validate", "validate_value", "apply_overrides", "dump_config"]
+__all__ = ["ConfigError", "Field", "load_config", "validate", "validate_value", "apply_overrides", "dump_config",
+           "read_capped", "read_yaml", "parse_yaml", "decode_text", "quote", "clip", "CONFIG_MAX_BYTES", "QUOTE_CHARS"]
+
+CONFIG_MAX_BYTES = 1 << 20  # 1 MiB: a YAML config (ours are ~2 KB)
+QUOTE_CHARS = 80  # the most of a value that an error message quotes
+
+
+def clip(text, limit=QUOTE_CHARS):
+    """``text`` cut to ``limit`` characters, the last an ellipsis when cut."""
+    text = str(text)
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def quote(value, limit=QUOTE_CHARS):
+    """``repr(value)``, cut to ``limit`` characters with an ellipsis (a message never carries a whole value)."""
+    return clip(repr(value), limit)
+
+
+_KIND_OF_FILE = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a device"),
+                 (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"))
+
+
+def read_capped(path, limit, what="file"):
+    """The bytes of the regular file ``path``, at most ``limit`` of them, read without blocking or growing.
+
+    The file is opened with ``O_NONBLOCK`` (a FIFO cannot hang the open), checked with ``fstat`` (a
+    FIFO, device, socket or folder is refused before any read), and at most ``limit + 1`` bytes are
+    read (a file that grows past ``limit`` while read is refused too). Raises :class:`ConfigError`
+    (one line naming ``what`` and the path) for these; FileNotFoundError and other OSErrors pass through.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except IsADirectoryError:
+        raise ConfigError(f"{what} {path} is a folder, not a file") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = next((name for test, name in _KIND_OF_FILE if test(st.st_mode)), "not a regular file")
+            raise ConfigError(f"{what} {path} is {kind}, not a regular file; refused")
+        if st.st_size > limit:
+            raise ConfigError(f"{what} {path} is {st.st_size} bytes, more than the {limit}-byte limit; refused")
+        chunks, size = [], 0
+        while size <= limit:
+            try:
+                chunk = os.read(fd, limit + 1 - size)
+            except BlockingIOError:  # pragma: no cover - regular files do not block
+                raise OSError(errno.EAGAIN, "would block", str(path)) from None
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > limit:
+            raise ConfigError(f"{what} {path} grew past the {limit}-byte limit while being read; refused")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses anchors, aliases and duplicate mapping keys."""
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            mark = event.start_mark
+            raise ConfigError(f"YAML anchors and aliases (&name, *name) are not accepted (line {mark.line + 1}, "
+                              f"column {mark.column + 1}); write the value out")
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            self.flatten_mapping(node)  # merge keys first (as SafeConstructor does), then look for repeats
+            seen = {}
+            for key_node, _ in node.value:
+                mark = key_node.start_mark
+                key, where = self.construct_object(key_node, deep=True), f"line {mark.line + 1}, column {mark.column + 1}"
+                try:
+                    if key in seen:
+                        raise ConfigError(f"duplicate key {quote(key)} at {where} (first at {seen[key]}); "
+                                          "each key may appear once")
+                    seen[key] = where
+                except TypeError:
+                    continue  # an unhashable key: SafeConstructor reports it
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text, where):
+    """Parse YAML ``text`` with the strict loader; any problem is a one-line ConfigError naming ``where``."""
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or _one_line(exc)
+        raise ConfigError(f"{where}: malformed YAML{at}: {_one_line(problem)[:200]}") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: nested too deeply to read") from None
+    except (ValueError, OverflowError) as exc:  # e.g. an integer of more digits than Python converts
+        raise ConfigError(f"{where}: a value cannot be read ({_one_line(exc)[:200]})") from None
 
 
 class ConfigError(ValueError):
@@ -84,7 +194,7 @@ def validate_value(f: Field, value, path, label="config key"):
 
 def _validate_leaf(f: Field, value, path, label="config key"):
     def bad(extra=""):
-        return ConfigError(f"{label} '{path}': got {value!r}, expected {f.describe()}{extra}")
+        return ConfigError(f"{label} '{path}': got {quote(value)}, expected {f.describe()}{extra}")
 
     if value is None:
         if f.nullable:
@@ -119,7 +229,7 @@ def _validate_leaf(f: Field, value, path, label="config key"):
     if f.check is not None:
         msg = f.check(value)
         if msg:
-            raise ConfigError(f"{label} '{path}': got {value!r}, {msg}")
+            raise ConfigError(f"{label} '{path}': got {quote(value)}, {msg}")
     return value
 
 
@@ -129,11 +239,11 @@ def validate(raw, schema, path=""):
         raw = {}
     if not isinstance(raw, dict):
         where = f"config key '{path}'" if path else "config"
-        raise ConfigError(f"{where}: expected a mapping of keys to values, got {raw!r}")
+        raise ConfigError(f"{where}: expected a mapping of keys to values, got {quote(raw)}")
     out = {}
     for key in raw:
         if key not in schema:
-            full = f"{path}.{key}" if path else str(key)
+            full = clip(f"{path}.{key}" if path else str(key))
             close = difflib.get_close_matches(str(key), [str(k) for k in schema], n=1, cutoff=0.5)
             hint = f"; did you mean '{(path + '.') if path else ''}{close[0]}'?" if close else ""
             valid = ", ".join(sorted(schema))
@@ -152,15 +262,12 @@ def apply_overrides(raw, overrides):
     raw = copy.deepcopy(raw) if raw else {}
     for item in overrides or ():
         if "=" not in item:
-            raise ConfigError(f"`overrides` {item!r}: expected KEY=VALUE, e.g. model.inner_epochs=5")
+            raise ConfigError(f"`overrides` {quote(item)}: expected KEY=VALUE, e.g. model.inner_epochs=5")
         key, text = item.split("=", 1)
         key = key.strip()
         if not key or any(not part for part in key.split(".")):
-            raise ConfigError(f"`overrides` {item!r}: malformed key path {key!r}")
-        try:
-            value = yaml.safe_load(text) if text.strip() else None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"`overrides` {item!r}: cannot parse value: {_one_line(exc)}") from None
+            raise ConfigError(f"`overrides` {quote(item)}: malformed key path {quote(key)}")
+        value = parse_yaml(text, f"`overrides` {quote(item)}") if text.strip() else None
         node = raw
         parts = key.split(".")
         for part in parts[:-1]:
@@ -175,23 +282,28 @@ def _one_line(exc):
     return " ".join(str(exc).split())
 
 
-def read_yaml(path):
+def decode_text(data, where):
+    """``data`` (bytes) as UTF-8 text (a leading byte-order mark dropped); anything else is a one-line ConfigError."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{where} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+                          "save it as UTF-8") from None
+
+
+def read_yaml(path, what="config file", limit=CONFIG_MAX_BYTES):
+    """The YAML mapping in ``path`` (an empty file: ``{}``), read within ``limit`` bytes (see :func:`read_capped`)."""
     path = Path(path)
     try:
-        text = path.read_text()
+        data = read_capped(path, limit, what)
     except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
+        raise ConfigError(f"{what} {path} does not exist") from None
     except OSError as exc:
-        raise ConfigError(f"config file {path}: cannot read it ({exc.strerror})") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or _one_line(exc)
-        raise ConfigError(f"config file {path}: malformed YAML{where}: {problem}") from None
+        raise ConfigError(f"{what} {path}: cannot read it ({exc.strerror})") from None
+    raw = parse_yaml(decode_text(data, f"{what} {path}"), f"{what} {path}")
     if raw is not None and not isinstance(raw, dict):
-        raise ConfigError(f"config file {path}: expected a mapping of keys to values at the top level")
+        raise ConfigError(f"{what} {path}: expected a mapping of keys to values at the top level, "
+                          f"got {type(raw).__name__} {quote(raw)}")
     return raw or {}
 
 

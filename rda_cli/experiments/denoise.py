@@ -90,8 +90,9 @@ def preflight(config):
 
 def check_cell(cell):
     """The keys a finished cell must hold (see :func:`compute_cell`)."""
-    return cell_problem(cell, {"kind": "str", "k": "int", "lam": "num", "threshold": "num", "error": "num",
-                               "s_nonzero": "int", "history": "list"})
+    knob = "num" if cell.get("kind") == "rda" else "num?"  # the plain autoencoder has no lambda or threshold
+    return cell_problem(cell, {"kind": "str", "seed": "int?", "k": "int", "lam": knob, "threshold": knob,
+                               "error": "frac", "s_nonzero": "int", "history": "list"})
 
 
 def list_cells(config):

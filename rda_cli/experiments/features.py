@@ -79,9 +79,9 @@ def preflight(config):
 
 def check_cell(cell):
     """The keys a finished cell must hold (see :func:`compute_cell`)."""
-    return cell_problem(cell, {"kind": "str", "lam": "num", "threshold": "num", "precision": "num", "recall": "num",
-                               "f1": "num", "auroc": "num", "n_flagged": "int", "flagged_columns": "list",
-                               "stuck_columns": "list", "history": "list"})
+    return cell_problem(cell, {"kind": "str", "lam": "num", "threshold": "num", "precision": "frac", "recall": "frac",
+                               "f1": "frac", "auroc": "frac", "n_flagged": "int", "n_stuck": "int",
+                               "flagged_columns": "ints", "stuck_columns": "ints", "history": "list"})
 
 
 def list_cells(config):

@@ -41,7 +41,7 @@ from .common import (
     untag_seeds,
     write_summary,
 )
-from .config import ConfigError, Field
+from .config import ConfigError, Field, quote
 from .stats import fmt_pm, interval_dict
 
 NAME = "outliers"
@@ -152,14 +152,14 @@ def preflight(config):
 def check_cell(cell):
     """The keys a finished cell must hold, by kind (see :func:`compute_cell`)."""
     if cell.get("kind") == "rda":
-        spec = {"kind": "str", "lam": "num", "threshold": "num", "precision": "num", "recall": "num", "f1": "num",
-                "auroc": "num", "ap": "num", "n_flagged": "int", "history": "list"}
-    elif cell.get("kind") in SWEPT:
-        spec = {"kind": "str", "fractions": "list", "precision": "list", "recall": "list", "f1": "list",
-                "auroc": "num", "ap": "num"}
-    else:
-        return f"unknown kind {cell.get('kind')!r}"
-    return cell_problem(cell, spec)
+        spec = {"kind": "str", "seed": "int?", "lam": "num", "threshold": "num", "precision": "frac", "recall": "frac",
+                "f1": "frac", "auroc": "frac", "ap": "frac", "n_flagged": "int", "n_rows": "int", "history": "list"}
+        return cell_problem(cell, spec)
+    if cell.get("kind") in SWEPT:
+        spec = {"kind": "str", "seed": "int?", "fractions": "fracs", "precision": "fracs", "recall": "fracs",
+                "f1": "fracs", "auroc": "frac", "ap": "frac"}
+        return cell_problem(cell, spec, same_length=("fractions", "precision", "recall", "f1"))
+    return f"unknown kind {quote(cell.get('kind'))}"
 
 
 def list_cells(config, sweep=True):

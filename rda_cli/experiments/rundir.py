@@ -10,10 +10,20 @@ Layout of ``results/<experiment>/<run-name>/``::
     metrics.csv      all finished cells, one row each
     .lock            while a run is writing: the owner's PID and host
 
+A folder is a run folder only if its ``manifest.json`` says so (the key ``rda_run_folder``, or, for
+folders written before that key existed, an ``experiment`` and a ``sessions`` list beside a
+``config.yaml``); any other non-empty folder is refused as ``out_dir`` before anything is written.
+A folder whose manifest was deleted but whose cells carry this config's fingerprint is recognised
+and its manifest rebuilt; one whose ``config.yaml`` was deleted gets it back from a config whose
+fingerprint matches its cells and its manifest's. Every file read back is bounded (see
+:func:`~.config.read_capped`): ``manifest.json`` at :data:`MANIFEST_MAX_BYTES`, a cell at
+:data:`CELL_MAX_BYTES`, ``config.yaml`` at :data:`~.config.CONFIG_MAX_BYTES`.
+
 A cell's JSON file is written last, so its presence means the cell is complete: re-running on
 the same folder reads it back instead of recomputing. Every cell read back is validated (a JSON
 object whose ``id`` is its file name, whose descriptor matches the cell the config lists, that
-carries the run's config fingerprint and the keys its experiment requires, with their types); an
+carries the run's config fingerprint and the keys its experiment requires, with their types and
+ranges; finite numbers only, no ``NaN``/``Infinity`` literals, nesting within Python's limit); an
 invalid one is moved to ``cells/invalid/``, named in a warning, and computed again. A folder
 written with another config is refused, and so is a folder another live process is running in.
 """
@@ -27,6 +37,7 @@ import io
 import json
 import os
 import platform
+import re
 import socket
 import subprocess
 import sys
@@ -34,15 +45,21 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import yaml
 
-from .config import ConfigError, dump_config
+from .config import CONFIG_MAX_BYTES, ConfigError, decode_text, dump_config, quote, read_capped, read_yaml
 
 __all__ = ["RunDir", "RunDirError", "atomic_write_bytes", "atomic_write_text", "config_fingerprint",
            "is_run_dir"]
 
 FINGERPRINT_KEY = "config_fingerprint"
 IDENTITY_KEYS_IGNORED = ("run_name",)
+MARKER_KEY = "rda_run_folder"  # in manifest.json: this folder is an rda run folder (format version)
+MARKER_VERSION = 1
+MANIFEST_MAX_BYTES = 1 << 20  # 1 MiB (a manifest grows by ~60 bytes a session)
+CELL_MAX_BYTES = 4 << 20  # 4 MiB (our largest cells are ~20 KB)
+# What a run leaves behind when killed at the wrong instant before its manifest exists: temp files of
+# atomic writes and the lock (recognised by its content, see _is_rda_lock); a folder of only these is empty.
+_DEBRIS = re.compile(r"\.(manifest\.json|config\.yaml|lock)\..+\.tmp")
 
 
 class RunDirError(ConfigError):
@@ -122,10 +139,68 @@ def config_fingerprint(config, ignored=IDENTITY_KEYS_IGNORED):
     return hashlib.sha256(dump_config(core).encode()).hexdigest()[:16]
 
 
+def _finite_only(literal):
+    raise ValueError(f"non-finite number {literal}")
+
+
+def read_json(path, limit, what="file"):
+    """``(value, problem)`` for the JSON file ``path`` read within ``limit`` bytes; ``value`` is None when
+    ``problem`` (one line) says why it cannot be used. ``NaN``/``Infinity`` literals and numbers that overflow
+    a float (``1e999``) are problems, and so is nesting deeper than Python can parse."""
+    try:
+        text = decode_text(read_capped(path, limit, what), what)
+        return json.loads(text, parse_constant=_finite_only, parse_float=_finite_float), None
+    except FileNotFoundError:
+        return None, "missing"
+    except ConfigError as exc:  # not a regular file, too large, not UTF-8
+        return None, str(exc).replace(f"{what} {path} ", "").replace(f"{what} ", "")
+    except json.JSONDecodeError as exc:
+        return None, f"not valid JSON ({exc.msg} at line {exc.lineno})"
+    except RecursionError:
+        return None, "nested too deeply to read"
+    except ValueError as exc:  # a non-finite literal, an integer of more digits than Python converts
+        return None, f"not usable JSON ({' '.join(str(exc).split())[:120]})"
+    except OSError as exc:
+        return None, f"unreadable ({exc.strerror})"
+
+
+def _finite_float(text):
+    value = float(text)
+    if not np.isfinite(value):
+        raise ValueError(f"number {text[:40]} overflows a float")
+    return value
+
+
+def _manifest_of(path):
+    """The manifest of folder ``path`` (a dict) if it marks an rda run folder, else None."""
+    m, _ = read_json(Path(path) / "manifest.json", MANIFEST_MAX_BYTES, "manifest")
+    if not isinstance(m, dict):
+        return None
+    if m.get(MARKER_KEY) is not None:
+        return m
+    legacy = isinstance(m.get("experiment"), str) and isinstance(m.get("sessions"), list)
+    return m if legacy and (Path(path) / "config.yaml").is_file() else None
+
+
 def is_run_dir(path):
-    """Whether ``path`` is a folder an experiment run wrote (it holds ``config.yaml`` and ``manifest.json``)."""
-    path = Path(path)
-    return (path / "config.yaml").is_file() and (path / "manifest.json").is_file()
+    """Whether ``path`` is a folder an experiment run wrote: its ``manifest.json`` says so (see the module notes)."""
+    return Path(path).is_dir() and _manifest_of(path) is not None
+
+
+def _is_rda_lock(path):
+    lock, _ = read_json(path, 4096, "lock")
+    return isinstance(lock, dict) and isinstance(lock.get("pid"), int) and isinstance(lock.get("host"), str)
+
+
+def _only_debris(folder):
+    """Whether every entry of ``folder`` is what an rda run killed before writing its manifest leaves."""
+    for entry in Path(folder).iterdir():
+        if entry.name == ".lock" and entry.is_file() and _is_rda_lock(entry):
+            continue
+        if _DEBRIS.fullmatch(entry.name) and entry.is_file():
+            continue
+        return False
+    return True
 
 
 def _pid_alive(pid):
@@ -157,6 +232,8 @@ class RunDir:
         self.fingerprint = config_fingerprint(config)
         self.created = []  # the folders open() made (outermost first)
         self._lock = None
+        self._recover = None  # set by check_usable: the number of cells whose fingerprint proves the folder ours
+        self._stamped = None  # whether the manifest stamps fingerprints (read when first needed)
 
     # ------------------------------------------------------------ checks before anything is written
     def check_usable(self):
@@ -171,22 +248,68 @@ class RunDir:
             check_parent_is_folder(p)
         except NotADirectoryError as exc:
             raise RunDirError(f"out_dir {p}: {exc.filename} is a file, not a folder") from None
-        if p.is_dir() and any(p.iterdir()) and not is_run_dir(p) and not (p / ".lock").exists():
-            raise RunDirError(f"out_dir {p} is a non-empty folder that no rda run wrote (no config.yaml and "
-                              "manifest.json in it); nothing was changed: choose a new or empty folder")
-        if is_run_dir(p):
-            try:
-                other = json.loads((p / "manifest.json").read_text()).get("experiment")
-            except (OSError, ValueError, AttributeError):
-                other = None
-            if other and self.experiment and other != self.experiment:
-                raise RunDirError(f"out_dir {p} holds an 'rda {other}' run, not 'rda {self.experiment}'; "
-                                  "choose another folder")
+        self._recover = None
+        if not p.is_dir() or not any(p.iterdir()) or _only_debris(p):
+            return self
+        manifest = _manifest_of(p)
+        if manifest is None:
+            self._check_without_manifest(p)
+            return self
+        other = manifest.get("experiment")
+        if other and self.experiment and other != self.experiment:
+            raise RunDirError(f"out_dir {p} holds an 'rda {other}' run, not 'rda {self.experiment}'; "
+                              "choose another folder")
         return self
+
+    def cell_fingerprints(self):
+        """``{cell name: fingerprint or None}`` of the cell files in ``cells/`` (None: unreadable or none)."""
+        out = {}
+        for f in sorted(self.cells_dir.glob("*.json")) if self.cells_dir.is_dir() else ():
+            cell, _ = read_json(f, CELL_MAX_BYTES, "cell")
+            out[f.stem] = cell.get(FINGERPRINT_KEY) if isinstance(cell, dict) else None
+        return out
+
+    def _check_without_manifest(self, p):
+        """A non-empty folder with no rda manifest: refused, unless its cells prove it is this run's folder
+        (each carries this config's fingerprint), in which case :meth:`open` rebuilds the manifest."""
+        prints = self.cell_fingerprints()
+        has_config = (p / "config.yaml").is_file()
+        if not prints and not has_config:
+            raise RunDirError(f"out_dir {p} is a non-empty folder that no rda run wrote (no manifest.json of an rda "
+                              "run in it); nothing was changed: choose a new or empty folder")
+        if prints and set(prints.values()) == {self.fingerprint}:
+            self._recover = len(prints)
+            return
+        seen = sorted({fp for fp in prints.values() if fp}, key=str)
+        which = (f"; they carry fingerprint {quote(seen[0])}{' and others' if len(seen) > 1 else ''}, this "
+                 f"config's is {self.fingerprint!r}") if seen else ""
+        given = f" (`config_path` {p / 'config.yaml'} is still there)" if has_config else ""
+        raise RunDirError(
+            f"manifest.json is missing from out_dir {p}, which holds {len(prints)} cell file(s)"
+            f"{' and a config.yaml' if has_config else ''} of an rda run{which}; nothing was changed. To recover, "
+            f"run again with the config that wrote them{given}: when the cells' fingerprints match it, the "
+            "manifest is rebuilt and the finished cells are read back")
 
     # ------------------------------------------------------------ lock
     def _lock_path(self):
         return self.path / ".lock"
+
+    def _create_lock(self, text):
+        """Create ``.lock`` holding ``text`` if it does not exist, whole or not at all (FileExistsError if it
+        does): written to a temp file, then hard-linked into place."""
+        lock = self._lock_path()
+        tmp = self.path / f".lock.{os.getpid()}.tmp"
+        tmp.write_text(text)
+        try:
+            os.link(tmp, lock)
+        except FileExistsError:
+            raise
+        except OSError:  # no hard links on this file system: exclusive create, then write
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(text)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def acquire_lock(self):
         """Take ``.lock`` (PID and host). A live owner on this host makes it a RunDirError; a dead one's lock
@@ -195,19 +318,22 @@ class RunDir:
         lock = self._lock_path()
         for _ in range(3):
             try:
-                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                self._create_lock(json.dumps(me))
             except FileExistsError:
+                owner, _ = read_json(lock, 4096, "lock")
                 try:
-                    owner = json.loads(lock.read_text())
                     pid, host = int(owner["pid"]), str(owner["host"])
-                except (OSError, ValueError, KeyError, TypeError):
+                except (ValueError, KeyError, TypeError):
                     owner, pid, host = None, None, None
+                hint = (f"; if process {pid} is not an rda run (look with `ps -p {pid}`), delete {lock} and run "
+                        "again")
                 if owner is not None and host != me["host"]:
-                    raise RunDirError(f"run folder {self.path} is in use by process {pid} on host {host} "
-                                      f"(its lock file {lock}); if that process is gone, delete the lock file")
+                    raise RunDirError(f"run folder {self.path} is in use by process {pid} on host {quote(host)} "
+                                      f"(its lock file {lock}); wait for it to finish or use another folder{hint}")
                 if pid is not None and pid != me["pid"] and _pid_alive(pid):
                     raise RunDirError(f"run folder {self.path} is in use by process {pid} on this host "
-                                      f"(since {owner.get('start')}); wait for it to finish or use another folder")
+                                      f"(since {quote(owner.get('start'))}); wait for it to finish or use another "
+                                      f"folder{hint}")
                 self.warn(f"taking over the lock of {self.path} left by "
                           + (f"process {pid}, which is no longer running" if pid else "an unreadable lock file"))
                 try:
@@ -215,8 +341,6 @@ class RunDir:
                 except FileNotFoundError:
                     pass
                 continue
-            with os.fdopen(fd, "w") as fh:
-                fh.write(json.dumps(me))
             self._lock = me
             return self
         raise RunDirError(f"run folder {self.path}: could not take its lock file {lock}")
@@ -225,12 +349,12 @@ class RunDir:
         if self._lock is None:
             return
         lock = self._lock_path()
-        try:
-            owner = json.loads(lock.read_text())
-            if owner.get("pid") == self._lock["pid"] and owner.get("host") == self._lock["host"]:
+        owner, _ = read_json(lock, 4096, "lock")
+        if isinstance(owner, dict) and owner.get("pid") == self._lock["pid"] and owner.get("host") == self._lock["host"]:
+            try:
                 lock.unlink()
-        except (OSError, ValueError, AttributeError):
-            pass
+            except OSError:
+                pass
         self._lock = None
 
     # ------------------------------------------------------------ opening
@@ -260,40 +384,67 @@ class RunDir:
         remove_dirs_if_empty(self.created[:-1])
 
     def _open(self, identity_keys_ignored):
+        for entry in self.path.iterdir():  # temp files of writes that a kill interrupted (ours: see _DEBRIS)
+            if _DEBRIS.fullmatch(entry.name) and entry.name != self._lock_path().name:
+                entry.unlink(missing_ok=True)
         cfg_file = self.path / "config.yaml"
+        manifest = self.manifest()
         if cfg_file.exists():
-            try:
-                old = yaml.safe_load(cfg_file.read_text()) or {}
-            except yaml.YAMLError:
-                raise ConfigError(f"{cfg_file} is not valid YAML; use another `out_dir`") from None
+            old = read_yaml(cfg_file, "the run's config", CONFIG_MAX_BYTES)
             a = {k: v for k, v in old.items() if k not in identity_keys_ignored}
             b = {k: v for k, v in self.config.items() if k not in identity_keys_ignored}
             diff = _first_difference(a, b)
             if diff:
                 key, was, now = diff
                 raise ConfigError(
-                    f"{self.path} holds a run made with another config ('{key}' was {was!r}, now {now!r}); "
+                    f"{self.path} holds a run made with another config ('{key}' was {quote(was)}, now {quote(now)}); "
                     "use another `out_dir` or run_name, or delete that folder"
                 )
-        self.cells_dir.mkdir(parents=True, exist_ok=True)
-        if not cfg_file.exists():
-            atomic_write_text(cfg_file, dump_config(self.config))
-        manifest = self.manifest()
+        elif manifest:
+            self._check_config_may_be_rewritten(manifest)
+        if self._recover:
+            self.warn(f"manifest.json was missing from {self.path}; rebuilt it, since its {self._recover} cell(s) "
+                      "carry this config's fingerprint")
+        manifest[MARKER_KEY] = MARKER_VERSION
+        manifest[FINGERPRINT_KEY] = self.fingerprint
         manifest.setdefault("experiment", self.experiment)
         manifest.setdefault("seed", self.config.get("seed"))
         manifest["versions"] = _versions()
         manifest["git_commit"] = _git_commit()
         manifest["host"] = {"cpu_count": os.cpu_count(), "platform": platform.platform()}
         manifest.setdefault("sessions", []).append({"start": _now(), "end": None})
-        self._write_manifest(manifest)
+        self._write_manifest(manifest)  # first: from here on the folder is recognisably a run folder
+        self._stamped = True
+        if not cfg_file.exists():
+            atomic_write_text(cfg_file, dump_config(self.config))
+        self.cells_dir.mkdir(parents=True, exist_ok=True)
+
+    def _check_config_may_be_rewritten(self, manifest):
+        """``config.yaml`` is missing from a run folder: it is written again from this config only if the
+        manifest's fingerprint and every cell's match it; otherwise RunDirError says how to recover."""
+        stamped = manifest.get(FINGERPRINT_KEY)
+        prints = self.cell_fingerprints()
+        others = sorted({str(fp) for fp in list(prints.values()) + [stamped] if fp and fp != self.fingerprint})
+        if others:
+            raise RunDirError(
+                f"config.yaml is missing from run folder {self.path}, whose manifest and {len(prints)} cell(s) were "
+                f"written with another config (fingerprint {quote(others[0])}, this config's is {self.fingerprint!r}); "
+                "nothing was changed. To recover, run again with the config that wrote them (`config_path`); "
+                "config.yaml is then written again and the finished cells read back")
+        if prints:
+            self.warn(f"config.yaml was missing from {self.path}; wrote it again from this config, which matches the "
+                      f"fingerprint of its {len(prints)} cell(s)")
 
     def manifest(self):
-        f = self.path / "manifest.json"
-        try:
-            m = json.loads(f.read_text()) if f.exists() else {}
-        except (OSError, ValueError):
-            m = {}  # a damaged manifest is rewritten: it holds provenance only, no results
+        """The manifest as a dict (``{}`` if missing or damaged: it holds provenance only, no results)."""
+        m, _ = read_json(self.path / "manifest.json", MANIFEST_MAX_BYTES, "manifest")
         return m if isinstance(m, dict) else {}
+
+    def stamps_fingerprints(self):
+        """Whether this folder's manifest stamps the config fingerprint (then every cell must carry it)."""
+        if self._stamped is None:
+            self._stamped = self.manifest().get(FINGERPRINT_KEY) is not None
+        return self._stamped
 
     def _write_manifest(self, manifest):
         atomic_write_text(self.path / "manifest.json", json.dumps(manifest, indent=1))
@@ -315,32 +466,24 @@ class RunDir:
         if not isinstance(cell, dict):
             return f"not a JSON object ({type(cell).__name__})"
         if cell.get("id") != name:
-            return f"its id is {cell.get('id')!r}, not the file name {name!r}"
+            return f"its id is {quote(cell.get('id'))}, not the file name {name!r}"
         fp = cell.get(FINGERPRINT_KEY)
+        if fp is None and self.stamps_fingerprints():
+            return f"it carries no {FINGERPRINT_KEY}, which every cell of this run folder has"
         if fp is not None and fp != self.fingerprint:
-            return f"written with another config (fingerprint {fp!r}, this run's is {self.fingerprint!r})"
+            return f"written with another config (fingerprint {quote(fp)}, this run's is {self.fingerprint!r})"
         for key, value in (listed or {}).items():
             if key == "warm_from" or key not in cell:  # required keys are the experiment's check_cell's business
                 continue
             if cell[key] != value and not (cell[key] is None and value is None):
-                return f"key {key!r} is {cell[key]!r}, the config lists {value!r}"
+                return f"key {key!r} is {quote(cell[key])}, the config lists {quote(value)}"
         if self.check_cell is not None:
             return self.check_cell(cell)
         return None
 
     def _read(self, name):
         """``(cell, problem)`` for ``cells/<name>.json``; cell is None when the file is unreadable."""
-        f = self.cells_dir / f"{name}.json"
-        try:
-            return json.loads(f.read_text()), None
-        except FileNotFoundError:
-            return None, "missing"
-        except UnicodeDecodeError:
-            return None, "not UTF-8 text"
-        except json.JSONDecodeError as exc:
-            return None, f"not valid JSON ({exc.msg} at line {exc.lineno})"
-        except OSError as exc:
-            return None, f"unreadable ({exc.strerror})"
+        return read_json(self.cells_dir / f"{name}.json", CELL_MAX_BYTES, "cell")
 
     def set_aside(self, name, problem):
         """Move ``cells/<name>.json`` (and its ``.npz``) to ``cells/invalid/``, never overwriting, and warn."""
@@ -348,7 +491,7 @@ class RunDir:
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         for suffix in (".json", ".npz"):
             src = self.cells_dir / f"{name}{suffix}"
-            if src.exists():
+            if os.path.lexists(src):
                 dst = self.invalid_dir / f"{name}{suffix}"
                 n = 1
                 while dst.exists():
@@ -360,7 +503,7 @@ class RunDir:
 
     def has_cell(self, cell_id, listed=None):
         """Whether a valid finished cell ``cell_id`` is on disk; an invalid one is set aside (False)."""
-        if not (self.cells_dir / f"{cell_id}.json").exists():
+        if not os.path.lexists(self.cells_dir / f"{cell_id}.json"):
             return False
         cell, problem = self._read(cell_id)
         if problem is None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from ..progress import listening
 from .contract import Experiment
 from .executors import run_tasks
+from .interrupt import EXIT_SIGINT, EXIT_SIGTERM, Interrupted, Terminated, sigterm_as_interrupt
 from .rundir import RunDir
 
 __all__ = ["EXPERIMENTS", "experiment_module", "default_run_dir", "run_experiment", "compute_task", "replot"]
@@ -41,26 +42,47 @@ def run_experiment(experiment, config, out_dir, cells=None, executor="local", wo
 
     Before anything is created the folder is checked (see :meth:`RunDir.check_usable`) and the
     experiment's ``preflight(config)`` (if it has one) checks the data against the config; a folder
-    this call created is removed again if it fails before finishing a cell.
+    this call created is removed again if it fails before finishing a cell. SIGTERM is handled as SIGINT
+    (see :mod:`.interrupt`): either ends in :class:`~.interrupt.Interrupted`, whose message says what was
+    kept and whose ``exit_code`` is 130 (SIGINT) or 143 (SIGTERM).
     ``progress(done, total, cell_id, outer=None)`` is called after each cell (finished or read back)
     and, with the local executor, after each outer iteration of a fit inside a cell (``outer`` is
     ``(iterations done, iterations in all)``);
     ``warn(message)`` receives one-line warnings (invalid cells set aside, a stale lock taken over).
     Returns ``(run, all_cells, computed_ids, figure_paths)``.
     """
-    module = experiment_module(experiment)
-    run = RunDir(out_dir, experiment, config, check_cell=getattr(module, "check_cell", None), warn=warn)
-    run.check_usable()
-    cells = module.list_cells(config) if cells is None else cells
-    if hasattr(module, "preflight"):
-        module.preflight(config)
-    try:
-        run.open()
-        return _run_cells(module, run, config, cells, executor, workers, scheduler, progress)
-    except BaseException:
-        run.release_lock()
-        run.discard_if_empty()
-        raise
+    with sigterm_as_interrupt():
+        module = experiment_module(experiment)
+        run = RunDir(out_dir, experiment, config, check_cell=getattr(module, "check_cell", None), warn=warn)
+        try:
+            run.check_usable()
+            cells = module.list_cells(config) if cells is None else cells
+            if hasattr(module, "preflight"):
+                module.preflight(config)
+            run.open()
+            return _run_cells(module, run, config, cells, executor, workers, scheduler, progress)
+        except KeyboardInterrupt as exc:
+            run.release_lock()
+            run.discard_if_empty()
+            code = EXIT_SIGTERM if isinstance(exc, Terminated) else EXIT_SIGINT
+            raise Interrupted(_what_was_kept(run, "by SIGTERM" if code == EXIT_SIGTERM else ""), code) from None
+        except BaseException:
+            run.release_lock()
+            run.discard_if_empty()
+            raise
+
+
+def _what_was_kept(run, how=""):
+    """The line an interrupted run ends with: where its finished cells are, or that nothing was kept."""
+    what = f"interrupted {how}".strip()
+    if run.created and not run.path.exists():
+        return f"{what} before any cell finished; nothing was kept (the run folder {run.path} it created was removed)"
+    if not run.path.exists():
+        return f"{what} before anything was written"
+    n = len(list(run.cells_dir.glob("*.json"))) if run.cells_dir.is_dir() else 0
+    if not n:
+        return f"{what} before any cell finished; {run.path} holds no finished cell: re-run the same command to start"
+    return f"{what}; {n} finished cell(s) are kept in {run.path}: re-run the same command to resume"
 
 
 def _run_cells(module, run, config, cells, executor, workers, scheduler, progress):
@@ -110,20 +132,30 @@ def replot(run_dir, invalid=None):
     ``invalid``: a list that receives ``(cell name, problem)`` for each cell that fails validation
     (those are skipped, not moved). Raises ValueError for a folder that is not a readable run.
     """
-    import yaml
+    from .config import ConfigError, quote, read_yaml
+    from .rundir import MANIFEST_MAX_BYTES, read_json
 
     run_dir = Path(run_dir)
-    try:
-        config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ValueError(f"{run_dir / 'config.yaml'} cannot be read as YAML ({' '.join(str(exc).split())[:200]})") \
-            from None
-    if not isinstance(config, dict):
-        raise ValueError(f"{run_dir / 'config.yaml'} is not a run config")
-    manifest = RunDir(run_dir, None, config).manifest()
+    if not run_dir.is_dir():
+        raise ValueError(f"{run_dir} is not a folder")
+    manifest, _ = read_json(run_dir / "manifest.json", MANIFEST_MAX_BYTES, "manifest")
+    manifest = manifest if isinstance(manifest, dict) else {}
     experiment = manifest.get("experiment") or run_dir.parent.name
+    cfg_file = run_dir / "config.yaml"
+    if not cfg_file.exists():
+        n = len(list((run_dir / "cells").glob("*.json"))) if (run_dir / "cells").is_dir() else 0
+        if not n and not manifest:
+            raise ValueError(f"{run_dir} is not a run folder (no config.yaml, manifest.json or cells in it)")
+        command = f"rda {experiment}" if experiment in EXPERIMENTS else "the rda command that made it"
+        raise ValueError(f"config.yaml is missing from {run_dir} ({n} cell file(s) there); to recover, run "
+                         f"'{command} --config CONFIG --out {run_dir}' with the config that wrote it: config.yaml is "
+                         "written again and finished cells whose fingerprint matches are read back, not recomputed")
+    try:
+        config = read_yaml(cfg_file, "the run's config")
+    except ConfigError as exc:
+        raise ValueError(f"{exc}; it is not a usable run config") from None
     if experiment not in EXPERIMENTS:
-        raise ValueError(f"{run_dir} is not a run folder of an rda experiment (experiment {experiment!r})")
+        raise ValueError(f"{run_dir} is not a run folder of an rda experiment (experiment {quote(experiment)})")
     module = experiment_module(experiment)
     run = RunDir(run_dir, experiment, config, check_cell=getattr(module, "check_cell", None))
     cells = run.read_cells(invalid)
