@@ -384,8 +384,8 @@ class RunDir:
         remove_dirs_if_empty(self.created[:-1])
 
     def _open(self, identity_keys_ignored):
-        for entry in self.path.iterdir():  # temp files of writes that a kill interrupted (ours: see _DEBRIS)
-            if _DEBRIS.fullmatch(entry.name) and entry.name != self._lock_path().name:
+        for entry in self.path.iterdir():  # temp files of writes a kill interrupted (not another run's lock-to-be)
+            if _DEBRIS.fullmatch(entry.name) and not entry.name.startswith(".lock."):
                 entry.unlink(missing_ok=True)
         cfg_file = self.path / "config.yaml"
         manifest = self.manifest()
