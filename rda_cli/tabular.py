@@ -92,8 +92,9 @@ MISSING = ("allow", "refuse")
 # with an optional sign). Whatever else Python's float() would take (1_000, Unicode digits) is refused.
 _NUMBER = re.compile(r"[+-]?(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infinity)", re.IGNORECASE)
 MISSING_TOKENS = ("", "na", "n/a", "nan", "+nan", "-nan", "null")  # compared case-insensitively
-MAX_LINE = 1 << 23  # characters in one CSV line (8 Mi); a longer line is refused
 BLOCK_BYTES = 1 << 24  # bytes of CSV text per block of the vectorised reader (16 MiB)
+MAX_LINE = BLOCK_BYTES  # characters in one CSV line (16 Mi; a longer one is refused): a line that fits a
+# block is read by both readers, a longer one only by the exact reader, so both give the same outcome
 EXACT_CHUNK_ROWS = 1 << 16  # rows per chunk of the exact reader
 
 
@@ -393,7 +394,7 @@ class _Bounded(io.RawIOBase):
         super().close()
 
 
-def _arrow_options(lay, block_size=BLOCK_BYTES):
+def _arrow_options(lay, block_size=None):
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
@@ -401,7 +402,8 @@ def _arrow_options(lay, block_size=BLOCK_BYTES):
     types = {columns[j]: pa.float64() for j in lay.feat_idx}
     if lay.id_index is not None:
         types[columns[lay.id_index]] = pa.string()
-    read = pacsv.ReadOptions(column_names=columns, skip_rows=lay.skip_lines, encoding="utf8", block_size=block_size)
+    read = pacsv.ReadOptions(column_names=columns, skip_rows=lay.skip_lines, encoding="utf8",
+                             block_size=block_size or BLOCK_BYTES)
     parse = pacsv.ParseOptions(delimiter=",", ignore_empty_lines=False)  # an empty line is a row of nulls
     convert = pacsv.ConvertOptions(column_types=types, null_values=_null_spellings(), strings_can_be_null=False)
     return read, parse, convert
@@ -510,33 +512,41 @@ def _as_numeric_2d(arr, path, what, missing="refuse", columns=True):
 
 
 def _read_array(path, suffix, array=None, missing="refuse", columns=True):
-    """``(X, array_name)`` from a .npy or .npz file."""
+    """``(X, array_name)`` from a .npy or .npz file; declared sizes are checked before anything is
+    allocated (:mod:`rda_cli.arrayfile`)."""
+    from .arrayfile import ArrayFileError, NpzArrays, read_npy
+
     try:
         if suffix == ".npy":
             if array is not None:
                 raise TableError(f"{path}: `array` applies to .npz files only")
-            return _as_numeric_2d(np.load(path, allow_pickle=False), path, "the array", missing, columns), None
-        with np.load(path, allow_pickle=False) as z:
-            names = list(z.files)
+            return _as_numeric_2d(read_npy(path), path, "the array", missing, columns), None
+        with NpzArrays(path) as z:
+            names = z.names
             if array is not None:
                 if array not in names:
                     raise TableError(f"{path}: no array named {array!r} (arrays: {', '.join(names) or 'none'})")
-                return _as_numeric_2d(z[array], path, f"array {array!r}", missing, columns), array
-            if "X" in names:
-                return _as_numeric_2d(z["X"], path, "array 'X'", missing, columns), "X"
-            two_d = [k for k in names if z[k].ndim == 2]
-            if len(two_d) == 1:
-                return _as_numeric_2d(z[two_d[0]], path, f"array {two_d[0]!r}", missing, columns), two_d[0]
-            if two_d:
-                raise TableError(f"{path} holds several 2-D arrays ({', '.join(two_d)}) and none named 'X': "
-                                 "name the one to read with `array`")
-            raise TableError(f"{path}: no 2-D array in it (arrays: {', '.join(names) or 'none'})")
+                name = array
+            elif "X" in names:
+                name = "X"
+            else:
+                two_d = [k for k in names if len(z.shape(k)[0]) == 2]
+                if len(two_d) > 1:
+                    raise TableError(f"{path} holds several 2-D arrays ({', '.join(two_d)}) and none named 'X': "
+                                     "name the one to read with `array`")
+                if not two_d:
+                    raise TableError(f"{path}: no 2-D array in it (arrays: {', '.join(names) or 'none'})")
+                name = two_d[0]
+            return _as_numeric_2d(z.load(name), path, f"array {name!r}", missing, columns), name
     except TableError:
         raise
-    except ValueError as exc:  # pickled objects, corrupt headers
-        raise TableError(f"{path}: cannot read it as {suffix} ({' '.join(str(exc).split())})") from None
+    except ArrayFileError as exc:
+        raise TableError(str(exc)) from None
+    except ValueError as exc:  # corrupt data
+        raise TableError(f"{path}: cannot read it as {suffix} ({' '.join(str(exc).split())[:200]})") from None
     except (OSError, EOFError) as exc:
-        raise TableError(f"{path}: cannot read it as {suffix} ({' '.join(str(exc).split()) or 'truncated'})") from None
+        raise TableError(f"{path}: cannot read it as {suffix} ({' '.join(str(exc).split())[:200] or 'truncated'})") \
+            from None
 
 
 def _read_parquet(path, id_column, missing, columns=True):
@@ -572,10 +582,11 @@ def _read_parquet(path, id_column, missing, columns=True):
     return _finish(X, path, lay, ids, id_column, missing, columns)
 
 
-def iter_table(path, id_column=None, missing="refuse", block_bytes=BLOCK_BYTES):
+def iter_table(path, id_column=None, missing="refuse", block_bytes=None):
     """Yield the rows of a table in consecutive :class:`Table` chunks, for scoring files larger than memory.
 
-    A CSV file is streamed with pyarrow's reader (``block_bytes`` of text per chunk), when installed;
+    A CSV file is streamed with pyarrow's reader (``block_bytes`` of text per chunk, default
+    :data:`BLOCK_BYTES`), when installed;
     any other file, or a CSV file without pyarrow, comes as one chunk from :func:`read_table`. Each
     chunk is checked as :func:`read_table` checks a table (except that a column may have no value:
     the network fills it in). When the fast reader meets a cell it cannot take, the exact reader
