@@ -3,23 +3,31 @@
 Readable files
 --------------
 ``.csv``
-    Comma-separated numbers. The header row is optional and detected: if any cell of the first row
-    is not a number, the first row is the header. One column may hold row identifiers
-    (``id_column``, named in the header); it is kept as text and excluded from the features. Every
-    other cell must be a finite number: empty cells, text, NaN and inf are refused with the row and
-    column named -- unless ``missing="allow"``, where an empty cell or NaN is a missing value (text
-    and inf are still refused). Files are read vectorised (pyarrow's CSV reader when installed,
-    else NumPy's ``loadtxt``); when that reader cannot take the file as it stands, the exact reader
-    (Python's ``csv`` and ``float()`` per cell) reads it and names the first bad cell's line and
-    column. Both give the same table.
+    Comma-separated numbers. The header row is optional and detected: the first non-empty line is
+    the header iff one of its cells is a name (not a number, not a missing token, not something
+    Python's ``float()`` would take), so ``1,NA,3`` is data; ``Table.header`` says what was taken.
+    One column may hold row identifiers (``id_column``, named in the header); it is kept as text and
+    excluded from the features. Every other cell holds plain ASCII decimal notation (see
+    ``_NUMBER``) or a missing token (empty, NA, N/A, NaN, null); ``1_000`` or Unicode digits are
+    refused, and so are missing tokens and inf unless ``missing="allow"`` (inf is refused always),
+    with the line and column named. Every line after the header is a row (row ``r`` is line
+    ``Table.first_line + r``); only empty lines at the end, and before a header, are not rows, so a
+    blank line inside the data is refused with its line, never skipped. Files are read vectorised
+    (pyarrow's CSV reader when installed, else NumPy's ``loadtxt``); when that reader cannot take the
+    file as it stands, the exact reader (Python's ``csv``, a regular expression per cell) reads it and
+    names the first bad cell's line and column. Both give the same table. A line may hold at most
+    ``MAX_LINE`` characters.
 ``.parquet``
     Numeric columns, plus the id column if named (pyarrow needed: ``pip install rda-cli[arrow]``).
     Nulls are missing values.
 ``.npy``
-    A 2-D numeric array (no pickled objects).
+    A 2-D numeric array (no pickled objects; its declared size checked first, see :mod:`.arrayfile`).
 ``.npz``
     The array named by ``array`` if given; else the one named ``X``; else the only 2-D array in the
-    file (several 2-D arrays and no ``X``: refused, naming them, so the choice is never silent).
+    file (several 2-D arrays and no ``X``: refused, naming them, so the choice is never silent). The
+    zip directory's and the arrays' declared sizes are checked before anything is decompressed.
+
+Anything but a regular file (a FIFO, a device, a folder) is refused before it is opened.
 
 Scaling
 -------
