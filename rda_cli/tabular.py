@@ -46,7 +46,6 @@ overflow. The scaler is saved as JSON (no pickle).
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
 import os
@@ -382,24 +381,40 @@ def _csv_layout(path, id_column):
     return None
 
 
-class _Bounded(io.RawIOBase):
-    """A binary file read only up to byte ``end`` (the fast readers never see the trailing empty lines)."""
+def _segments(path, lay, block_bytes):
+    """The data text of a CSV file in pieces of about ``block_bytes`` that end at a line end (the last
+    ends at the text's end: the empty lines after it are not rows), so that pyarrow never holds more
+    than one piece (its own streaming reader reads far ahead)."""
+    with open(path, "rb") as fh:
+        left, rest = lay.end, b""
+        while left > 0 or rest:
+            data = rest + fh.read(max(0, min(block_bytes, left)))
+            left -= len(data) - len(rest)
+            if left <= 0:
+                if data:
+                    yield data
+                return
+            cut = data.rfind(b"\n")
+            cut = data.rfind(b"\r") if cut < 0 else cut
+            if cut < 0:  # no line end in a block: keep reading (the line is at most MAX_LINE characters)
+                rest = data
+                if len(rest) > 4 * MAX_LINE:  # a line longer than any the exact reader takes: it says so
+                    raise _NotPlain
+                continue
+            rest = data[cut + 1:]
+            yield data[:cut + 1]
 
-    def __init__(self, path, end):
-        self._fh = open(path, "rb")
-        self._left = end
 
-    def readable(self):
-        return True
+def _arrow_batches(path, lay, block_bytes=None):
+    """Arrow tables of the CSV data, one per piece of :func:`_segments`."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
 
-    def readinto(self, buf):
-        n = self._fh.readinto(memoryview(buf)[:max(0, min(len(buf), self._left))])
-        self._left -= n
-        return n
-
-    def close(self):
-        self._fh.close()
-        super().close()
+    read, parse, convert = _arrow_options(lay)
+    for k, piece in enumerate(_segments(path, lay, block_bytes or BLOCK_BYTES)):
+        if k == 1:
+            read.skip_rows = 0
+        yield pacsv.read_csv(pa.BufferReader(piece), read, parse, convert)
 
 
 def _arrow_options(lay, block_size=None):
@@ -436,14 +451,20 @@ def _from_arrow(batch, lay, missing):
 
 def _read_csv_arrow(path, lay, missing):
     import pyarrow as pa
-    import pyarrow.csv as pacsv
 
+    parts, ids = [], []
     try:
-        with _Bounded(path, lay.end) as raw:
-            table = pacsv.read_csv(raw, *_arrow_options(lay))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeDecodeError):
+        for batch in _arrow_batches(path, lay):
+            fast = _from_arrow(batch, lay, missing)
+            if fast is None:
+                return None
+            parts.append(fast[0])
+            ids += fast[1] or []
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeDecodeError, _NotPlain):
         return None
-    return _from_arrow(table, lay, missing)
+    if not parts:
+        return None
+    return np.vstack(parts), ids if lay.id_index is not None else None
 
 
 class _NotPlain(Exception):
@@ -612,22 +633,20 @@ def iter_table(path, id_column=None, missing="refuse", block_bytes=None):
     done = 0
     if lay is not None:
         import pyarrow as pa
-        import pyarrow.csv as pacsv
 
         try:
-            with _Bounded(path, lay.end) as raw, pacsv.open_csv(raw, *_arrow_options(lay, block_bytes)) as reader:
-                for batch in reader:
-                    fast = _from_arrow(batch, lay, missing)
-                    if fast is None:
-                        break
-                    if len(fast[0]):
-                        table = _finish(*fast[:1], path, lay, fast[1], id_column, missing, False, done)
-                        done += len(fast[0])
-                        yield table
-                else:
-                    if done:
-                        return
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeDecodeError, TableError):
+            for batch in _arrow_batches(path, lay, block_bytes):
+                fast = _from_arrow(batch, lay, missing)
+                if fast is None:
+                    break
+                if len(fast[0]):
+                    table = _finish(*fast[:1], path, lay, fast[1], id_column, missing, False, done)
+                    done += len(fast[0])
+                    yield table
+            else:
+                if done:
+                    return
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeDecodeError, TableError, _NotPlain):
             pass
     for lay, X, ids, offset in _exact_chunks(path, id_column, missing):  # names the bad cell, or reads the rest
         skip = max(0, done - offset)
