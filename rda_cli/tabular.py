@@ -132,11 +132,6 @@ def _null_spellings():
     return sorted(out)
 
 
-def _where(path, line=None, row=None):
-    """``"line L"`` for a CSV row, ``"row R"`` (1-based) for an array row."""
-    return f"line {line}" if line is not None else f"row {row}"
-
-
 def _check_finite(X, path, names=None, missing="refuse", first_line=None, offset=0):
     """Refuse inf anywhere and NaN unless ``missing="allow"`` (one line naming the first such cell: its CSV
     line when ``first_line`` (the line of the table's first row) is known, else its 1-based row)."""
@@ -145,7 +140,8 @@ def _check_finite(X, path, names=None, missing="refuse", first_line=None, offset
         r, c = (int(v) for v in np.argwhere(bad)[0])
         col = f"'{names[c]}'" if names else str(c + 1)
         allowed = " or missing (empty or NaN)" if missing == "allow" else ""
-        where = _where(path, None if first_line is None else first_line + offset + r, offset + r + 1)
+        where = f"row {offset + r + 1}" if first_line is None else \
+            f"line {first_line + offset + r} (data row {offset + r + 1})"
         raise TableError(f"{path}: {where}, column {col} is {float(X[r, c])!r}: every value must be a finite "
                          f"number{allowed} ({int(bad.sum())} such cells)")
 
