@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from .autoencoder import DeepAutoencoder, reset_optimizer_state  # first: imports TensorFlow (see _process)
-from .rda import RobustAutoencoder, fit_alternating, start_fits
+from .estimator import RobustAutoencoder, fit_alternating, start_fits
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from sklearn.base import clone
 from sklearn.metrics import f1_score, roc_auc_score
 
 from rda_cli import RobustAutoencoder
@@ -127,7 +128,7 @@ def test_transform_gives_code_features(outlier_data):
     rda = RobustAutoencoder(lam=0.002, outer_iterations=2, inner_epochs=2, **FAST).fit(X)
     Z = rda.transform(X)
     assert Z.shape == (len(X), 5)
-    with rda._net() as net:
+    with rda._trainer() as net:
         np.testing.assert_allclose(Z, net.encode(X - rda.S_), atol=1e-6)
     assert rda.reconstruct(X[:7]).shape == (7, 50)
 
@@ -146,7 +147,7 @@ def test_no_retracing_across_outer_iterations_or_fits(outlier_data):
     second = RobustAutoencoder(**{**kw, "lam": 0.003, "random_state": 1}).fit(X)
     assert trainer.traces == traced  # a second fit of the same shape reuses the compiled loop
     # the first model's network is still its own after the second fit used the cached trainer
-    with first._net() as net:
+    with first._trainer() as net:
         np.testing.assert_allclose(first.transform(X), net.encode(X - first.S_), atol=1e-6)
     assert not np.allclose(first.reconstruct(X[:20]), second.reconstruct(X[:20]))
 
@@ -236,7 +237,8 @@ def test_warm_state_from_elsewhere_equals_own_warm_start(outlier_data):
     S, L, weights = a.S_, a.L_, a.get_weights()
     a.set_params(warm_start=True, lam=0.0016, outer_iterations=1).fit(X)
     b = RobustAutoencoder(lam=0.0016, **{**kw, "outer_iterations": 1}).set_warm_state(S, L, weights)
-    assert b.warm_start
+    # the state is private and used once: the warm_start parameter (and so a clone) carries nothing
+    assert not b.warm_start and "_warm_state" not in clone(b).__dict__
     b.fit(X)
     np.testing.assert_array_equal(a.S_, b.S_)
     np.testing.assert_array_equal(a.get_weights()[0], b.get_weights()[0])
