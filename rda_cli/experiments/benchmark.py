@@ -272,7 +272,7 @@ def rda_rule(model_cfg, n_rows, n_features):
 
 
 def _autoencoder(settings, penalty, threshold, seed):
-    from ..rda import RobustAutoencoder
+    from ..estimator import RobustAutoencoder
 
     return RobustAutoencoder(layers=settings["layers"], penalty=penalty, lam=threshold, lambda_scaling="absolute",
                              outer_iterations=settings["outer_iterations"], inner_epochs=settings["inner_epochs"],

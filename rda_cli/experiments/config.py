@@ -17,10 +17,12 @@ from typing import Any, Callable
 
 import yaml
 
+from ..errors import RdaError
+
 __all__ = ["ConfigError", "Field", "load_config", "validate", "validate_value", "apply_overrides", "dump_config"]
 
 
-class ConfigError(ValueError):
+class ConfigError(RdaError):
     """A config problem, reported as one line."""
 
 
