@@ -50,7 +50,7 @@ DETECTOR_NAMES = {
     "hbos": "HBOS",
     "rpca": "Robust PCA",
 }
-PYOD_MISSING = "PyOD is not installed (pip install '.[benchmark]'); its detectors were skipped"
+PYOD_MISSING = 'PyOD is not installed (pip install "rda-cli[pyod]"); its detectors were skipped'
 ONE_SEED_TIE = 0.01  # with one seed, |ΔAUROC| below this counts as a tie
 
 
