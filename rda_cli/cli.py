@@ -319,7 +319,8 @@ def detect(data_path, penalty, lam, contamination, layers, id_column, array_name
 
     Writes scores.csv (row,score,flagged,top_features; score > 0 means flagged; a flagged row's top features by
     share of its S row), L.npy and S.npy in the original units, imputed.npy (with missing cells), model/ (for
-    rda score), score_hist.png, top_rows.png and report.md.
+    rda score), score_hist.png, top_rows.png and report.md. With --penalty l21_cols the columns are what is
+    flagged (columns.csv: each column's S norm and flag); no row is.
     """
     from .detect import detect as run_detect
 
