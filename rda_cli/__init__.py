@@ -5,8 +5,8 @@ __version__ = "0.1.0"
 __all__ = ["RobustAutoencoder", "fit_lambda_path", "effective_threshold", "l1_shrink", "l21_shrink", "__version__"]
 
 _LAZY = {
-    "RobustAutoencoder": "rda",
-    "effective_threshold": "rda",
+    "RobustAutoencoder": "estimator",
+    "effective_threshold": "estimator",
     "fit_lambda_path": "stacked",
     "l1_shrink": "prox",
     "l21_shrink": "prox",

@@ -14,6 +14,7 @@ updates them with TensorFlow's fused Adam kernel; XLA compiles it for long fits 
 
 from __future__ import annotations
 
+import collections
 import threading
 
 import numpy as np
@@ -27,7 +28,7 @@ with quiet_native_stderr():  # only when the rda command asked for a quiet start
 
     tf.config.list_physical_devices()
 
-__all__ = ["DeepAutoencoder", "AutoencoderTrainer", "cached_trainer"]
+__all__ = ["DeepAutoencoder", "AutoencoderTrainer", "cached_trainer", "CACHE_SIZE"]
 
 
 @keras.saving.register_keras_serializable(package="rda_cli")
@@ -170,7 +171,7 @@ class AutoencoderTrainer:
         self.model.set_weights(weights)
 
     def load(self, network):
-        """Hold ``network``'s weights (a :class:`~rda_cli.rda.NetworkState`); a no-op if it does already."""
+        """Hold ``network``'s weights (a :class:`~rda_cli.persistence.NetworkState`); a no-op if it does already."""
         if self.loaded is not network:
             self.set_weights(network.weights)
             self.loaded = network
@@ -305,17 +306,24 @@ class AutoencoderTrainer:
         return self.forward(X)[1]
 
 
-_CACHE = {}
+CACHE_SIZE = 4
+"""How many compiled trainers (one per layers, tied, learning rate, batch size) the process keeps; the
+least recently used goes beyond that. A sweep reuses one; a program alternating between more shapes
+than this re-traces (about a second each time) rather than holding every network and its traced loops."""
+
+_CACHE = collections.OrderedDict()
 _CACHE_LOCK = threading.Lock()
 
 
 def cached_trainer(layer_sizes, tied=True, learning_rate=0.001, batch_size=133):
-    """The process's compiled trainer for these settings, created on first use: a cache only.
+    """The process's compiled trainer for these settings, created on first use: a cache only, of at
+    most :data:`CACHE_SIZE` trainers (least recently used dropped first).
 
     Sweeps fit many models of the same shape one after another; reusing one network, optimizer and
     traced training loop among them means no retracing and no growth of memory per fit. The
     trainer owns no estimator's state: an estimator keeps its fitted weights (its ``network_``)
-    and loads them (``trainer.load``) under ``trainer.lock`` before it computes.
+    and loads them (``trainer.load``) under ``trainer.lock`` before it computes, so dropping a
+    trainer loses nothing but its compiled loops.
     """
     key = (tuple(int(d) for d in layer_sizes), bool(tied), float(learning_rate), int(batch_size))
     with _CACHE_LOCK:
@@ -324,4 +332,7 @@ def cached_trainer(layer_sizes, tied=True, learning_rate=0.001, batch_size=133):
             trainer = _CACHE[key] = AutoencoderTrainer(
                 DeepAutoencoder(key[0], tied=key[1]), learning_rate=key[2], batch_size=key[3]
             )
+            while len(_CACHE) > CACHE_SIZE:
+                _CACHE.popitem(last=False)
+        _CACHE.move_to_end(key)
     return trainer

@@ -1,7 +1,14 @@
-"""The ``rda`` command line: a thin shell over :mod:`rda_cli.experiments`."""
+"""The ``rda`` command line: a thin shell over :mod:`rda_cli.experiments`.
+
+Errors: an :class:`~rda_cli.errors.RdaError` (a problem with the request) is one ``rda: error:`` line
+and exit status 2; an OSError met while running (e.g. a full disk) one line and status 1; an
+interruption status 130. Any other exception is a bug in ``rda``: one line naming it and status 1,
+or with ``RDA_DEBUG=1`` in the environment the exception itself, with its traceback.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from importlib import resources
@@ -15,7 +22,8 @@ EXECUTOR_CHOICES = click.Choice(["local", "processes", "dask"])
 
 
 # Library and experiment messages name parameters in backticks (`out_dir`); the command line shows its flags.
-FLAGS = {"out_dir": "--out", "config_path": "--config", "overrides": "--set", "executor": "--executor", "scheduler": "--scheduler",
+FLAGS = {"out_dir": "--out", "out": "--out", "config_path": "--config", "overrides": "--set", "executor": "--executor",
+         "scheduler": "--scheduler",
          "model_dir": "--model", "data_path": "--data", "array": "--array", "id_column": "--id-column", "lam": "--lam",
          "contamination": "--contamination", "force": "--force", "layers": "--layers", "penalty": "--penalty",
          "missing": "--missing"}
@@ -26,7 +34,7 @@ MISSING_OPTION = click.option(
 
 
 def as_flags(message):
-    """``\`out_dir\``` -> ``--out``, ``\`executor\`='local'`` -> ``--executor local`` in a library message."""
+    r"""``\`out_dir\``` -> ``--out``, ``\`executor\`='local'`` -> ``--executor local`` in a library message."""
     import re
 
     def flag(m):
@@ -43,7 +51,7 @@ def fail(message, code=2):
 
     Exit codes: 2 for a request refused before any work (bad options, config, data, an output
     location that is refused or cannot be written), 1 for a fault met while running (a write that
-    fails part-way, e.g. a full disk), 130 for an interruption.
+    fails part-way, e.g. a full disk, or a bug in rda), 130 for an interruption.
     """
     click.echo(f"rda: error: {' '.join(as_flags(message).split())}", err=True)
     sys.exit(code)
@@ -65,15 +73,12 @@ def packaged_config(name):
 
 
 def _load(experiment, config_path, overrides):
-    from .experiments.config import ConfigError, load_config
+    from .experiments.config import load_config
     from .experiments.runner import experiment_module
 
     module = experiment_module(experiment)
     path = Path(config_path) if config_path else packaged_config(experiment)
-    try:
-        return load_config(path, module.SCHEMA, overrides, module.post_check)
-    except ConfigError as exc:
-        fail(exc)
+    return load_config(path, module.SCHEMA, overrides, module.post_check)
 
 
 class _Progress:
@@ -140,21 +145,42 @@ class _Progress:
                 self.bar = None
 
 
+def report_error(exc):
+    """Exit with the line for ``exc``, an exception that ended a command (see the module docstring).
+    Called from an ``except`` block: with ``RDA_DEBUG=1`` a bug is re-raised there, traceback and all."""
+    from .errors import RdaError
+
+    if isinstance(exc, RdaError):
+        fail(exc)
+    if isinstance(exc, OSError):
+        fail_oserror(exc)
+    if os.environ.get("RDA_DEBUG", "") not in ("", "0"):
+        raise exc
+    click.echo(f"rda: error: a bug in rda: {type(exc).__name__}: {' '.join(str(exc).split())[:500]} "
+               "(run again with RDA_DEBUG=1 to see the traceback, and please report it)", err=True)
+    sys.exit(1)
+
+
+class _Group(click.Group):
+    """The command group: every exception a command raises ends as one line (:func:`report_error`)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise  # click's own: usage errors, --help, --version
+        except Exception as exc:
+            report_error(exc)
+
+
 def _guarded(call, progress, interrupted):
-    """``call()``, with every expected failure turned into one line and an exit status (see :func:`fail`);
-    the progress bar is closed in every case. ValueError covers ConfigError, DataError, TableError and
-    DetectError."""
+    """``call()``, the progress bar closed in every case (before any error line); an interruption exits
+    with the line ``interrupted`` and status 130. Other errors go on to :func:`report_error`."""
     try:
         return call()
     except KeyboardInterrupt as exc:  # an experiments.interrupt.Interrupted carries its own line and status
         progress.close()
         fail(getattr(exc, "message", interrupted), code=getattr(exc, "exit_code", 130))
-    except ValueError as exc:
-        progress.close()
-        fail(exc)
-    except OSError as exc:
-        progress.close()
-        fail_oserror(exc)
     finally:
         progress.close()
 
@@ -195,7 +221,7 @@ def _common_options(f):
     return f
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.version_option(__version__, prog_name="rda")
 def main():
     """Robust Deep Autoencoders (Zhou & Paffenroth, KDD 2017): reproduce the paper, find anomalies."""
@@ -244,12 +270,7 @@ def plot(run_dir):
     from .experiments.runner import replot
 
     invalid = []
-    try:
-        experiment, cells, figures = replot(run_dir, invalid)
-    except ValueError as exc:
-        fail(exc)
-    except OSError as exc:
-        fail_oserror(exc)
+    experiment, cells, figures = replot(run_dir, invalid)
     if invalid:
         names = ", ".join(f"{name} ({problem})" for name, problem in invalid[:5])
         more = f" and {len(invalid) - 5} more" if len(invalid) > 5 else ""
@@ -297,7 +318,8 @@ def detect(data_path, penalty, lam, contamination, layers, id_column, array_name
 
     Writes scores.csv (row,score,flagged,top_features; score > 0 means flagged; a flagged row's top features by
     share of its S row), L.npy and S.npy in the original units, imputed.npy (with missing cells), model/ (for
-    rda score), score_hist.png, top_rows.png and report.md.
+    rda score), score_hist.png, top_rows.png and report.md. With --penalty l21_cols the columns are what is
+    flagged (columns.csv: each column's S norm and flag); no row is.
     """
     from .detect import detect as run_detect
 
@@ -310,10 +332,13 @@ def detect(data_path, penalty, lam, contamination, layers, id_column, array_name
                                id_column=id_column, overrides=overrides, progress=progress, force=force,
                                array=array_name, missing=missing),
             progress, "interrupted; nothing was written")
+    if "flagged_columns" in info:  # a column penalty flags columns, not rows
+        flagged = f"{len(info['flagged_columns'])} of {info['n_features']} columns flagged"
+    else:
+        flagged = f"{info['n_flagged']} of {info['n_rows']} rows flagged"
     what = "columns" if penalty == "l21_cols" else "rows"
-    extra = f" ({len(info['flagged_columns'])} columns flagged)" if "flagged_columns" in info else ""
-    click.echo(f"rda detect: {info['n_flagged']} of {info['n_rows']} rows flagged{extra} at lambda={info['lam']:.4g} "
-               f"(threshold {info['threshold']:.4g}; {what} penalty {penalty}) -> {info['out_dir']}")
+    click.echo(f"rda detect: {flagged} at lambda={info['lam']:.4g} (threshold {info['threshold']:.4g}; {what} "
+               f"penalty {penalty}) -> {info['out_dir']}")
 
 
 @main.command()
@@ -335,15 +360,9 @@ def score(model_dir, data_path, array_name, out, force, missing):
     [0, 1], which the network cannot reconstruct, so they raise the score). If the model was fitted with an id
     column and the new CSV has it, its values name the rows; otherwise rows are numbered from 0.
     """
-    from .detect import DetectError, score as run_score
-    from .tabular import TableError
+    from .detect import score as run_score
 
-    try:
-        info = run_score(model_dir, data_path, out, force=force, array=array_name, missing=missing)
-    except (DetectError, TableError, ValueError) as exc:
-        fail(exc)
-    except OSError as exc:
-        fail_oserror(exc)
+    info = run_score(model_dir, data_path, out, force=force, array=array_name, missing=missing)
     click.echo(f"rda score: {info['n_flagged']} of {info['n_rows']} rows flagged -> {info['out']}")
 
 

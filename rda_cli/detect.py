@@ -1,18 +1,18 @@
 """``rda detect`` and ``rda score``: Robust Deep Autoencoders on the user's own tables.
 
 :func:`detect` reads a table (see :mod:`rda_cli.tabular`), scales it to [0, 1], chooses lambda,
-fits a :class:`~rda_cli.rda.RobustAutoencoder` and writes a result folder; :func:`score` applies a
+fits a :class:`~rda_cli.estimator.RobustAutoencoder` and writes a result folder; :func:`score` applies a
 saved model to new rows. Both check their whole input before training or writing anything, and
 :func:`detect` builds its folder under a temporary name next to the destination and renames it at
 the end, so a failure never leaves a half-written folder. This module is the service (options,
-lambda, fitting, scoring); :mod:`rda_cli.detect_report` writes the files and holds the rules on where
-they may be written. Errors name the function's parameters (``out_dir``, ``lam``); the command line
+lambda, fitting, scoring); :mod:`rda_cli.outputs` holds the rules on where files may be written and
+writes them, :mod:`rda_cli.detect_report` renders them. Errors name the function's parameters (``out_dir``, ``lam``); the command line
 shows its own flags instead.
 
 Choosing lambda
 ---------------
 Lambda sets the prox threshold (``lambda_scaling="paper"``: ``lambda * n_rows`` for l2,1,
-``10 * lambda / mu`` for l1; see :func:`~rda_cli.rda.effective_threshold`). A *group* is what the
+``10 * lambda / mu`` for l1; see :func:`~rda_cli.estimator.effective_threshold`). A *group* is what the
 penalty flags: a row (``l21_rows``, ``l1``: a row with any non-zero entry) or a column
 (``l21_cols``). A pilot fit of the plain autoencoder (same network and schedule, ``S = 0``) gives
 each group's residual statistic ``g`` (row or column norm of ``X - L``; for l1 a row's largest
@@ -42,7 +42,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .detect_report import check_out_dir, check_score_out, start_output, write_result, write_scores_file
+from .errors import DetectError
+from .outputs import check_out_dir, check_score_out, start_output, write_result, write_scores_file
+from .scoring import ROW_PENALTIES
 from .selection import MAX_FITS, group_statistics, knee_index, lambda_for_contamination, n_flagged_groups
 from .tabular import MinMaxScaler01, TableError, read_table
 
@@ -62,10 +64,6 @@ MAX_AUTO_BATCH = 1024  # ... up to this; beyond 262,144 rows an epoch visits a r
 TOP_FEATURES = 3  # features named per flagged row in scores.csv
 
 
-class DetectError(ValueError):
-    """A problem with the request (options, model folder), reported as one line."""
-
-
 # ---------------------------------------------------------------------------- options
 def _setting_fields():
     """The typed rules of the estimator settings ``overrides`` may change (the experiment configs' rules)."""
@@ -73,6 +71,7 @@ def _setting_fields():
     from .experiments.config import Field
 
     fields = {k: v for k, v in model_schema().items() if k not in RESERVED}
+    del fields["reinitialize"]  # true, false or "auto": the estimator's own check (estimator_params) decides
     fields.update(
         random_state=Field("int", 0, nullable=True, minimum=0, doc="seed"),
         warm_start=Field("bool", False),
@@ -87,7 +86,7 @@ def parse_overrides(items):
     import yaml
 
     from .experiments.config import ConfigError, validate_value
-    from .rda import RobustAutoencoder
+    from .estimator import RobustAutoencoder
 
     valid = sorted(RobustAutoencoder().get_params())
     out = {}
@@ -118,7 +117,7 @@ def parse_overrides(items):
 
 def parse_layers(text, width):
     """``"64,32"`` (hidden sizes) -> ``[width, 64, 32]``; None -> ``default_layers(width)``."""
-    from .rda import default_layers
+    from .estimator import default_layers
 
     if text is None or not str(text).strip():
         return default_layers(width)
@@ -142,7 +141,7 @@ def batch_size_for(n_rows):
 
 def top_features(shares, names, flagged, k=TOP_FEATURES):
     """``"f3:0.41;f17:0.22;..."`` for each flagged row: its ``k`` largest feature shares (from
-    :meth:`~rda_cli.rda.RobustAutoencoder.feature_contributions`, so they sum to at most 1), with the
+    :meth:`~rda_cli.estimator.RobustAutoencoder.feature_contributions`, so they sum to at most 1), with the
     table's column names, largest first, shares below 0.005 left out; ``""`` for the other rows."""
     out = [""] * len(shares)
     rows = np.flatnonzero(flagged)
@@ -155,7 +154,9 @@ def top_features(shares, names, flagged, k=TOP_FEATURES):
 
 def estimator_params(width, n_rows, penalty, layers=None, overrides=None):
     """The RobustAutoencoder settings of a detect run, validated (raises DetectError)."""
-    from .rda import RobustAutoencoder
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    from .estimator import RobustAutoencoder
 
     if penalty not in PENALTY_CHOICES:
         raise DetectError(f"`penalty` {penalty!r}: expected one of {', '.join(PENALTY_CHOICES)}")
@@ -166,7 +167,7 @@ def estimator_params(width, n_rows, penalty, layers=None, overrides=None):
     params.update(penalty=penalty, layers=parse_layers(layers, width), lam=0.0)
     try:
         RobustAutoencoder(**params)._validate_params()
-    except ValueError as exc:
+    except InvalidParameterError as exc:  # scikit-learn's parameter check: one line for the user
         raise DetectError(f"invalid setting: {exc}") from None
     return params
 
@@ -181,7 +182,7 @@ class _Fitter:
             progress(0, total, None)
 
     def __call__(self, lam, plain=False):
-        from .rda import RobustAutoencoder
+        from .estimator import RobustAutoencoder
 
         p = dict(self.params, lam=float(lam))
         if plain:  # the plain autoencoder through the same loop (S = 0)
@@ -194,9 +195,8 @@ class _Fitter:
 
 
 def _unit_threshold(X, params):
-    from .rda import effective_threshold
-
-    from .rda import fill_missing
+    from .estimator import effective_threshold
+    from .missing import fill_missing
 
     return effective_threshold(fill_missing(X), params["penalty"], 1.0, params.get("lambda_scaling", "paper")) or 1.0
 
@@ -233,8 +233,6 @@ def choose_by_knee(X, params, fit, n_grid=N_GRID):
 
 def default_out_dir(data_path):
     return Path("results") / "detect" / Path(data_path).stem
-
-
 
 
 # ---------------------------------------------------------------------------- detect
@@ -304,15 +302,15 @@ def _fit_and_write(table, params, data_path, out_dir, tmp, penalty, lam, contami
                "number-of-non-zero-groups vs log-lambda curve (the point farthest below the chord joining its ends)")
 
     shares, scores = model.feature_contributions(X, return_scores=True)
-    flagged = scores > 0
+    flagged = model.outlier_mask_  # the training rows: the fitted flags (none for a column penalty)
     top = top_features(shares, table.feature_names, flagged)
     L = scaler.inverse_transform(model.L_)
     S = scaler.inverse_scale(model.S_)
     col_rows = None
-    if penalty == "l21_cols":
+    if penalty == "l21_cols":  # a column penalty flags columns (model.column_mask_), not rows
         norms = np.linalg.norm(S, axis=0)
-        col_rows = [(table.feature_names[j], norms[j]) for j in np.argsort(-norms, kind="stable")
-                    if model.column_scores_[j] > 0]
+        col_rows = [(table.feature_names[j], float(norms[j]), bool(model.column_mask_[j]))
+                    for j in np.argsort(-norms, kind="stable")]
     info = {
         "data": str(data_path), "array": table.array_name, "n_rows": table.n_rows, "n_features": table.n_features, "penalty": penalty,
         "layers": model.layers_, "lam": chosen, "threshold": model.prox_threshold_, "how": how, "search": search,
@@ -323,7 +321,7 @@ def _fit_and_write(table, params, data_path, out_dir, tmp, penalty, lam, contami
         "lambda_scaling": model.lambda_scaling,
     }
     if col_rows is not None:
-        info["flagged_columns"] = [name for name, _ in col_rows]
+        info["flagged_columns"] = [name for name, _, flagged_col in col_rows if flagged_col]
 
     info["seconds"] = time.perf_counter() - t0
     imputed = np.where(np.isnan(table.X), L, table.X) if info["n_missing"] else None
@@ -334,7 +332,8 @@ def _fit_and_write(table, params, data_path, out_dir, tmp, penalty, lam, contami
 # ---------------------------------------------------------------------------- score
 def load_model(model_dir):
     """``(RobustAutoencoder, MinMaxScaler01)`` from a ``detect`` model folder (raises DetectError)."""
-    from .rda import RobustAutoencoder
+    from .estimator import RobustAutoencoder
+    from .persistence import ModelFileError
 
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
@@ -344,15 +343,10 @@ def load_model(model_dir):
         raise DetectError(f"`model_dir` {model_dir} is not a model folder written by rda detect "
                           f"(missing {', '.join(missing)})")
     scaler = MinMaxScaler01.load(model_dir / "scaler.json")
-    from .rda import ModelFileError
-
     try:
         model = RobustAutoencoder.load(model_dir)
-    except ModelFileError as exc:
+    except ModelFileError as exc:  # every damaged or untrusted file (see rda_cli.persistence)
         raise DetectError(f"`model_dir` {model_dir}: {exc}") from None
-    except Exception as exc:  # a damaged network file: report it on one line
-        raise DetectError(f"`model_dir` {model_dir}: cannot load the model ({type(exc).__name__}: "
-                          f"{' '.join(str(exc).split())[:200]})") from None
     if model.n_features_in_ != scaler.n_features:
         raise DetectError(f"`model_dir` {model_dir}: the scaler has {scaler.n_features} columns but the network "
                           f"{model.n_features_in_}")
@@ -421,14 +415,8 @@ def _scored_chunks(model, scaler, tables, summary):
                         for a, b in zip(table.feature_names, scaler.feature_names) if a != b)
             raise DetectError(f"{table.path}: the columns differ from the model's: {diff}")
         X = scaler.transform(table.X)
-        if table.n_rows == 1:
-            if model.penalty == "l21_cols":
-                raise DetectError(f"{table.path} has 1 data row; an l2,1-columns model needs at least 2 to score")
-            shares, scores = model.feature_contributions(np.vstack([X, X]), return_scores=True)  # rows are
-            shares, scores = shares[:1], scores[:1]  # scored independently
-        else:
-            shares, scores = model.feature_contributions(X, return_scores=True)
-        flagged = scores > 0
+        shares, scores = model.feature_contributions(X, return_scores=True)
+        flagged = scores > 0 if model.penalty in ROW_PENALTIES else np.zeros(len(scores), bool)
         names = scaler.feature_names or table.feature_names
         yield table.ids, table.id_name, summary["n_rows"], scores, flagged, top_features(shares, names, flagged)
         summary["n_rows"] += table.n_rows

@@ -1,40 +1,23 @@
-"""What ``rda detect`` and ``rda score`` write, and where they may write it.
+"""How ``rda detect`` and ``rda score`` results read: the text and figures of their files.
 
-The service (:mod:`rda_cli.detect`) chooses lambda, fits and scores; this module turns its results
-into files -- ``scores.csv``, ``report.md``, ``score_hist.png``, ``detect.json`` -- and holds the
-output-folder rules: a result folder is built under a temporary name and renamed at the end; an
-existing folder is replaced only if an earlier ``rda detect`` wrote it and the caller asked for it
-(see ``docs/reliability.md``).
+The service (:mod:`rda_cli.detect`) chooses lambda, fits and scores; this module renders its results
+-- ``scores.csv`` and ``columns.csv`` text, ``report.md``, ``score_hist.png``, ``top_rows.png`` -- and
+writes nothing else. Where files may be written, and the writing of a result folder, are
+:mod:`rda_cli.outputs`.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
-import os
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
-from .safeio import replace_dir
+__all__ = ["TOP_ROWS", "scores_csv", "columns_csv", "histogram", "top_rows_chart", "report_markdown"]
 
-__all__ = ["MARKER", "OUTPUT_NAMES", "TOP_ROWS", "scores_csv", "histogram", "report_markdown", "write_result",
-           "check_out_dir", "start_output", "is_scores_file", "check_score_out", "write_scores_file"]
-
-MARKER = "detect.json"  # the file that says a folder holds an rda detect result
-OUTPUT_NAMES = frozenset({"scores.csv", "L.npy", "S.npy", "imputed.npy", "model", "score_hist.png", "top_rows.png",
-                          "report.md", MARKER})
 TOP_ROWS = 20
 CHART_ROWS = 6  # flagged rows drawn in top_rows.png
 CHART_FEATURES = 8  # bars per row
-
-
-def _error(message):
-    from .detect import DetectError
-
-    return DetectError(message)
 
 
 def fmt(v):
@@ -79,7 +62,20 @@ def top_rows_chart(path, ids, scores, flagged, shares, names):
     return True
 
 
-def histogram(path, scores, title):
+def columns_csv(col_rows):
+    """``column,s_norm,flagged`` per column (``col_rows``: ``(name, S column norm, flagged)``), as CSV text."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["column", "s_norm", "flagged"])
+    for name, norm, flagged in col_rows:
+        w.writerow([name, fmt(norm), int(flagged)])
+    return buf.getvalue()
+
+
+def histogram(path, scores, flagged, title, rows_flagged=True):
+    """The score histogram (log counts), flagged rows in red; returns the Figure's drawn data as
+    ``{label: counts}`` (for tests). ``rows_flagged=False`` (a column penalty): one histogram of the
+    residual row norms, no flagging boundary."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -87,13 +83,19 @@ def histogram(path, scores, title):
 
     fig, ax = plt.subplots(figsize=(7, 4))
     try:
-        s = np.asarray(scores, dtype=float)
-        ax.hist(s[s <= 0], bins=40, color="tab:blue", alpha=0.8, label=f"not flagged ({int((s <= 0).sum())})")
-        if (s > 0).any():
-            ax.hist(s[s > 0], bins=40, color="tab:red", alpha=0.8, label=f"flagged ({int((s > 0).sum())})")
-        ax.axvline(0, color="k", ls="--", lw=1, label="flagging boundary (score 0)")
+        s, f = np.asarray(scores, dtype=float), np.asarray(flagged, dtype=bool)
+        groups = [(s[~f], "tab:blue", f"not flagged ({int((~f).sum())})")]
+        if f.any():
+            groups.append((s[f], "tab:red", f"flagged ({int(f.sum())})"))
+        drawn = {}
+        for values, color, label in groups:
+            drawn[label] = ax.hist(values, bins=40, color=color, alpha=0.8, label=label)[0]
+        if rows_flagged:
+            ax.axvline(0, color="k", ls="--", lw=1, label="flagging boundary (score 0)")
+            ax.set_xlabel("score (> 0: flagged, the norm of the row of S; <= 0: how far the row is below the threshold)")
+        else:
+            ax.set_xlabel("score: the residual row norm ||x - l|| (a column penalty flags columns, not rows)")
         ax.set_yscale("log")
-        ax.set_xlabel("score (> 0: flagged, the norm of the row of S; <= 0: how far the row is below the threshold)")
         ax.set_ylabel("rows (log scale)")
         ax.set_title(title, fontsize=10)
         ax.legend(fontsize=8)
@@ -101,6 +103,7 @@ def histogram(path, scores, title):
         fig.savefig(path, dpi=120, bbox_inches="tight")
     finally:
         plt.close(fig)
+    return drawn
 
 
 def report_markdown(info, ids, id_name, scores, flagged, col_rows, top=None, chart=False):
@@ -118,7 +121,9 @@ def report_markdown(info, ids, id_name, scores, flagged, col_rows, top=None, cha
         f"- **lambda = {info['lam']:.6g}** ({info['lambda_scaling']} scaling) -> prox threshold "
         f"{info['threshold']:.6g} in [0, 1]-scaled units",
         f"- lambda chosen by: {info['how']}",
-        f"- flagged: **{info['n_flagged']} of {info['n_rows']} rows** ({info['n_flagged'] / info['n_rows']:.1%})",
+        (f"- flagged: **{len(info['flagged_columns'])} of {info['n_features']} columns** (a column penalty flags "
+         "columns, not rows)" if col_rows is not None else
+         f"- flagged: **{info['n_flagged']} of {info['n_rows']} rows** ({info['n_flagged'] / info['n_rows']:.1%})"),
         f"- fits: {info['fits']}, {info['seconds']:.1f} s",
     ]
     if info.get("n_missing"):
@@ -134,8 +139,10 @@ def report_markdown(info, ids, id_name, scores, flagged, col_rows, top=None, cha
             lines.append(f"| {i + 1} | {s['lam']:.6g}{mark} | {s['threshold']:.4g} | {s['flagged']} |")
         lines.append("")
     lines += ["## scores", "",
-              "Score of a row: the norm of its row of S (scaled units) when flagged, else its residual "
-              "norm minus the threshold (<= 0), so every row is ranked.", "",
+              ("Score of a row: its residual norm ||x - l|| (scaled units); the column penalty flags no row."
+               if col_rows is not None else
+               "Score of a row: the norm of its row of S (scaled units) when flagged, else its residual "
+               "norm minus the threshold (<= 0), so every row is ranked."), "",
               "![score histogram](score_hist.png)", "",
               f"## top {min(TOP_ROWS, len(scores))} rows by score", "",
               f"| {id_name or 'row'} | score | flagged | top features (share) |", "|---|---|---|---|"]
@@ -148,140 +155,10 @@ def report_markdown(info, ids, id_name, scores, flagged, col_rows, top=None, cha
     if col_rows is not None:
         lines += ["", "## flagged columns (l2,1 over columns)", "", "| column | S column norm (original units) |",
                   "|---|---|"]
-        lines += [f"| {name} | {fmt(v)} |" for name, v in col_rows] or ["| (none) | |"]
+        lines += [f"| {name} | {fmt(v)} |" for name, v, flagged_col in col_rows if flagged_col] or ["| (none) | |"]
+        lines += ["", "Every column's S norm and flag: `columns.csv`."]
     lines += ["", "Files: `scores.csv` (row, score, flagged, top_features), `L.npy` and `S.npy` (original units: "
               "X ~ L + S), `model/` (the network plus `scaler.json`; score new rows with "
               "`rda score --model <this folder>/model --data FILE`)."]
     return "\n".join(lines) + "\n"
 
-
-def check_out_dir(out_dir, data_path, force=False):
-    """Refuse (DetectError, before any work) an output folder whose replacement could lose the user's files.
-
-    A new or empty folder is fine. An existing folder is replaced only with ``force`` and only if it
-    holds an earlier ``rda detect`` result (its ``detect.json``) and nothing else; never the current
-    folder or one above it, never a folder holding the input file, never a path under a regular file.
-    """
-    from .safeio import check_parent_is_folder, is_within
-
-    out = Path(out_dir)
-    if is_within(Path.cwd(), out):
-        raise _error(f"`out_dir` {out} is the current folder or a folder above it; it is never replaced: "
-                          "name a new folder")
-    if is_within(data_path, out):
-        raise _error(f"`out_dir` {out} holds the input file {data_path}; it is never replaced: name a new folder")
-    try:
-        check_parent_is_folder(out)
-    except NotADirectoryError as exc:
-        raise _error(f"`out_dir` {out}: {exc.filename} is a file, not a folder") from None
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise _error(f"`out_dir` {out} exists and is not a folder")
-    entries = sorted(p.name for p in out.iterdir())
-    if not entries:
-        return
-    if MARKER not in entries:
-        raise _error(f"`out_dir` {out} is a folder that rda detect did not write (no {MARKER} in it); nothing was "
-                          "changed: name a new or empty folder")
-    if not force:
-        raise _error(f"`out_dir` {out} holds an earlier rda detect result; pass `force` to replace it, or name "
-                          "a new folder")
-    foreign = [n for n in entries if n not in OUTPUT_NAMES]
-    if foreign:
-        raise _error(f"`out_dir` {out} also holds files rda detect did not write ({', '.join(foreign[:3])}"
-                          f"{', ...' if len(foreign) > 3 else ''}); it is not replaced, even with `force`")
-
-
-def start_output(out_dir):
-    """Create the temporary folder the results are built in, next to ``out_dir`` (this proves the location
-    writable before any training); returns ``(tmp, created_parents)``."""
-    from .safeio import make_dirs, remove_dirs_if_empty
-
-    created = make_dirs(out_dir.parent)
-    try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-    except BaseException:
-        remove_dirs_if_empty(created)
-        raise
-    return tmp, created
-
-
-def is_scores_file(path):
-    """Whether ``path`` starts with the header of a scores file rda wrote (``<id>,score,flagged``)."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            header = fh.readline(4096).rstrip("\r\n").split(",")
-    except (OSError, UnicodeDecodeError):
-        return False
-    return len(header) >= 3 and header[1:3] == ["score", "flagged"]
-
-
-def check_score_out(out, data_path, model_dir, force=False):
-    """Refuse (DetectError) an ``rda score`` output that would replace the user's files: the input file, a
-    folder, anything in the model folder; another existing file only if it is a scores file rda wrote, or
-    with ``force``."""
-    from .safeio import check_parent_is_folder, is_within
-
-    out = Path(out)
-    if out.is_dir():
-        raise _error(f"`out_dir` {out} is a folder; give a file name such as {out / 'scores.csv'}")
-    if Path(data_path).exists() and is_within(out, data_path):
-        raise _error(f"`out_dir` {out} is the input file; it is never overwritten: name another file")
-    if (Path(model_dir) / "params.json").is_file() and is_within(out, model_dir):
-        raise _error(f"`out_dir` {out} is inside the model folder {model_dir}; name a file elsewhere")
-    try:
-        check_parent_is_folder(out)
-    except NotADirectoryError as exc:
-        raise _error(f"`out_dir` {out}: {exc.filename} is a file, not a folder") from None
-    if out.exists() and not force and not is_scores_file(out):
-        raise _error(f"`out_dir` {out} exists and is not a scores file rda wrote; pass `force` to replace it, "
-                          "or name another file")
-
-
-def write_result(tmp, out_dir, info, table, scores, flagged, L, S, model, scaler, col_rows, top=None, shares=None,
-                 imputed=None):
-    """Write every file of a detect result into ``tmp`` (the model included), then rename it to ``out_dir``.
-    ``top``/``shares``: the flagged rows' top features and every row's feature shares; ``imputed``: the
-    table with its missing cells filled in (None when none are missing)."""
-    (tmp / "scores.csv").write_text(scores_csv(table.ids, info["id_column"], scores, flagged, top))
-    np.save(tmp / "L.npy", L)
-    np.save(tmp / "S.npy", S)
-    if imputed is not None:
-        np.save(tmp / "imputed.npy", imputed)
-    chart = shares is not None and top_rows_chart(tmp / "top_rows.png", table.ids, scores, flagged, shares,
-                                                  table.feature_names)
-    model.save(tmp / "model")
-    scaler.save(tmp / "model" / "scaler.json")
-    histogram(tmp / "score_hist.png", scores,
-              f"rda detect: {Path(info['data']).name}, lambda = {info['lam']:.4g}")
-    (tmp / "report.md").write_text(report_markdown(info, table.ids, info["id_column"], scores, flagged, col_rows,
-                                                   top, chart))
-    (tmp / MARKER).write_text(json.dumps(info, indent=1, default=float))
-    replace_dir(tmp, out_dir)
-
-
-def write_scores_file(out, chunks):
-    """Write a scores CSV atomically (temporary file, rename); folders it had to create are removed on failure.
-
-    ``chunks`` yields ``(ids, id_name, first_row, scores, flagged, top)`` per chunk of rows, written as
-    they come (the header from the first); returns the id column's name (None: rows numbered)."""
-    from .safeio import make_dirs, remove_dirs_if_empty
-
-    out = Path(out)
-    created = make_dirs(out.parent)
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-        id_name = None
-        with os.fdopen(fd, "w") as fh:
-            for k, (ids, id_name_k, start, scores, flagged, top) in enumerate(chunks):
-                id_name = id_name_k if k == 0 else id_name
-                fh.write(scores_csv(ids, id_name, scores, flagged, top, start, header=k == 0))
-        os.replace(tmp, out)
-        return id_name
-    except BaseException:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
-        remove_dirs_if_empty(created)
-        raise

@@ -1,6 +1,6 @@
 """Progress inside a fit, for whoever is listening (the command line's progress bar).
 
-:func:`fit_alternating <rda_cli.rda.fit_alternating>` calls :func:`outer_iteration` after each
+:func:`~rda_cli.solver.alternate` calls :func:`outer_iteration` after each
 outer iteration. By default nobody listens and the call costs nothing; :func:`listening` installs
 a listener for the current thread or task only (a context variable), so importing or using the
 library changes nothing global.

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-__all__ = ["l1_shrink", "l21_shrink", "penalty_value"]
+__all__ = ["l1_shrink", "l21_shrink", "penalty_value", "prox_threads"]
 
 # Passes over large arrays are split into row blocks run on a few threads (numpy releases the
 # GIL in its loops); below this many elements one thread is faster. Within a thread, rows go in
@@ -21,8 +21,23 @@ __all__ = ["l1_shrink", "l21_shrink", "penalty_value"]
 # its norms has just left it in cache: one trip through memory instead of two.
 _PARALLEL_MIN_SIZE = 1 << 20
 _CHUNK_BYTES = 1 << 21
-_THREADS = max(1, min(4, os.cpu_count() or 1))
+_MAX_THREADS = 4
 _pool = None
+
+
+def prox_threads():
+    """Threads for a large pass: at most 4, the cores this process may run on
+    (``os.sched_getaffinity``), and the per-process limit ``OMP_NUM_THREADS`` when set -- the
+    variable the process executor sets in each worker (:func:`~rda_cli.experiments.executors.limit_threads`),
+    so N workers on N cores run one prox thread each."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - no affinity on this platform
+        cores = os.cpu_count() or 1
+    limit = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if limit.isdigit() and int(limit) > 0:
+        cores = min(cores, int(limit))
+    return max(1, min(_MAX_THREADS, cores))
 
 
 def _by_row_blocks(fn, n_rows, size, row_bytes):
@@ -34,12 +49,13 @@ def _by_row_blocks(fn, n_rows, size, row_bytes):
         for start in range(a, b, step):
             fn(start, min(start + step, b))
 
-    if _THREADS == 1 or size < _PARALLEL_MIN_SIZE or n_rows < 2 * _THREADS:
+    threads = prox_threads() if size >= _PARALLEL_MIN_SIZE else 1
+    if threads == 1 or n_rows < 2 * threads:
         share(0, n_rows)
         return
     if _pool is None:
-        _pool = ThreadPoolExecutor(_THREADS, thread_name_prefix="rda-prox")
-    bounds = np.linspace(0, n_rows, _THREADS + 1).astype(int)
+        _pool = ThreadPoolExecutor(_MAX_THREADS, thread_name_prefix="rda-prox")
+    bounds = np.linspace(0, n_rows, threads + 1).astype(int)
     for future in [_pool.submit(share, a, b) for a, b in zip(bounds[:-1], bounds[1:])]:
         future.result()
 

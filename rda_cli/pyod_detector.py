@@ -3,11 +3,11 @@
 :class:`RDA` subclasses PyOD's ``BaseDetector``, so it goes wherever PyOD detectors go: ``fit``,
 ``decision_function``, ``predict``, ``predict_proba``, ``predict_confidence``, PyOD's score
 combination (``pyod.models.combination``) and its ensembles (``LSCP``, ``FeatureBagging``), and
-scikit-learn's ``clone`` / ``get_params``. It wraps a :class:`~rda_cli.rda.RobustAutoencoder`
+scikit-learn's ``clone`` / ``get_params``. It wraps a :class:`~rda_cli.estimator.RobustAutoencoder`
 (``detector_``) fitted on the data min-max scaled to [0, 1] (the network's sigmoid output range).
 
-PyOD is an optional dependency (``pip install rda[pyod]``); importing this module without it raises
-ImportError.
+PyOD is an optional dependency (``pip install "rda-cli[pyod]"``); importing this module without it
+raises ImportError saying so.
 
 How ``contamination`` is used
 -----------------------------
@@ -17,18 +17,24 @@ estimator's search (:func:`~rda_cli.selection.lambda_for_contamination`) finds a
 about that fraction of the training rows. With ``lam`` given, ``lam`` decides and
 ``contamination`` only feeds PyOD's confidence and rejection formulas. Either way
 ``threshold_ = 0.0`` and ``labels_ == (decision_scores_ > threshold_)``: the flagged rows are those
-of ``S``. The plain autoencoder (``penalty=None``) has no ``S``; it takes PyOD's usual rule
-(``threshold_`` at the ``1 - contamination`` quantile of the training scores).
+of ``S``. A model that flags no rows -- the plain autoencoder (``penalty=None``) and the column
+penalty ``l21_cols``, which flags columns (``detector_.column_mask_``) -- scores rows by their
+residual norm and takes PyOD's usual rule (``threshold_`` at the ``1 - contamination`` quantile of
+the training scores).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from pyod.models.base import BaseDetector
+try:
+    from pyod.models.base import BaseDetector
+except ImportError as exc:  # pragma: no cover - PyOD is installed with the test extra
+    raise ImportError('rda_cli.pyod_detector needs PyOD: pip install "rda-cli[pyod]"') from exc
 from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted
 
-from .rda import RobustAutoencoder
+from .estimator import RobustAutoencoder
+from .scoring import ROW_PENALTIES
 from .tabular import MinMaxScaler01
 
 __all__ = ["RDA"]
@@ -44,13 +50,13 @@ class RDA(BaseDetector):
     lam : float or None, default=None
         The penalty weight; None: found from ``contamination``.
     penalty : {"l21_rows", "l1", "l21_cols"} or None, default="l21_rows"
-        As for :class:`~rda_cli.rda.RobustAutoencoder` (``l21_cols``: ``contamination`` is then a
+        As for :class:`~rda_cli.estimator.RobustAutoencoder` (``l21_cols``: ``contamination`` is then a
         fraction of the columns).
     hidden_layers : tuple of int or None, default=None
         Hidden layer sizes, e.g. ``(64, 32)``; None: about 1/2 and 1/4 of the input width
-        (:func:`~rda_cli.rda.default_layers`).
+        (:func:`~rda_cli.estimator.default_layers`).
     outer_iterations, inner_epochs, batch_size, learning_rate, lambda_scaling, tied, reinitialize
-        As for :class:`~rda_cli.rda.RobustAutoencoder`; the defaults are ``rda detect``'s short
+        As for :class:`~rda_cli.estimator.RobustAutoencoder`; the defaults are ``rda detect``'s short
         schedule (10 x 10 epochs, continued training).
     preprocessing : bool, default=True
         Min-max scale each column to [0, 1] with the training data's range (NaN ignored) before the
@@ -76,7 +82,7 @@ class RDA(BaseDetector):
     Notes
     -----
     Missing values (NaN) are accepted in ``fit`` and ``decision_function``
-    (see :class:`~rda_cli.rda.RobustAutoencoder`).
+    (see :class:`~rda_cli.estimator.RobustAutoencoder`).
     """
 
     def __init__(self, contamination=0.1, lam=None, penalty="l21_rows", hidden_layers=None,
@@ -125,7 +131,7 @@ class RDA(BaseDetector):
         self.lam_ = self.detector_.lam_
         self.decision_scores_ = self.detector_.decision_function(Xs)
         self._process_decision_scores()  # PyOD's quantile rule, and what predict_proba(method="unify") uses
-        if self.penalty is not None:  # the rows S flags instead (module docstring)
+        if self.penalty in ROW_PENALTIES:  # the rows S flags instead (module docstring)
             self.threshold_ = 0.0
             self.labels_ = (self.decision_scores_ > self.threshold_).astype(int)
         return self
@@ -137,6 +143,6 @@ class RDA(BaseDetector):
 
     def feature_contributions(self, X):
         """Each feature's share of each row's anomaly
-        (:meth:`~rda_cli.rda.RobustAutoencoder.feature_contributions`, on the scaled data)."""
+        (:meth:`~rda_cli.estimator.RobustAutoencoder.feature_contributions`, on the scaled data)."""
         check_is_fitted(self, ["detector_"])
         return self.detector_.feature_contributions(self._scaled(X))

@@ -180,11 +180,11 @@ def lambda_for_contamination(X, fraction, fit, penalty, unit_threshold, max_fits
         The data the fits are on (NaN at missing entries).
     fraction : float in (0, 0.5)
     fit : callable
-        ``fit(lam, plain=False)`` returns a fitted :class:`~rda_cli.rda.RobustAutoencoder` with that
+        ``fit(lam, plain=False)`` returns a fitted :class:`~rda_cli.estimator.RobustAutoencoder` with that
         lambda (``plain``: the plain autoencoder, ``penalty=None``, same network and schedule).
     penalty : {"l21_rows", "l1", "l21_cols"}
     unit_threshold : float
-        The prox threshold that lambda 1 stands for on ``X`` (:func:`~rda_cli.rda.effective_threshold`).
+        The prox threshold that lambda 1 stands for on ``X`` (:func:`~rda_cli.estimator.effective_threshold`).
     max_fits : int, default=8
 
     Returns

@@ -8,8 +8,8 @@ with less per-call overhead. The models stay independent: the loss is the sum of
 squared errors, so each model's gradient is its own, and Adam works element by element; each
 model draws its own weights and mini-batch order from its own seed, as a single fit would.
 
-:func:`fit_lambda_path` runs the alternating algorithm of :class:`~rda_cli.rda.RobustAutoencoder`
-for all K lambdas in lockstep, through the loop of a single fit (:func:`~rda_cli.rda.fit_alternating`),
+:func:`fit_lambda_path` runs the alternating algorithm of :class:`~rda_cli.estimator.RobustAutoencoder`
+for all K lambdas in lockstep, through the loop of a single fit (:func:`~rda_cli.estimator.fit_alternating`),
 and returns K fitted ``RobustAutoencoder`` objects, as K separate fits with the same seed would (up
 to floating-point rounding: the batched products add in another order). A model that meets the stopping rule keeps the state it stopped in, while the others go on.
 """
@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from .autoencoder import DeepAutoencoder, reset_optimizer_state  # first: imports TensorFlow (see _process)
-from .rda import RobustAutoencoder, fit_alternating, start_fits
+from .estimator import RobustAutoencoder, fit_alternating, start_fits
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402

@@ -7,7 +7,7 @@ weights, mean squared error, ``AdamOptimizer.minimize``), one ``Session.run`` pe
 Python loop, every variable re-initialised at the start of each outer iteration, the reconstruction
 in one ``Session.run``, and the l2,1 shrink of rows with a Python loop over the entries of the rows
 that survive. The alternating loop and stopping rule are the paper's (section 4.1), as in
-``rda_cli.rda``. Written for this benchmark; it imports nothing of ``rda_cli`` but the data loader.
+``rda_cli.solver``. Written for this benchmark; it imports nothing of ``rda_cli`` but the data loader.
 
 Usage: python scripts/authors_style.py OUTER INNER [LAMBDA]   (prints one JSON line: times and F1)
 """

@@ -356,7 +356,7 @@ def _fresh_child(outer, inner, jit):
     t_start = time.perf_counter()
     from rda_cli import RobustAutoencoder
     from rda_cli import autoencoder as ae
-    from rda_cli import rda as rda_module
+    from rda_cli import solver
     from rda_cli.data import load_mnist, outlier_mix
 
     import tensorflow  # noqa: F401
@@ -365,17 +365,17 @@ def _fresh_child(outer, inner, jit):
     X_mix, _, truth = outlier_mix(X, y)
     t_data = time.perf_counter() - t_start - t_import
     spent = {"train": [], "prox": [], "record": []}
-    for cls, name, key in ((ae.AutoencoderTrainer, "train", "train"), (rda_module.RobustAutoencoder, "_prox", "prox"),
-                           (rda_module.RobustAutoencoder, "_record", "record")):
-        original = getattr(cls, name)
+    for owner, name, key in ((ae.AutoencoderTrainer, "train", "train"), (solver.SparsePart, "prox", "prox"),
+                             (solver, "record", "record")):
+        original = getattr(owner, name)
 
-        def timed(self, *a, _original=original, _key=key, **k):
+        def timed(*a, _original=original, _key=key, **k):
             t = time.perf_counter()
-            out = _original(self, *a, **k)
+            out = _original(*a, **k)
             spent[_key].append(time.perf_counter() - t)
             return out
 
-        setattr(cls, name, timed)
+        setattr(owner, name, timed)
     if jit != "auto":
         init = ae.AutoencoderTrainer.__init__
         ae.AutoencoderTrainer.__init__ = lambda self, *a, **k: init(self, *a, **dict(k, jit_compile=jit == "1"))
@@ -386,7 +386,8 @@ def _fresh_child(outer, inner, jit):
     train = spent["train"]
     from rda_cli.experiments.outliers import flag_metrics
     print(json.dumps({
-        "who": "rda", "jit_compile": jit, "xla": model._use_xla(model._trainer(), X_mix.shape[0]),
+        "who": "rda", "jit_compile": jit, "xla": model._use_xla(ae.cached_trainer(model.layers_, True, model.learning_rate, model.batch_size),
+                              X_mix.shape[0]),
         "import_s": t_import, "data_s": t_data, "fit_s": t_fit,
         "first_train_call_s": train[0], "later_train_calls_s": sum(train[1:]), "prox_s": sum(spent["prox"]),
         "history_s": sum(spent["record"]),
@@ -434,6 +435,7 @@ def outer_iteration_fraction(roof, outer=12, inner=5):
     """Throughput of whole outer iterations of a fit (training, reconstruction, prox, history) and of the
     trainer alone, both XLA-compiled, as fractions of the roofline measured around each."""
     from rda_cli import RobustAutoencoder
+    from rda_cli import autoencoder as ae_module
     from rda_cli.data import load_mnist, outlier_mix
 
     X, y = load_mnist(os.environ.get("RDA_DATA_DIR"))
@@ -444,7 +446,7 @@ def outer_iteration_fraction(roof, outer=12, inner=5):
     def fit():
         m = RobustAutoencoder(layers=layers, lam=0.00095, outer_iterations=outer, inner_epochs=inner, tol=0,
                               reinitialize=True, random_state=0).fit(X)
-        assert m._use_xla(m._trainer(), n)
+        assert m._use_xla(ae_module.cached_trainer(layers, True, m.learning_rate, m.batch_size), n)
         return min(h["seconds"] for h in m.history_[1:])  # the first one compiles
 
     seconds, peak = roof.around(fit)

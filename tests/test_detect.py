@@ -351,3 +351,76 @@ def test_detect_and_score_with_missing_cells(tmp_path):
     res = invoke("score", "--model", tmp_path / "run" / "model", "--data", tmp_path / "m.csv", "--out",
                  tmp_path / "s2.csv", "--missing", "refuse")
     assert_one_line_error(res, "empty cell")
+
+
+# ------------------------------------------------------------------ the other penalties, end to end
+def test_detect_and_score_with_the_l1_penalty(tmp_path):
+    """Single bad cells: flagged rows are those with a non-zero cell of S; score reads the model back."""
+    X, _ = source(300, sample_seed=31)
+    rng = np.random.default_rng(5)
+    bad = rng.choice(len(X), 15, replace=False)
+    cols = rng.integers(0, D, size=15)
+    lo, hi = X.min(axis=0), X.max(axis=0)
+    for i, c in zip(bad, cols):  # one cell per bad row flipped to the far end of its column's range
+        X[i, c] = lo[c] if X[i, c] > (lo[c] + hi[c]) / 2 else hi[c]
+    data = write_csv(tmp_path / "cells.csv", X)
+    res = invoke("detect", "--data", data, "--penalty", "l1", "--out", tmp_path / "run", *FAST)
+    assert res.exit_code == 0, res.output
+    assert "rows flagged" in res.output and "rows penalty l1" in res.output
+    header, rows = read_scores(tmp_path / "run" / "scores.csv")
+    flagged = np.array([int(r[2]) for r in rows]) == 1
+    scores = np.array([float(r[1]) for r in rows])
+    assert np.array_equal(flagged, scores > 0)
+    truth = np.zeros(len(X), bool)
+    truth[bad] = True
+    assert roc_auc_score(truth, scores) >= 0.9
+    S = np.load(tmp_path / "run" / "S.npy")
+    np.testing.assert_array_equal(flagged, (S != 0).any(axis=1))
+    # the planted cell is the top feature of its flagged row
+    hits = [rows[i][3].split(":")[0] == f"f{c}" for i, c in zip(bad, cols) if flagged[i]]
+    assert hits and np.mean(hits) >= 0.8, hits
+    assert not (tmp_path / "run" / "columns.csv").exists()
+    out = tmp_path / "scored.csv"
+    res = invoke("score", "--model", tmp_path / "run" / "model", "--data", data, "--out", out)
+    assert res.exit_code == 0, res.output
+    assert f"{int(flagged.sum())} of {len(X)} rows flagged" in res.output
+    _, again = read_scores(out)
+    np.testing.assert_allclose([float(r[1]) for r in again], scores, rtol=1e-4, atol=1e-5)
+
+
+def test_detect_and_score_with_the_l21_cols_penalty(tmp_path):
+    """Corrupted columns: the columns are flagged (report, columns.csv), no row is; score ranks rows by
+    their residual norm."""
+    X, _ = source(300, sample_seed=32)
+    rng = np.random.default_rng(6)
+    X[:, [4, 11]] = SHIFT[[4, 11]] + SCALE[[4, 11]] * rng.random((len(X), 2)) * 3
+    data = write_csv(tmp_path / "cols.csv", X)
+    res = invoke("detect", "--data", data, "--penalty", "l21_cols", "--contamination", 0.1, "--out", tmp_path / "run",
+                 *FAST, "--set", "reinitialize=auto")
+    assert res.exit_code == 0, res.output
+    run = tmp_path / "run"
+    with open(run / "columns.csv", newline="") as fh:
+        table = list(csv.DictReader(fh))
+    flagged_cols = [r["column"] for r in table if r["flagged"] == "1"]
+    assert len(table) == D and set(flagged_cols[:2]) == {"f4", "f11"}  # the corrupted ones, largest S norms first
+    n_cols = len(flagged_cols)
+    assert n_cols <= 3  # contamination 0.1 of 20 columns: 2, within the search's tolerance of 1
+    assert f"{n_cols} of {D} columns flagged" in res.output
+    report = (run / "report.md").read_text()
+    assert f"**{n_cols} of {D} columns**" in report and "| f4 |" in report and "| f11 |" in report
+    info = json.loads((run / "detect.json").read_text())
+    assert info["reinitialize"] == "auto" and info["n_flagged"] == 0
+    assert set(info["flagged_columns"]) == {r["column"] for r in table if r["flagged"] == "1"}
+    _, rows = read_scores(run / "scores.csv")
+    assert all(r[2] == "0" for r in rows)  # a column penalty flags no row
+    scores = np.array([float(r[1]) for r in rows])
+    assert (scores > 0).all()  # residual norms
+    out = tmp_path / "scored.csv"
+    res = invoke("score", "--model", run / "model", "--data", data, "--out", out)
+    assert res.exit_code == 0, res.output
+    assert f"0 of {len(X)} rows flagged" in res.output
+    _, again = read_scores(out)
+    np.testing.assert_allclose([float(r[1]) for r in again], scores, rtol=1e-4)
+    np.save(tmp_path / "one.npy", X[:1])  # a single row is scored too
+    res = invoke("score", "--model", run / "model", "--data", tmp_path / "one.npy", "--out", out)
+    assert res.exit_code == 0, res.output

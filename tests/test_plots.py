@@ -1,4 +1,5 @@
-"""Figures from synthetic cells: files are written, are PNGs, and partial runs don't crash."""
+"""Figures from synthetic cells: what each figure shows (read back from the Figure before it is saved),
+that the files are PNGs, and that partial runs don't crash."""
 
 import json
 from pathlib import Path
@@ -109,17 +110,94 @@ def _check(paths, names):
         assert len(data) > 10_000, (p.name, len(data))
 
 
-def test_denoise_full(tmp_path):
+@pytest.fixture
+def drawn(monkeypatch):
+    """``{file name: matplotlib Figure}`` of every figure written: each figure module's ``_save`` is
+    wrapped, so the Figure can be read back (its axes, lines and images) after the call."""
+    from rda_cli.experiments.figures import _shared, denoise, outliers
+
+    figures = {}
+    original = _shared._save
+
+    def recording(fig, path):
+        figures[Path(path).name] = fig
+        return original(fig, path)
+
+    for module in (_shared, denoise, outliers):
+        monkeypatch.setattr(module, "_save", recording)
+    return figures
+
+
+def _line(ax, label):
+    (line,) = [ln for ln in ax.get_lines() if ln.get_label() == label]
+    return line.get_xdata(), line.get_ydata()
+
+
+def _assert_convergence_shows(fig, cells):
+    """Both panels: a cell's objective, and its c1 and c2, per outer iteration, for each line drawn."""
+    ax_o, ax_c = fig.axes[:2]
+    histories = {}
+    for c in cells:
+        if c.get("history"):
+            histories.setdefault(f"λ={c['lam']:g}", []).append(c["history"])
+    shown = [ln for ln in ax_o.get_lines() if ln.get_label() in histories]
+    assert shown
+    c_lines = {ln.get_label(): ln for ln in ax_c.get_lines() if ln.get_linestyle() == "-"}  # c1 is solid
+    for ln in shown:
+        (h,) = [h for h in histories[ln.get_label()] if np.allclose(ln.get_ydata(), [r["objective"] for r in h])]
+        np.testing.assert_allclose(ln.get_xdata(), [r["iteration"] for r in h])
+        np.testing.assert_allclose(c_lines[ln.get_label()].get_ydata(), [r["c1"] for r in h])
+
+
+def test_denoise_full(tmp_path, drawn):
     cells = make_denoise_run(tmp_path)
     paths = denoise_figures(tmp_path, cells)
     _check(paths, ["heatmap.png", "examples.png", "convergence.png"])
     assert all(p.parent == tmp_path for p in paths)
+    # the heatmap's cells: AE error minus RDA error per (lambda, k), lambdas up, k across
+    ae = {c["k"]: c["error"] for c in cells if c["kind"] == "ae"}
+    expect = np.array([[ae[k] - next(c["error"] for c in cells if c["kind"] == "rda" and c["k"] == k
+                                     and c["lam"] == lam) for k in KS] for lam in LAMS])
+    (image,) = drawn["heatmap.png"].axes[0].get_images()
+    np.testing.assert_allclose(np.ma.filled(image.get_array(), np.nan), expect)
+    ax = drawn["heatmap.png"].axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == [str(k) for k in KS]
+    assert [t.get_text() for t in ax.get_yticklabels()] == [f"{lam:g}" for lam in LAMS]
+    _assert_convergence_shows(drawn["convergence.png"], [c for c in cells if c["kind"] == "rda"])
 
 
-def test_outlier_full(tmp_path):
+def test_outlier_full(tmp_path, drawn):
     cells = make_outlier_run(tmp_path)
     paths = outlier_figures(tmp_path, cells)
     _check(paths, ["f1_vs_lambda.png", "iforest.png", "s_tiles.png", "convergence.png"])
+    rda = sorted((c for c in cells if c["kind"] == "rda"), key=lambda c: c["lam"])
+    ax = drawn["f1_vs_lambda.png"].axes[0]
+    for label, key in (("precision", "precision"), ("recall", "recall"), ("F1", "f1")):
+        x, y = _line(ax, label)
+        np.testing.assert_allclose(x, [c["lam"] for c in rda])
+        np.testing.assert_allclose(y, [c[key] for c in rda])
+    best = max(rda, key=lambda c: c["f1"])
+    np.testing.assert_allclose(np.ravel(_line(ax, "best F1")), [best["lam"], best["f1"]])
+    ae_line = [ln for ln in ax.get_lines() if ln.get_label().startswith("plain AE best F1")]
+    assert len(ae_line) == 1 and np.allclose(ae_line[0].get_ydata(), 0.41)
+    forest = next(c for c in cells if c["kind"] == "iforest")
+    ax = drawn["iforest.png"].axes[0]
+    for label, key in (("precision", "precision"), ("recall", "recall"), ("F1", "f1")):
+        x, y = _line(ax, label)
+        np.testing.assert_allclose(x, forest["fractions"])
+        np.testing.assert_allclose(y, forest[key])
+    # s_tiles: X first (tile i = row i as a 28 x 28 image), then S of up to 4 lambdas, smallest first
+    fig = drawn["s_tiles.png"]
+    panels = [a for a in fig.axes if a.get_visible() and a.get_images() and a.get_title()]
+    assert [a.get_title().split("\n")[0] for a in panels[1:]] == [
+        f"S, λ={c['lam']:g}  ({int(np.any(np.load(tmp_path / 'cells' / (c['id'] + '.npz'))['S'] != 0, axis=1).sum())}"
+        " non-zero rows)" for c in (rda[0], rda[2], rda[5], rda[7])]
+    with np.load(tmp_path / "cells" / f"{rda[0]['id']}.npz") as z:
+        X, S = z["X"], z["S"]
+    mosaic_x = panels[0].get_images()[0].get_array()
+    np.testing.assert_allclose(mosaic_x[1:29, 1:29], X[0].reshape(28, 28))
+    np.testing.assert_allclose(panels[1].get_images()[0].get_array()[1:29, 30:58], S[1].reshape(28, 28))
+    _assert_convergence_shows(drawn["convergence.png"], rda)
 
 
 def test_denoise_without_npz_or_history(tmp_path):

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from sklearn.base import clone
 from sklearn.metrics import f1_score, roc_auc_score
 
 from rda_cli import RobustAutoencoder
@@ -127,7 +128,7 @@ def test_transform_gives_code_features(outlier_data):
     rda = RobustAutoencoder(lam=0.002, outer_iterations=2, inner_epochs=2, **FAST).fit(X)
     Z = rda.transform(X)
     assert Z.shape == (len(X), 5)
-    with rda._net() as net:
+    with rda._trainer() as net:
         np.testing.assert_allclose(Z, net.encode(X - rda.S_), atol=1e-6)
     assert rda.reconstruct(X[:7]).shape == (7, 50)
 
@@ -146,7 +147,7 @@ def test_no_retracing_across_outer_iterations_or_fits(outlier_data):
     second = RobustAutoencoder(**{**kw, "lam": 0.003, "random_state": 1}).fit(X)
     assert trainer.traces == traced  # a second fit of the same shape reuses the compiled loop
     # the first model's network is still its own after the second fit used the cached trainer
-    with first._net() as net:
+    with first._trainer() as net:
         np.testing.assert_allclose(first.transform(X), net.encode(X - first.S_), atol=1e-6)
     assert not np.allclose(first.reconstruct(X[:20]), second.reconstruct(X[:20]))
 
@@ -236,7 +237,8 @@ def test_warm_state_from_elsewhere_equals_own_warm_start(outlier_data):
     S, L, weights = a.S_, a.L_, a.get_weights()
     a.set_params(warm_start=True, lam=0.0016, outer_iterations=1).fit(X)
     b = RobustAutoencoder(lam=0.0016, **{**kw, "outer_iterations": 1}).set_warm_state(S, L, weights)
-    assert b.warm_start
+    # the state is private and used once: the warm_start parameter (and so a clone) carries nothing
+    assert not b.warm_start and "_warm_state" not in clone(b).__dict__
     b.fit(X)
     np.testing.assert_array_equal(a.S_, b.S_)
     np.testing.assert_array_equal(a.get_weights()[0], b.get_weights()[0])
@@ -303,3 +305,86 @@ def test_max_steps_per_epoch_bounds_an_epoch(outlier_data):
     full = RobustAutoencoder(**kw).fit(X)
     assert not np.array_equal(bounded.L_, full.L_)
     assert [batch_size_for(n) for n in (100, 34_048, 100_000, 1_000_000)] == [100, 133, 391, 1024]
+
+
+# ------------------------------------------------------------------ defects a read of the code found
+def test_save_after_a_fit_with_numpy_scalar_parameters(outlier_data, tmp_path):
+    X, _ = outlier_data
+    a = RobustAutoencoder(lam=np.float32(0.0015), outer_iterations=np.int64(2), inner_epochs=np.int64(1),
+                          layers=(np.int64(50), 25, 5), batch_size=64, random_state=np.int64(0)).fit(X)
+    a.save(tmp_path / "m")
+    b = RobustAutoencoder.load(tmp_path / "m")
+    assert b.get_params()["lam"] == pytest.approx(0.0015) and b.get_params()["outer_iterations"] == 2
+    np.testing.assert_array_equal(a.decision_function(X[:10]), b.decision_function(X[:10]))
+
+
+def test_a_single_row_is_scored_as_in_a_batch(outlier_data):
+    X, _ = outlier_data
+    for penalty in ("l21_rows", "l1", "l21_cols", None):
+        m = RobustAutoencoder(penalty=penalty, lam=0.0015, outer_iterations=2, inner_epochs=1, **FAST).fit(X)
+        rows = X[:6] if penalty != "l21_cols" else X[:1]  # a column penalty's S couples the rows of a batch
+        batch = m.decision_function(rows)
+        for i in range(len(rows)):
+            one = rows[i : i + 1]
+            assert m.decision_function(one) == pytest.approx(batch[i:i + 1], abs=1e-5)
+            assert m.predict(one).shape == (1,) and m.feature_contributions(one).shape == (1, 50)
+            assert m.transform(one).shape == (1, 5)
+
+
+@pytest.fixture(scope="module")
+def corrupted_columns():
+    from synthetic import manifold
+
+    X = manifold(400, 30, seed=0)
+    X[:, [3, 17]] = np.random.default_rng(1).random((400, 2)).astype(np.float32)
+    m = RobustAutoencoder(layers=[30, 15, 5], penalty="l21_cols", lam=0.01, outer_iterations=6, inner_epochs=6,
+                          batch_size=64, learning_rate=0.01, reinitialize=False, random_state=0).fit(X)
+    return X, m
+
+
+def test_l21_cols_flags_columns_not_rows(corrupted_columns, tmp_path):
+    """Every row has an entry in a corrupted column, so S touches every row: rows are still not what a
+    column penalty flags. The columns are (column_mask_); rows score their residual norm."""
+    X, m = corrupted_columns
+    assert np.count_nonzero(m.S_.any(axis=1)) == len(X)
+    np.testing.assert_array_equal(np.flatnonzero(m.column_mask_), [3, 17])
+    np.testing.assert_array_equal(m.column_mask_, m.column_scores_ > 0)
+    assert not m.outlier_mask_.any() and not m.labels_.any() and not m.decision_scores_.any()
+    assert (m.predict(X) == 1).all() and (m.fit_predict(X) == 1).all()
+    np.testing.assert_allclose(m.decision_function(X), np.linalg.norm(X - m.L_, axis=1), rtol=1e-5)
+    np.testing.assert_allclose(m.decision_function(X), m.residual_scores_, rtol=1e-5)
+    shares, scores = m.feature_contributions(X, return_scores=True)
+    np.testing.assert_allclose(shares, (X - m.L_) ** 2 / ((X - m.L_) ** 2).sum(axis=1, keepdims=True), rtol=1e-4)
+    m.save(tmp_path / "m")
+    back = RobustAutoencoder.load(tmp_path / "m")
+    np.testing.assert_array_equal(back.column_mask_, m.column_mask_)
+    assert not back.outlier_mask_.any()
+
+
+def test_the_trainer_cache_is_bounded(outlier_data):
+    from rda_cli import autoencoder
+
+    X, _ = outlier_data
+    m = RobustAutoencoder(lam=0.0015, outer_iterations=1, inner_epochs=1, **FAST).fit(X)
+    before = m.decision_function(X[:20])
+    first = autoencoder.cached_trainer(FAST["layers"], True, FAST["learning_rate"], FAST["batch_size"])
+    for batch in range(1, autoencoder.CACHE_SIZE + 2):  # more shapes than the cache holds
+        autoencoder.cached_trainer([50, 25, 5], True, 0.01, batch)
+    assert len(autoencoder._CACHE) == autoencoder.CACHE_SIZE
+    assert autoencoder.cached_trainer(FAST["layers"], True, FAST["learning_rate"], FAST["batch_size"]) is not first
+    np.testing.assert_allclose(m.decision_function(X[:20]), before, rtol=1e-6)  # the estimator owns its network
+
+
+def test_prox_threads_respect_the_process_limit(monkeypatch):
+    from rda_cli import prox
+
+    S = np.random.default_rng(0).normal(size=(2048, 1024)).astype(np.float32)  # > 2**20 entries: threaded
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # what the process executor sets in each worker
+    assert prox.prox_threads() == 1
+    alone = prox.l21_shrink(S, 30.0)
+    monkeypatch.setattr(prox.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "8")
+    assert prox.prox_threads() == 2  # two cores allowed to this process
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert prox.prox_threads() == 2
+    np.testing.assert_array_equal(prox.l21_shrink(S, 30.0), alone)  # the threads split rows, nothing else

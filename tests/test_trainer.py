@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from rda_cli import RobustAutoencoder
+from rda_cli import autoencoder
 from rda_cli.autoencoder import XLA_MIN_STEPS, AutoencoderTrainer, DeepAutoencoder
 
 LAYERS = [12, 6, 3]
@@ -53,8 +54,9 @@ def test_xla_rule_counts_the_fits_steps():
     long = RobustAutoencoder(layers=LAYERS, outer_iterations=20, inner_epochs=10, batch_size=100)
     for m in (short, long):
         m._start(X)
-    assert not short._use_xla(short._trainer(), 1000)  # 2 x 3 x 10 steps
-    assert long._use_xla(long._trainer(), 1000)  # 20 x 10 x 10 = 2000 steps
+    cached = autoencoder.cached_trainer(LAYERS, True, 0.001, 100)
+    assert not short._use_xla(cached, 1000)  # 2 x 3 x 10 steps
+    assert long._use_xla(cached, 1000)  # 20 x 10 x 10 = 2000 steps
 
 
 def test_xla_and_graph_mode_train_alike():

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import RdaError
+
 __all__ = ["DataError", "load_mnist"]
 
 ENV_VAR = "RDA_DATA_DIR"
@@ -45,7 +47,7 @@ _NPZ_NAME = "mnist.npz"
 _NPZ_KEYS = {"train": ("x_train", "y_train"), "test": ("x_test", "y_test")}
 
 
-class DataError(ValueError):
+class DataError(RdaError):
     """A user-facing problem with the data; the message is a single line."""
 
     def __init__(self, message: str):

@@ -50,7 +50,7 @@ DETECTOR_NAMES = {
     "hbos": "HBOS",
     "rpca": "Robust PCA",
 }
-PYOD_MISSING = "PyOD is not installed (pip install '.[benchmark]'); its detectors were skipped"
+PYOD_MISSING = 'PyOD is not installed (pip install "rda-cli[pyod]"); its detectors were skipped'
 ONE_SEED_TIE = 0.01  # with one seed, |ΔAUROC| below this counts as a tie
 
 
@@ -272,7 +272,7 @@ def rda_rule(model_cfg, n_rows, n_features):
 
 
 def _autoencoder(settings, penalty, threshold, seed):
-    from ..rda import RobustAutoencoder
+    from ..estimator import RobustAutoencoder
 
     return RobustAutoencoder(layers=settings["layers"], penalty=penalty, lam=threshold, lambda_scaling="absolute",
                              outer_iterations=settings["outer_iterations"], inner_epochs=settings["inner_epochs"],

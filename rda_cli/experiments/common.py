@@ -229,7 +229,7 @@ def load_data_cached(path, split="train"):
 
 
 def make_estimator(model_cfg, penalty, lam, seed):
-    from ..rda import RobustAutoencoder
+    from ..estimator import RobustAutoencoder
 
     return RobustAutoencoder(
         layers=list(model_cfg["layers"]),

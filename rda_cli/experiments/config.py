@@ -26,6 +26,8 @@ from typing import Any, Callable
 
 import yaml
 
+from ..errors import RdaError
+
 __all__ = ["ConfigError", "Field", "load_config", "validate", "validate_value", "apply_overrides", "dump_config",
            "read_capped", "read_yaml", "parse_yaml", "decode_text", "quote", "clip", "CONFIG_MAX_BYTES", "QUOTE_CHARS"]
 
@@ -130,7 +132,7 @@ def parse_yaml(text, where):
         raise ConfigError(f"{where}: a value cannot be read ({_one_line(exc)[:200]})") from None
 
 
-class ConfigError(ValueError):
+class ConfigError(RdaError):
     """A config problem, reported as one line."""
 
 
