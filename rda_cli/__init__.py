@@ -2,10 +2,11 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["RobustAutoencoder", "fit_lambda_path", "effective_threshold", "l1_shrink", "l21_shrink", "__version__"]
+__all__ = ["RobustAutoencoder", "RobustAutoencoderEnsemble", "fit_lambda_path", "effective_threshold", "l1_shrink", "l21_shrink", "__version__"]
 
 _LAZY = {
     "RobustAutoencoder": "estimator",
+    "RobustAutoencoderEnsemble": "ensemble",
     "effective_threshold": "estimator",
     "fit_lambda_path": "stacked",
     "l1_shrink": "prox",

@@ -143,7 +143,8 @@ class AutoencoderTrainer:
     def __init__(self, model, learning_rate=0.001, batch_size=133, seed=0, jit_compile="auto"):
         self.model = model
         self.batch_size = int(batch_size)
-        self.learning_rate = float(learning_rate)
+        # a variable read by the compiled step: changing it (pilot -> continuation) does not retrace
+        self._lr = tf.Variable(float(learning_rate), trainable=False, dtype=tf.float32)
         self.rng = np.random.default_rng(seed)
         self.jit_compile = jit_compile
         # the TensorFlow variables under the Keras ones (TensorFlow backend): the loop updates them in place
@@ -155,11 +156,22 @@ class AutoencoderTrainer:
         self.step_count = tf.Variable(0.0, trainable=False)  # Adam's t
         self.traces = 0  # how many times the training loop was traced (tests assert on it)
         self._programs = {jit: tf.function(self._run_impl, jit_compile=jit, autograph=False) for jit in (True, False)}
+        self._signatures = set()  # (xla, X shape, rows per epoch, masked, fused) traced with any number of epochs
         self._forward = tf.function(self._forward_impl, autograph=False, reduce_retracing=True)
         self.lock = threading.RLock()  # held by whoever trains or scores with it (see cached_trainer)
         self.loaded = None  # the NetworkState whose weights the model holds now, if any
 
     # -- state ---------------------------------------------------------------------------------
+    @property
+    def learning_rate(self):
+        """Adam's learning rate: a variable of the compiled step, so setting it does not retrace."""
+        return float(self._lr.numpy())
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        if float(value) != self.learning_rate:
+            self._lr.assign(float(value))
+
     def reseed(self, seed):
         """Restart the random stream of weight draws and shuffles."""
         self.rng = np.random.default_rng(seed)
@@ -202,7 +214,7 @@ class AutoencoderTrainer:
         b1_power, b2_power = tf.pow(b1, t), tf.pow(b2, t)
         for var, (m, v), g in zip(self.variables, self.moments, grads):
             tf.raw_ops.ResourceApplyAdam(var=var.handle, m=m.handle, v=v.handle, beta1_power=b1_power,
-                                         beta2_power=b2_power, lr=self.learning_rate, beta1=b1, beta2=b2,
+                                         beta2_power=b2_power, lr=self._lr.read_value(), beta1=b1, beta2=b2,
                                          epsilon=self.EPSILON, grad=g)
         return loss
 
@@ -277,7 +289,14 @@ class AutoencoderTrainer:
         # up to FORWARD_CHUNK rows the reconstruction runs in the training call; beyond, in chunks
         # after it (the hidden layers of all rows at once could take more memory than X itself)
         fused = bool(reconstruct) and n <= self.FORWARD_CHUNK
-        out = self._programs[bool(xla)](X, tf.convert_to_tensor(perms), W, fused)
+        program = self._programs[bool(xla)]
+        signature = (bool(xla), tuple(X.shape), visit, W is None, fused)
+        if signature not in self._signatures:  # traced once for any number of epochs (pilot and continuation)
+            spec = tf.TensorSpec(X.shape, tf.float32)
+            program.get_concrete_function(spec, tf.TensorSpec([None, visit], tf.int32), None if W is None else spec,
+                                          fused)
+            self._signatures.add(signature)
+        out = program(X, tf.convert_to_tensor(perms), W, fused)
         if fused:
             return out[0].numpy(), out[1].numpy()
         if reconstruct:
@@ -306,8 +325,9 @@ class AutoencoderTrainer:
         return self.forward(X)[1]
 
 
-CACHE_SIZE = 4
-"""How many compiled trainers (one per layers, tied, learning rate, batch size) the process keeps; the
+CACHE_SIZE = 8
+"""How many compiled trainers (one per layers, tied, batch size; the learning rate is a variable of the
+trainer) the process keeps (8: an ensemble of 6 members of different shapes and a few more); the
 least recently used goes beyond that. A sweep reuses one; a program alternating between more shapes
 than this re-traces (about a second each time) rather than holding every network and its traced loops."""
 
@@ -321,16 +341,17 @@ def cached_trainer(layer_sizes, tied=True, learning_rate=0.001, batch_size=133):
 
     Sweeps fit many models of the same shape one after another; reusing one network, optimizer and
     traced training loop among them means no retracing and no growth of memory per fit. The
-    trainer owns no estimator's state: an estimator keeps its fitted weights (its ``network_``)
+    trainer owns no estimator's state (``learning_rate`` is set on it by whoever trains, under its lock):
+    an estimator keeps its fitted weights (its ``network_``)
     and loads them (``trainer.load``) under ``trainer.lock`` before it computes, so dropping a
     trainer loses nothing but its compiled loops.
     """
-    key = (tuple(int(d) for d in layer_sizes), bool(tied), float(learning_rate), int(batch_size))
+    key = (tuple(int(d) for d in layer_sizes), bool(tied), int(batch_size))
     with _CACHE_LOCK:
         trainer = _CACHE.get(key)
         if trainer is None:
             trainer = _CACHE[key] = AutoencoderTrainer(
-                DeepAutoencoder(key[0], tied=key[1]), learning_rate=key[2], batch_size=key[3]
+                DeepAutoencoder(key[0], tied=key[1]), learning_rate=learning_rate, batch_size=key[2]
             )
             while len(_CACHE) > CACHE_SIZE:
                 _CACHE.popitem(last=False)

@@ -281,6 +281,7 @@ class RobustAutoencoder(ScoringMixin, OutlierMixin, TransformerMixin, BaseEstima
                 yield trainer
                 return
             trainer.loaded = None  # its weights are about to change: they are nobody's until the fit ends
+            trainer.learning_rate = self.learning_rate  # a variable of the trainer (shared by every rate)
             trainer.reseed(fit_seed)
             trainer.reinitialize()
             if warm_weights is not None:

@@ -1,0 +1,140 @@
+"""Robust per-column scaling for the table detector: each column's 1st..99th percentile -> [0, 1].
+
+:class:`RobustScaler01` is the scaling of the label-free table rule (:mod:`rda_cli.table_rule`):
+a few extreme training rows do not squeeze the others together, and values beyond the training
+percentiles stay beyond (not clipped: the sigmoid network cannot reconstruct them, so they keep a
+large residual). Where the two percentiles coincide the column's minimum and maximum are used; a
+constant column maps to 0.5. Missing values (NaN) are ignored by ``fit`` and kept by ``transform``.
+It is saved as JSON (``kind: "robust01"``) and checked field by field when loaded;
+:func:`load_scaler` reads either this or ``rda detect``'s older min-max scaler.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .tabular import MinMaxScaler01, TableError
+
+__all__ = ["RobustScaler01", "load_scaler", "PERCENTILES"]
+
+PERCENTILES = (1.0, 99.0)  # the training percentiles mapped to 0 and 1
+
+
+class RobustScaler01:
+    """Per-column ``(X - low) / span`` with ``low``, ``low + span`` the 1st and 99th training percentiles.
+
+    Parameters
+    ----------
+    low, span : array-like of shape (n_features,) or None
+        The fitted values (``span > 0``); None until :meth:`fit`.
+    feature_names : list of str or None
+    id_column : str or None
+        The table's id column (not a feature), kept for ``rda score``.
+    """
+
+    KIND = "robust01"
+
+    def __init__(self, low=None, span=None, feature_names=None, id_column=None):
+        self.low = None if low is None else np.asarray(low, dtype=np.float64)
+        self.span = None if span is None else np.asarray(span, dtype=np.float64)
+        self.feature_names = list(feature_names) if feature_names is not None else None
+        self.id_column = id_column
+
+    def fit(self, X, feature_names=None, id_column=None):
+        """Fit on the rows of ``X`` (NaN ignored); returns self."""
+        X = np.asarray(X, dtype=np.float64)
+        with warnings.catch_warnings():  # an all-NaN column: refused by the estimator, here set to 0..1
+            warnings.simplefilter("ignore", RuntimeWarning)
+            lo, hi = np.nanpercentile(X, PERCENTILES, axis=0)
+            mn, mx = np.nanmin(X, axis=0), np.nanmax(X, axis=0)
+        narrow = ~(hi > lo)
+        lo, hi = np.where(narrow, mn, lo), np.where(narrow, mx, hi)
+        with np.errstate(over="ignore", invalid="ignore"):
+            span = hi - lo
+        const = ~(np.isfinite(span) & (span > 0))
+        self.span = np.where(const, 1.0, span)
+        self.low = np.where(const, np.nan_to_num(lo, nan=0.0, posinf=0.0, neginf=0.0) - 0.5, lo)
+        if feature_names is not None:
+            self.feature_names = list(feature_names)
+        self.id_column = id_column
+        return self
+
+    @property
+    def n_features(self):
+        return int(self.low.shape[0])
+
+    def transform(self, X):
+        """Scaled rows as float32 (values beyond the percentiles stay beyond; NaN stays NaN)."""
+        with np.errstate(over="ignore"):
+            Z = (np.asarray(X, dtype=np.float64) - self.low) / self.span
+        f32 = np.finfo(np.float32).max / 4  # finite in float32 (a value far out stays far out)
+        return np.clip(Z, -f32, f32).astype(np.float32)
+
+    def fit_transform(self, X, **kwargs):
+        return self.fit(X, **kwargs).transform(X)
+
+    def inverse_transform(self, Z):
+        """Back to the user's units."""
+        return np.asarray(Z, dtype=np.float64) * self.span + self.low
+
+    def inverse_scale(self, D):
+        """A difference in scaled units (e.g. ``S``) in the user's units: ``D * span``."""
+        return np.asarray(D, dtype=np.float64) * self.span
+
+    # ------------------------------------------------------------------ JSON
+    def to_dict(self):
+        return {"kind": self.KIND, "version": 1, "low": [float(v) for v in self.low],
+                "span": [float(v) for v in self.span], "feature_names": self.feature_names,
+                "id_column": self.id_column}
+
+    def save(self, path):
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1))
+        return path
+
+    @classmethod
+    def from_dict(cls, d, where):
+        """A scaler from its JSON dict, every field checked (raises :class:`TableError` naming ``where``)."""
+        if not isinstance(d, dict) or d.get("kind") != cls.KIND:
+            raise TableError(f"{where} is not a robust scaler written by rda")
+        lo, span = d.get("low"), d.get("span")
+        if not isinstance(lo, list) or not isinstance(span, list) or len(lo) != len(span) or not lo:
+            raise TableError(f"{where}: malformed low/span")
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in lo + span) \
+                or not all(v > 0 for v in span):
+            raise TableError(f"{where}: low/span must be finite numbers, span > 0")
+        names = d.get("feature_names")
+        if names is not None and (not isinstance(names, list) or len(names) != len(lo)
+                                  or not all(isinstance(n, str) for n in names)):
+            raise TableError(f"{where}: malformed feature_names")
+        id_column = d.get("id_column")
+        if id_column is not None and not isinstance(id_column, str):
+            raise TableError(f"{where}: malformed id_column")
+        return cls(lo, span, names, id_column)
+
+    @classmethod
+    def load(cls, path):
+        return cls.from_dict(_read_json(path), path)
+
+
+def _read_json(path):
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise TableError(f"{path} does not exist") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise TableError(f"{path}: cannot read the scaler ({' '.join(str(exc).split())})") from None
+
+
+def load_scaler(path):
+    """The scaler saved at ``path``: a :class:`RobustScaler01` or ``rda detect``'s older
+    :class:`~rda_cli.tabular.MinMaxScaler01` (raises :class:`TableError`, one line)."""
+    d = _read_json(path)
+    if isinstance(d, dict) and d.get("kind") == RobustScaler01.KIND:
+        return RobustScaler01.from_dict(d, path)
+    return MinMaxScaler01.load(path)

@@ -1,0 +1,197 @@
+"""The label-free table rule: every default of the table detector, in one place.
+
+``rda detect``, ``rda benchmark`` (its ``rda``/``ae``/``rda-ens`` cells), :class:`rda_cli.pyod_detector.RDA`
+and :class:`rda_cli.ensemble.RobustAutoencoderEnsemble` all take their settings from here, and fit a
+member through the one function :func:`fit_member`. The rule is computed from the table's shape and
+its unlabeled rows only, the same on every table (measured in ``docs/probe_table_rule.md``):
+
+* **scaling** -- robust: each column's 1st..99th training percentile -> [0, 1], not clipped
+  (:class:`rda_cli.scaling.RobustScaler01`);
+* **network from the shape** -- ``h = clip(ceil(d / 2), hidden_min, hidden_max)``, layers
+  ``[d, h, ceil(h / 2)]``, sigmoid, tied; a member of width factor ``w`` uses ``ceil(w h)``, depth 3
+  adds a layer ``ceil(h / 4)`` (:func:`layers_for`);
+* **batch** -- ``min(n, max(batch_min, ceil(n / max_steps_per_epoch)))`` (:func:`batch_size_for`),
+  so an epoch is at most ``max_steps_per_epoch`` (50) gradient steps however many rows there are;
+* **schedule in gradient steps** -- the *pilot* (plain autoencoder, ``S = 0``): ``pilot_outer`` (10)
+  outer iterations of about ``pilot_steps`` (200) steps at learning rate ``pilot_learning_rate``
+  (0.01); lambda = the ``lambda_quantile`` (0.95) quantile of the pilot's training residual row
+  norms (``lambda_scaling="absolute"``); the *warm continuation*: ``S0 = prox_lambda(Z - L_pilot)``,
+  the pilot's weights (Adam reset), ``warm_outer`` (10) outer iterations of about ``warm_steps`` (20)
+  steps at ``warm_learning_rate`` (0.003) -- its first prox sees the residuals of a network that has
+  learned the inliers, so about ``1 - lambda_quantile`` of the rows are in ``S`` from the start;
+* **ensemble** -- ``n_members`` (6) members over :data:`MEMBER_GRID` (width x1, x1/2, x2 by 2 or 3
+  hidden layers), member ``j`` seeded ``seed + SEED_STRIDE * j``; each member's scores normalised
+  against its own training scores (robust z: ``(s - median) / (1.4826 MAD)``) and averaged;
+* **flags** -- ``median + flag_mads (2.5) * 1.4826 * MAD`` of the averaged training scores, or with a
+  ``contamination`` the top fraction;
+* **explanations** -- per-feature shares of the members' ``S`` / residuals in scaled units, averaged.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+__all__ = ["TableRule", "DEFAULT_RULE", "MEMBER_GRID", "SEED_STRIDE", "MAD_TO_SIGMA", "SCORE_CHUNK",
+           "layers_for", "batch_size_for", "phase_schedule", "member_settings", "member_seed", "fit_member",
+           "robust_location_scale", "flag_threshold"]
+
+MEMBER_GRID = ((1.0, 2), (0.5, 2), (2.0, 2), (1.0, 3), (0.5, 3), (2.0, 3), (1.0, 2), (2.0, 3))
+"""``(width factor of h, hidden layers)`` of member ``j`` (``n_members`` <= 8; members 6 and 7
+repeat settings 0 and 5 with their own seeds)."""
+SEED_STRIDE = 1000  # member j is seeded seed + SEED_STRIDE * j
+MAD_TO_SIGMA = 1.4826  # MAD x this estimates a normal standard deviation
+SCORE_CHUNK = 65536  # rows scored at a time (bounds memory on large tables)
+
+
+@dataclass(frozen=True)
+class TableRule:
+    """The settings of the table rule (module docstring); the defaults are the rule.
+
+    Every field is also a parameter of :class:`~rda_cli.ensemble.RobustAutoencoderEnsemble` and a key
+    of the benchmark config's ``model:`` section, with these defaults.
+    """
+
+    n_members: int = 6
+    hidden_min: int = 2
+    hidden_max: int = 64
+    code_min: int = 1
+    batch_min: int = 128
+    max_steps_per_epoch: int = 50
+    pilot_outer: int = 10
+    pilot_steps: int = 200
+    pilot_learning_rate: float = 0.01
+    lambda_quantile: float = 0.95
+    warm_outer: int = 10
+    warm_steps: int = 20
+    warm_learning_rate: float = 0.003
+    flag_mads: float = 2.5
+    tied: bool = True
+
+    def replace(self, **changes):
+        """A copy with ``changes`` (unknown names raise TypeError)."""
+        return TableRule(**{**asdict(self), **changes})
+
+    @classmethod
+    def names(cls):
+        return [f.name for f in fields(cls)]
+
+
+DEFAULT_RULE = TableRule()
+
+
+def layers_for(n_features, width=1.0, depth=2, rule=DEFAULT_RULE):
+    """Layer sizes of a member: ``[d, h', max(code_min, ceil(h'/2))]`` (+ ``ceil(h'/4)`` for depth 3)
+    with ``h = clip(ceil(d/2), hidden_min, hidden_max)`` and ``h' = max(hidden_min, ceil(width * h))``."""
+    d = int(n_features)
+    h0 = min(rule.hidden_max, max(rule.hidden_min, -(-d // 2)))
+    h = max(rule.hidden_min, int(math.ceil(width * h0)))
+    layers = [d, h, max(rule.code_min, -(-h // 2))]
+    if depth >= 3:
+        layers.append(max(rule.code_min, -(-h // 4)))
+    return layers
+
+
+def batch_size_for(n_rows, rule=DEFAULT_RULE):
+    """``min(n, max(batch_min, ceil(n / max_steps_per_epoch)))``: an epoch is at most
+    ``max_steps_per_epoch`` steps."""
+    n = int(n_rows)
+    return max(1, min(n, max(rule.batch_min, -(-n // rule.max_steps_per_epoch))))
+
+
+def phase_schedule(steps, n_rows, batch_size):
+    """``(inner_epochs, max_steps_per_epoch)`` for about ``steps`` gradient steps per outer iteration:
+    whole epochs when an epoch is at most ``steps`` steps, else one epoch of ``steps`` random batches."""
+    per_epoch = -(-int(n_rows) // int(batch_size))
+    if steps >= per_epoch:
+        return max(1, int(round(steps / per_epoch))), None
+    return 1, max(1, int(steps))
+
+
+def member_settings(n_rows, n_features, rule=DEFAULT_RULE, width=1.0, depth=2):
+    """The pilot's :class:`~rda_cli.estimator.RobustAutoencoder` settings for a member on this shape."""
+    batch = batch_size_for(n_rows, rule)
+    epochs, cap = phase_schedule(rule.pilot_steps, n_rows, batch)
+    return dict(layers=layers_for(n_features, width, depth, rule), batch_size=batch,
+                outer_iterations=rule.pilot_outer, inner_epochs=epochs, max_steps_per_epoch=cap,
+                learning_rate=rule.pilot_learning_rate, tied=rule.tied, lambda_scaling="absolute", tol=0.0,
+                reinitialize=False)
+
+
+def member_seed(seed, j):
+    return int(seed) + SEED_STRIDE * int(j)
+
+
+def fit_member(Z, seed=0, penalty="l21_rows", rule=DEFAULT_RULE, width=1.0, depth=2):
+    """Fit one member on scaled rows ``Z``: the pilot, then (with a penalty) lambda and the warm RDA.
+
+    This is the one function ``rda detect``, the benchmark's RDA cells and the ensemble call.
+
+    Parameters
+    ----------
+    Z : ndarray of shape (n_samples, n_features)
+        Scaled rows (NaN: missing).
+    seed : int
+    penalty : {"l21_rows"} or None
+        None: the pilot (plain autoencoder) is the member.
+    rule : TableRule
+    width, depth : float, int
+        The member's width factor and hidden layers (:func:`layers_for`).
+
+    Returns
+    -------
+    model : RobustAutoencoder
+        The fitted member (the RDA, or the pilot for ``penalty=None``).
+    info : dict
+        ``layers``, ``batch_size``, ``inner_epochs``; with a penalty also ``threshold`` (the prox
+        threshold), ``start_flagged`` (fraction of rows in ``S0``), ``first_flagged`` (after the first
+        outer iteration) and ``n_flagged``.
+    """
+    from .estimator import RobustAutoencoder
+    from .prox import l21_shrink
+
+    n, d = Z.shape
+    settings = member_settings(n, d, rule, width, depth)
+    pilot = RobustAutoencoder(penalty=None, lam=0.0, random_state=int(seed), **settings).fit(Z)
+    info = {"layers": "-".join(map(str, settings["layers"])), "batch_size": settings["batch_size"],
+            "inner_epochs": settings["inner_epochs"]}
+    if penalty is None:
+        return pilot, info
+    if penalty != "l21_rows":
+        raise ValueError(f"the table rule's members use penalty 'l21_rows' or None, got {penalty!r}")
+    threshold = float(np.quantile(pilot.residual_scores_, rule.lambda_quantile))
+    R = np.where(np.isnan(Z), 0.0, Z - pilot.L_).astype(np.float32)  # the pilot's residual (0 where missing)
+    S0 = l21_shrink(R, threshold, "rows")
+    epochs, cap = phase_schedule(rule.warm_steps, n, settings["batch_size"])
+    warm = dict(settings, outer_iterations=rule.warm_outer, inner_epochs=epochs, max_steps_per_epoch=cap,
+                learning_rate=rule.warm_learning_rate)
+    model = RobustAutoencoder(penalty=penalty, lam=threshold, random_state=int(seed), **warm)
+    model.set_warm_state(S0, pilot.L_, pilot.get_weights()).fit(Z)
+    info.update(threshold=threshold, start_flagged=float(np.mean(np.any(S0 != 0, axis=1))),
+                first_flagged=model.history_[0]["nonzero_groups"] / n, n_flagged=int(model.outlier_mask_.sum()))
+    return model, info
+
+
+def robust_location_scale(scores):
+    """``(median, 1.4826 MAD)`` of ``scores``; a zero MAD falls back to the standard deviation, then 1."""
+    s = np.asarray(scores, np.float64)
+    s = s[np.isfinite(s)]
+    if not s.size:
+        return 0.0, 1.0
+    med = float(np.median(s))
+    scale = MAD_TO_SIGMA * float(np.median(np.abs(s - med)))
+    if not scale > 0:
+        scale = float(np.std(s))
+    return med, (scale if scale > 0 else 1.0)
+
+
+def flag_threshold(scores, contamination=None, rule=DEFAULT_RULE):
+    """The cut-off on ``scores`` above which a row is flagged: ``median + flag_mads * 1.4826 MAD``, or
+    with ``contamination`` the ``1 - contamination`` quantile (PyOD's rule)."""
+    s = np.asarray(scores, np.float64)
+    if contamination is not None:
+        return float(np.quantile(s, 1.0 - float(contamination)))
+    med, scale = robust_location_scale(s)
+    return med + float(rule.flag_mads) * scale
