@@ -12,8 +12,11 @@ subsample of at most ``quadratic_max_rows`` training rows (drawn without labels)
 scores unseen rows by their distance to the row space of its low-rank part. The baselines see the
 columns min-max scaled on the training part, as ADBench's data generator does (``data.scaling``).
 
-The two autoencoders (ℓ2,1-rows RDA and the plain autoencoder, same network and schedule) follow
-:func:`rda_rule`, computed from the shape and the unlabeled training rows only.
+The autoencoder detectors (``rda-ens`` the RDA ensemble, ``rda`` one member, ``ae``/``ae-ens`` the
+plain autoencoder(s), ``rda+iforest`` the ensemble ECDF-averaged with Isolation Forest) follow the
+table rule (:mod:`rda_cli.table_rule`, settings in the config's ``model:`` section, defaults read
+from the rule): each cell fits the :class:`~rda_cli.ensemble.RobustAutoencoderEnsemble` that
+``rda detect`` fits, on the raw training rows (it scales them robustly itself).
 
 Cells: one per data set × detector × seed, id ``<set>__<detector>`` plus ``_s<seed>`` for seeds
 other than the config's ``seed``.
@@ -35,12 +38,16 @@ from .stats import fmt_pm, interval_dict
 
 NAME = "benchmark"
 
-DETECTORS = ("rda", "ae", "iforest", "lof", "ocsvm", "knn", "ecod", "copod", "hbos", "rpca")
+DETECTORS = ("rda-ens", "rda", "ae", "ae-ens", "rda+iforest", "iforest", "lof", "ocsvm", "knn", "ecod", "copod", "hbos", "rpca")
 PYOD_DETECTORS = ("knn", "ecod", "copod", "hbos")
 QUADRATIC = ("lof", "ocsvm", "knn")
+AUTOENCODERS = ("rda-ens", "rda", "ae", "ae-ens", "rda+iforest")  # the table rule's detectors
 DETECTOR_NAMES = {
+    "rda-ens": "RDA ensemble",
     "rda": "ℓ2,1 RDA",
     "ae": "plain AE",
+    "ae-ens": "AE ensemble",
+    "rda+iforest": "RDA ens. + IForest",
     "iforest": "IForest",
     "lof": "LOF",
     "ocsvm": "OCSVM",
@@ -57,6 +64,50 @@ ONE_SEED_TIE = 0.01  # with one seed, |ΔAUROC| below this counts as a tie
 def _check_detectors(value):
     bad = [d for d in value if d not in DETECTORS]
     return f"unknown detector(s) {', '.join(bad)}; expected some of {', '.join(DETECTORS)}" if bad else None
+
+
+_MODEL_DOCS = {
+    "n_members": "members of the rda-ens / ae-ens / rda+iforest ensembles (1..8; rda and ae are one member)",
+    "hidden_min": "smallest first hidden layer; layers [d, h, max(code_min, ceil(h/2))] with h = ceil(d/2) "
+                  "clipped to [hidden_min, hidden_max]",
+    "hidden_max": "largest first hidden layer (keeps wide tables cheap)",
+    "code_min": "smallest code (innermost) layer",
+    "batch_min": "smallest mini-batch",
+    "max_steps_per_epoch": "the batch grows with the rows: max(batch_min, ceil(rows / this))",
+    "pilot_outer": "the pilot autoencoder's outer iterations (S = 0)",
+    "pilot_steps": "the pilot's gradient steps per outer iteration (about; whole epochs)",
+    "pilot_learning_rate": "the pilot's Adam learning rate",
+    "lambda_quantile": "RDA's l2,1 threshold: this quantile of the pilot's training residual row norms",
+    "warm_outer": "the warm l2,1 continuation's outer iterations (from the pilot's weights, S0 = prox(pilot residual))",
+    "warm_steps": "the continuation's gradient steps per outer iteration",
+    "warm_learning_rate": "the continuation's Adam learning rate",
+    "flag_mads": "flag rule (n_flagged): median + this x 1.4826 MAD of the ensemble's training scores",
+    "tied": "decoder weights tied to the encoder's",
+}
+
+
+def _model_schema():
+    """The ``model:`` section: the table rule's settings (:class:`rda_cli.table_rule.TableRule`), whose
+    defaults are read from :data:`~rda_cli.table_rule.DEFAULT_RULE`, so a config that sets nothing runs
+    exactly what ``rda detect`` runs."""
+    from dataclasses import fields
+
+    from ..table_rule import DEFAULT_RULE, MEMBER_GRID
+
+    out = {}
+    for f in fields(DEFAULT_RULE):
+        value = getattr(DEFAULT_RULE, f.name)
+        if isinstance(value, bool):
+            out[f.name] = Field("bool", value, doc=_MODEL_DOCS[f.name])
+        elif isinstance(value, int):
+            out[f.name] = Field("int", value, minimum=1, maximum=len(MEMBER_GRID) if f.name == "n_members" else None,
+                                doc=_MODEL_DOCS[f.name])
+        elif f.name == "lambda_quantile":
+            out[f.name] = Field("float", value, minimum=0, maximum=1, exclusive_minimum=True, doc=_MODEL_DOCS[f.name])
+        else:
+            out[f.name] = Field("float", value, minimum=0, exclusive_minimum=f.name != "flag_mads",
+                                doc=_MODEL_DOCS[f.name])
+    return out
 
 
 SCHEMA = {
@@ -80,26 +131,7 @@ SCHEMA = {
     "quadratic_max_rows": Field("int", 10000, minimum=10,
                                 doc="OCSVM, LOF and KNN are fitted on a random subsample of at most this many "
                                     "training rows"),
-    "model": {
-        "scaling": Field("choice", "robust", choices=("minmax", "robust", "quantile"),
-                         doc="autoencoders' input scaling, fitted on the training rows: minmax to [0, 1]; robust: "
-                             "the 1st..99th percentiles to [0, 1], rows beyond fall outside (not clipped); "
-                             "quantile: uniform marginals (1000 quantiles, clipped to [0, 1])"),
-        "hidden_min": Field("int", 2, minimum=1, doc="smallest first hidden layer; sizes [d, h, max(code_min, "
-                                                     "ceil(h/2))] with h = ceil(d/2) clipped to [hidden_min, hidden_max]"),
-        "hidden_max": Field("int", 64, minimum=1, doc="largest first hidden layer (keeps wide tables cheap)"),
-        "code_min": Field("int", 1, minimum=1, doc="smallest code (innermost) layer"),
-        "outer_iterations": Field("int", 10, minimum=1, doc="alternating (outer) iterations"),
-        "steps_per_outer": Field("int", 200, minimum=1, doc="gradient steps per outer iteration (about; whole epochs)"),
-        "batch_min": Field("int", 128, minimum=1, doc="smallest mini-batch"),
-        "max_steps_per_epoch": Field("int", 50, minimum=1,
-                                     doc="the batch grows with the rows: max(batch_min, ceil(rows / this))"),
-        "learning_rate": Field("float", 0.01, minimum=0, exclusive_minimum=True, doc="Adam learning rate"),
-        "lambda_quantile": Field("float", 0.95, minimum=0, maximum=1, exclusive_minimum=True,
-                                 doc="RDA's l2,1 threshold: this quantile of the pilot autoencoder's training "
-                                     "residual row norms"),
-        "tied": Field("bool", True, doc="decoder weights tied to the encoder's"),
-    },
+    "model": _model_schema(),
 }
 
 COLUMNS = ["id", "set", "detector", "seed", "protocol", "n_train", "n_test", "n_features", "anomaly_rate",
@@ -221,16 +253,10 @@ def autoencoder_scaler(kind, X_fit):
     to 0.5), so a few extreme training rows do not squeeze the others together, and values beyond
     stay beyond (the sigmoid output cannot reach them: they keep a large residual).
     """
-    if kind == "robust":
-        lo, hi = np.percentile(X_fit, [1, 99], axis=0)
-        mn, mx = X_fit.min(axis=0), X_fit.max(axis=0)
-        narrow = hi <= lo
-        lo, hi = np.where(narrow, mn, lo), np.where(narrow, mx, hi)
-        span = hi - lo
-        const = span <= 0
-        span = np.where(const, 1.0, span)
-        lo = np.where(const, lo - 0.5, lo)
-        return lambda X: ((X - lo) / span).astype(np.float32)
+    if kind == "robust":  # the table rule's scaling (rda_cli.scaling)
+        from ..scaling import RobustScaler01
+
+        return RobustScaler01().fit(X_fit).transform
     if kind == "quantile":
         from sklearn.preprocessing import QuantileTransformer
 
@@ -244,59 +270,56 @@ def autoencoder_scaler(kind, X_fit):
 
 
 # ----------------------------------------------------------------------------------- the RDA rule
+def table_rule(model_cfg):
+    """The :class:`~rda_cli.table_rule.TableRule` of a config's ``model:`` section."""
+    from ..table_rule import TableRule
+
+    return TableRule(**{name: model_cfg[name] for name in TableRule.names()})
+
+
 def rda_rule(model_cfg, n_rows, n_features):
-    """The autoencoders' network and schedule on a table of ``n_rows`` x ``n_features`` (no labels).
+    """The pilot autoencoder's network and schedule on a table of ``n_rows`` x ``n_features`` (no labels):
+    :func:`rda_cli.table_rule.member_settings` of the config's rule (member 0)."""
+    from ..table_rule import member_settings
 
-    * layers ``[d, h, max(code_min, ceil(h/2))]`` with ``h = ceil(d/2)`` clipped to
-      ``[hidden_min, hidden_max]``, sigmoid, tied;
-    * batch size ``max(batch_min, ceil(n / max_steps_per_epoch))`` (capped at ``n``), so an epoch is
-      at most ``max_steps_per_epoch`` gradient steps however many rows there are;
-    * ``inner_epochs = max(1, round(steps_per_outer / steps_per_epoch))`` epochs per outer
-      iteration, ``outer_iterations`` of them, continued training (no re-initialisation): about
-      ``outer_iterations * steps_per_outer`` gradient steps in all, on every data set.
-
-    Returns
-    -------
-    dict
-        ``layers``, ``batch_size``, ``inner_epochs``, ``outer_iterations``, ``learning_rate``, ``tied``.
-    """
-    d, n = int(n_features), int(n_rows)
-    h = min(model_cfg["hidden_max"], max(model_cfg["hidden_min"], -(-d // 2)))
-    layers = [d, h, max(model_cfg["code_min"], -(-h // 2))]
-    batch = min(n, max(model_cfg["batch_min"], -(-n // model_cfg["max_steps_per_epoch"])))
-    steps_per_epoch = -(-n // batch)
-    epochs = max(1, int(round(model_cfg["steps_per_outer"] / steps_per_epoch)))
-    return {"layers": layers, "batch_size": batch, "inner_epochs": epochs,
-            "outer_iterations": model_cfg["outer_iterations"], "learning_rate": model_cfg["learning_rate"],
-            "tied": model_cfg["tied"]}
+    return member_settings(n_rows, n_features, table_rule(model_cfg))
 
 
-def _autoencoder(settings, penalty, threshold, seed):
-    from ..estimator import RobustAutoencoder
+def ensemble_for(model_cfg, detector, seed):
+    """The (unfitted) :class:`~rda_cli.ensemble.RobustAutoencoderEnsemble` an autoencoder cell fits:
+    ``rda``/``ae`` one member, ``rda-ens``/``ae-ens``/``rda+iforest`` ``n_members``; the ``ae`` ones
+    without a penalty. ``rda detect`` builds the same object (:func:`rda_cli.detect.detect`)."""
+    from ..ensemble import RobustAutoencoderEnsemble
 
-    return RobustAutoencoder(layers=settings["layers"], penalty=penalty, lam=threshold, lambda_scaling="absolute",
-                             outer_iterations=settings["outer_iterations"], inner_epochs=settings["inner_epochs"],
-                             batch_size=settings["batch_size"], learning_rate=settings["learning_rate"], tol=0.0,
-                             tied=settings["tied"], reinitialize=False, random_state=seed)
+    rule = table_rule(model_cfg)
+    if detector in ("rda", "ae"):
+        rule = rule.replace(n_members=1)
+    return RobustAutoencoderEnsemble.from_rule(rule, penalty=None if detector.startswith("ae") else "l21_rows",
+                                               random_state=int(seed))
 
 
-def fit_autoencoders(model_cfg, Z_fit, seed, robust=True):
-    """Fit the plain autoencoder and (``robust``) the ℓ2,1-rows RDA on scaled rows ``Z_fit``.
+def fit_autoencoders(model_cfg, X_fit, seed, detector="rda"):
+    """Fit the table rule's detector ``detector`` on raw training rows ``X_fit`` (it scales them itself);
+    returns ``(ensemble, facts)``. The one code path of ``rda detect``: the same ensemble, the same fit."""
+    ens = ensemble_for(model_cfg, detector, seed).fit(X_fit)
+    first = ens.member_info_[0]
+    facts = {k: first[k] for k in ("layers", "batch_size", "inner_epochs")}
+    if "threshold" in first:
+        facts.update(threshold=first["threshold"], first_flagged=first["first_flagged"])
+    facts.update(n_flagged=int(ens.labels_.sum()), n_members=len(ens.members_))
+    return ens, facts
 
-    The RDA's threshold is the ``lambda_quantile`` quantile of the plain autoencoder's training
-    residual row norms (the pilot fit): rows whose residual stands above it are the ones ``S``
-    takes in. Returns ``(ae, rda_or_None, facts)``.
-    """
-    settings = rda_rule(model_cfg, *Z_fit.shape)
-    ae = _autoencoder(settings, None, 0.0, seed).fit(Z_fit)
-    facts = {"layers": "-".join(map(str, settings["layers"])), "batch_size": settings["batch_size"],
-             "inner_epochs": settings["inner_epochs"]}
-    if not robust:
-        return ae, None, facts
-    threshold = float(np.quantile(ae.residual_scores_, model_cfg["lambda_quantile"]))
-    rda = _autoencoder(settings, "l21_rows", threshold, seed).fit(Z_fit)
-    facts.update(threshold=threshold, n_flagged=int(rda.outlier_mask_.sum()))
-    return ae, rda, facts
+
+def _iforest_scores(X_fit, X_eval, seed):
+    """IsolationForest(random_state=seed) on the table rule's robust scaling: (training, evaluation) scores."""
+    from sklearn.ensemble import IsolationForest
+
+    from ..scaling import RobustScaler01
+
+    scaler = RobustScaler01().fit(X_fit)
+    forest = IsolationForest(random_state=seed).fit(scaler.transform(X_fit))
+    train = -forest.score_samples(scaler.transform(X_fit))
+    return train, (train if X_eval is X_fit else -forest.score_samples(scaler.transform(X_eval)))
 
 
 # ----------------------------------------------------------------------------------- detectors
@@ -325,14 +348,19 @@ def run_detector(config, detector, X_fit, X_eval, seed):
     transductive = X_eval is X_fit
     facts = {}
     t0 = time.perf_counter()
-    if detector in ("rda", "ae"):
-        scale = autoencoder_scaler(config["model"]["scaling"], X_fit)
-        Z_fit = scale(X_fit)
-        ae, rda, info = fit_autoencoders(config["model"], Z_fit, seed, robust=detector == "rda")
-        model = rda if detector == "rda" else ae
+    if detector in AUTOENCODERS:
+        ens, info = fit_autoencoders(config["model"], X_fit, seed, detector)
         facts.update(info, n_fit_rows=len(X_fit))
-        t1 = time.perf_counter()
-        scores = model.decision_function(Z_fit if transductive else scale(X_eval))
+        if detector == "rda+iforest":  # rank (ECDF) average with Isolation Forest on the same scaled rows
+            from ..ensemble import rank_average
+
+            forest_train, forest_eval = _iforest_scores(X_fit, X_eval, seed)
+            t1 = time.perf_counter()
+            scores = rank_average([(ens.decision_scores_, ens.decision_scores_ if transductive
+                                    else ens.decision_function(X_eval)), (forest_train, forest_eval)])
+        else:
+            t1 = time.perf_counter()
+            scores = ens.decision_scores_ if transductive else ens.decision_function(X_eval)
     else:
         scale = _Affine(X_fit, config["data"]["scaling"])
         S_fit = scale(X_fit)
@@ -447,6 +475,25 @@ def compare(a, b, n_seeds):
     return "tie" if tie else ("win" if diff > 0 else "loss")
 
 
+def _versus(lead, others, detectors, per_set, complete):
+    """``{other: wins/ties/losses of lead, higher_mean, per_set}`` over the complete sets."""
+    versus = {}
+    for other in others:
+        if lead not in detectors or other not in detectors:
+            continue
+        tally = {"win": 0, "tie": 0, "loss": 0}
+        per, higher = {}, 0
+        for s in complete:
+            a, b = per_set[s]["detectors"][lead]["auroc"], per_set[s]["detectors"][other]["auroc"]
+            outcome = compare(a, b, min(a["n"], b["n"]))
+            if outcome:
+                tally[outcome] += 1
+                per[s] = outcome
+                higher += int(a["mean"] > b["mean"])
+        versus[other] = dict(tally, higher_mean=higher, per_set=per)
+    return versus
+
+
 def build_summary(config, cells):
     """The summary dict: per-set intervals, mean AUROC, average ranks, RDA's wins/ties/losses."""
     seeds = tag_seeds(config, cells)
@@ -493,26 +540,15 @@ def build_summary(config, cells):
                       "mean_ap": float(np.mean(ap)) if ap else None,
                       "average_rank": float(np.mean(ranks[d])) if ranks[d] else None, "ranks": ranks[d],
                       "total_fit_seconds": float(np.sum(secs)) if secs else None}
-    versus = {}
-    for other in ("ae", "iforest"):
-        if "rda" not in detectors or other not in detectors:
-            continue
-        tally = {"win": 0, "tie": 0, "loss": 0}
-        per, higher = {}, 0
-        for s in complete:
-            a, b = per_set[s]["detectors"]["rda"]["auroc"], per_set[s]["detectors"][other]["auroc"]
-            outcome = compare(a, b, min(a["n"], b["n"]))
-            if outcome:
-                tally[outcome] += 1
-                per[s] = outcome
-                higher += int(a["mean"] > b["mean"])
-        versus[other] = dict(tally, higher_mean=higher, per_set=per)
+    versus = _versus("rda", ("ae", "iforest"), detectors, per_set, complete)
+    versus_ensemble = _versus("rda-ens", ("iforest", "ae-ens", "rda"), detectors, per_set, complete)
     untag_seeds(cells)
     quadratic_subsampled = sorted({c["set"] for c in cells if c["detector"] in QUADRATIC
                                    and c["n_fit_rows"] < c["n_train"]})
     return {"protocol": config["protocol"], "test_size": config["data"]["test_size"], "seeds": seeds,
             "detectors": detectors, "skipped": skipped, "sets": per_set, "complete_sets": complete,
-            "overall": overall, "versus": versus, "quadratic_max_rows": config["quadratic_max_rows"],
+            "overall": overall, "versus": versus, "versus_ensemble": versus_ensemble,
+            "quadratic_max_rows": config["quadratic_max_rows"],
             "quadratic_subsampled": quadratic_subsampled, "cells_done": len(cells),
             "one_seed_tie": ONE_SEED_TIE, "model": config["model"],
             "baseline_scaling": config["data"].get("scaling", "standard")}
@@ -547,8 +583,8 @@ def summary_md(summary):
     lines = [f"Protocol: {proto}. Seeds {seeds}; " + (
         "per set mean ± 95% t-interval half-width over seeds." if several else "one seed, no intervals.")]
     lines.append(f"Scaling fitted on the training rows: {summary['baseline_scaling']} for the baselines, "
-                 f"{summary['model']['scaling']} "
-                 "for the two autoencoders. Library defaults for every baseline; OCSVM, LOF and KNN are fitted on a "
+                 "robust (1st..99th percentile -> [0, 1]; the table rule, rda_cli/table_rule.py) "
+                 "for the autoencoders. Library defaults for every baseline; OCSVM, LOF and KNN are fitted on a "
                  f"random subsample of at most {summary['quadratic_max_rows']:,} training rows"
                  + (f" (subsampled here: {', '.join(summary['quadratic_subsampled'])})."
                     if summary["quadratic_subsampled"] else " (no set needed it here)."))
@@ -563,13 +599,16 @@ def summary_md(summary):
         o = summary["overall"][d]
         lines.append(f"| {o['name']} | {fmt_pm(o['average_rank'], None, 2)} | {fmt_pm(o['mean_auroc'])} | "
                      f"{fmt_pm(o['mean_ap'])} | {fmt_pm(o['total_fit_seconds'], None, 1)} |")
-    if summary["versus"]:
-        rule = ("tie = the two 95% intervals overlap" if several
-                else f"one seed: tie = |ΔAUROC| < {summary['one_seed_tie']}")
-        lines += ["", f"RDA against … on AUROC per data set (wins / ties / losses; {rule}):", ""]
-        for other, v in summary["versus"].items():
+    rule = ("tie = the two 95% intervals overlap" if several
+            else f"one seed: tie = |ΔAUROC| < {summary['one_seed_tie']}")
+    for lead, versus in (("rda", summary["versus"]), ("rda-ens", summary.get("versus_ensemble", {}))):
+        if not versus:
+            continue
+        name = DETECTOR_NAMES[lead]
+        lines += ["", f"{name} against … on AUROC per data set (wins / ties / losses; {rule}):", ""]
+        for other, v in versus.items():
             n = v["win"] + v["tie"] + v["loss"]
-            lines.append(f"- {DETECTOR_NAMES[other]}: {v['win']} / {v['tie']} / {v['loss']} (RDA's mean AUROC is "
+            lines.append(f"- {DETECTOR_NAMES[other]}: {v['win']} / {v['tie']} / {v['loss']} ({name}'s mean AUROC is "
                          f"higher on {v.get('higher_mean', '?')} of {n} sets)")
     for key, title in (("auroc", "AUROC"), ("ap", "Average precision")):
         lines += ["", f"## {title} per data set", "",
@@ -602,7 +641,7 @@ def one_line_summary(run, cells):
     s = json.loads((run.path / "summary.json").read_text())
     parts = [f"{len(cells)} cells over {len(s['sets'])} data sets"]
     ov = s["overall"]
-    shown = [d for d in ("rda", "ae", "iforest") if d in ov and ov[d]["mean_auroc"] is not None]
+    shown = [d for d in ("rda-ens", "rda", "ae", "iforest") if d in ov and ov[d]["mean_auroc"] is not None]
     if shown:
         parts.append("mean AUROC " + ", ".join(f"{ov[d]['name']} {ov[d]['mean_auroc']:.3f}" for d in shown))
     ranked = [d for d in ov if ov[d]["average_rank"] is not None]

@@ -92,7 +92,7 @@ def rank_boxplot(summary, path):
     means = [ov[d]["average_rank"] for d in dets]
     ax.plot(range(1, len(dets) + 1), means, "D", color="tab:orange", ms=5, label="average rank")
     for i, d in enumerate(dets):
-        if d == "rda":
+        if d in ("rda", "rda-ens"):
             ax.get_xticklabels()[i].set_fontweight("bold")
     ax.set_ylabel("rank by AUROC (1 = best)")
     ax.set_ylim(len(dets) + 0.5, 0.5)
@@ -106,6 +106,7 @@ def rank_boxplot(summary, path):
 def benchmark_figures(run_dir, summary):
     """Write ``benchmark_scatter.png`` and ``benchmark_ranks.png`` into ``run_dir``; return their paths."""
     run_dir = Path(run_dir)
-    out = [auroc_scatter(summary, run_dir / "benchmark_scatter.png"),
+    reference = "rda-ens" if "rda-ens" in summary["detectors"] else "rda"  # the default detector, else one RDA
+    out = [auroc_scatter(summary, run_dir / "benchmark_scatter.png", reference),
            rank_boxplot(summary, run_dir / "benchmark_ranks.png")]
     return [p for p in out if p is not None]
