@@ -290,8 +290,11 @@ def plot(run_dir):
               help="fix lambda (paper scaling, on the [0, 1]-scaled data: l2,1 threshold = lambda x rows; "
                    "l1: 10 lambda / mu, see README)")
 @click.option("--contamination", type=float, default=None, metavar="F",
-              help="choose lambda so that about this fraction of rows (l21_cols: columns) is flagged, by bisection "
-                   "on log lambda (one fit per step, at most 8)  [default without --lam: the knee rule]")
+              help="flag this fraction of rows: the top F of the ensemble's scores (default detector); with "
+                   "--penalty l1 / l21_cols, lambda by bisection for about F of the rows / columns  [default: the "
+                   "ensemble's robust cut-off, median + 2.5 x 1.4826 MAD of the scores; l1 / l21_cols: the knee rule]")
+@click.option("--members", type=click.IntRange(1, 8), default=None, metavar="N",
+              help="members of the RDA ensemble (the default detector)  [default: 6; 1: a single RDA]")
 @click.option("--layers", default=None, metavar="H1,H2,...",
               help="hidden layer sizes; the input width is put in front  [default: rda.default_layers(width): "
                    "max(2, ceil(width/2)), max(1, ceil(width/4))]")
@@ -306,12 +309,17 @@ def plot(run_dir):
               help="override an estimator setting, e.g. inner_epochs=20, random_state=1 (repeatable)")
 @MISSING_OPTION
 @click.option("--quiet", is_flag=True, help="no progress bar")
-def detect(data_path, penalty, lam, contamination, layers, id_column, array_name, out, force, overrides, missing,
-           quiet):
+def detect(data_path, penalty, lam, contamination, members, layers, id_column, array_name, out, force, overrides,
+           missing, quiet):
     """Find outlying rows (or cells, or columns) in your own table with an RDA.
 
-    Features are min-max scaled to [0, 1] (constant columns to 0.5); the scaler is saved with the model.
-    Default schedule: outer_iterations=10, inner_epochs=10, batch_size=max(133, ceil(rows/256)) (at most the
+    Default: the RDA ensemble of the table rule (rda_cli/table_rule.py): columns scaled robustly (1st..99th
+    percentile -> [0, 1]), 6 members (--members), each a pilot autoencoder then a warm l2,1 RDA; a row's score
+    is the members' averaged robust z-score minus the cut-off (> 0: flagged); --set changes the rule's
+    settings (e.g. pilot_steps=100, random_state=1).
+
+    With --lam, or --penalty l1 / l21_cols: one RDA on min-max scaled features ([0, 1], constant columns to
+    0.5); the scaler is saved with the model. Its schedule: outer_iterations=10, inner_epochs=10, batch_size=max(133, ceil(rows/256)) (at most the
     rows: an epoch is at most 256 steps), learning_rate=0.001,
     reinitialize=false, random_state=0 (change with --set). Without --lam or --contamination, lambda is
     chosen label-free at the knee of the number of flagged groups vs lambda over 8 lambdas (9 fits).
@@ -330,13 +338,17 @@ def detect(data_path, penalty, lam, contamination, layers, id_column, array_name
         info = _guarded(
             lambda: run_detect(data_path, out, penalty=penalty, lam=lam, contamination=contamination, layers=layers,
                                id_column=id_column, overrides=overrides, progress=progress, force=force,
-                               array=array_name, missing=missing),
+                               array=array_name, missing=missing, members=members),
             progress, "interrupted; nothing was written")
     if "flagged_columns" in info:  # a column penalty flags columns, not rows
         flagged = f"{len(info['flagged_columns'])} of {info['n_features']} columns flagged"
     else:
         flagged = f"{info['n_flagged']} of {info['n_rows']} rows flagged"
     what = "columns" if penalty == "l21_cols" else "rows"
+    if info.get("detector") == "ensemble":
+        click.echo(f"rda detect: {flagged} by the RDA ensemble ({info['n_members']} members; cut-off "
+                   f"{info['threshold']:.4g}) -> {info['out_dir']}")
+        return
     click.echo(f"rda detect: {flagged} at lambda={info['lam']:.4g} (threshold {info['threshold']:.4g}; {what} "
                f"penalty {penalty}) -> {info['out_dir']}")
 

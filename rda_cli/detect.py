@@ -80,15 +80,23 @@ def _setting_fields():
     return fields
 
 
+def ensemble_settings():
+    """The settings ``overrides`` may change on the ensemble path: the table rule's and ``random_state``."""
+    from .table_rule import TableRule
+
+    return TableRule.names() + ["random_state"]
+
+
 def parse_overrides(items):
     """``["name=value", ...]`` -> dict; values parsed as YAML; names and types checked against the
-    estimator's settings with the same typed rules as the experiment configs."""
+    estimator's settings (and the ensemble's, :func:`ensemble_settings`) with the same typed rules as the
+    experiment configs."""
     import yaml
 
     from .experiments.config import ConfigError, validate_value
     from .estimator import RobustAutoencoder
 
-    valid = sorted(RobustAutoencoder().get_params())
+    valid = sorted(set(RobustAutoencoder().get_params()) | set(ensemble_settings()))
     out = {}
     for item in items or ():
         if "=" not in item:
@@ -236,9 +244,44 @@ def default_out_dir(data_path):
 
 
 # ---------------------------------------------------------------------------- detect
+def ensemble_for(table, contamination, layers, overrides, members):
+    """The :class:`~rda_cli.ensemble.RobustAutoencoderEnsemble` of a detect run (the default detector:
+    ``penalty="l21_rows"`` without ``lam``), its settings validated (raises DetectError). The benchmark's
+    RDA cells build the same object (:func:`rda_cli.experiments.benchmark.ensemble_for`)."""
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    from .ensemble import RobustAutoencoderEnsemble
+
+    if layers is not None:
+        parse_layers(layers, table.n_features)  # a malformed value is refused as such first
+        raise DetectError("`layers` sizes a single model (give `lam`); the ensemble sizes its members from the "
+                          "table (rda_cli/table_rule.py)")
+    own = set(ensemble_settings())
+    single = {k: v for k, v in overrides.items() if k not in own}
+    if single:
+        estimator_params(table.n_features, table.n_rows, "l21_rows", None, single)  # typed refusals as before
+        raise DetectError(f"`overrides` {', '.join(sorted(single))}: a setting of a single model (give `lam`); "
+                          f"the ensemble's settings: {', '.join(sorted(own))}")
+    params = {k: v for k, v in overrides.items() if k in own}
+    if members is not None:
+        params["n_members"] = members
+    ens = RobustAutoencoderEnsemble(contamination=contamination, **params)
+    try:
+        ens._validate_params()
+    except InvalidParameterError as exc:
+        raise DetectError(f"invalid setting: {exc}") from None
+    return ens
+
+
 def detect(data_path, out_dir=None, penalty="l21_rows", lam=None, contamination=None, layers=None,
-           id_column=None, overrides=(), progress=None, force=False, array=None, missing="allow"):
-    """Fit an RDA on a user table and write the result folder; returns a summary dict.
+           id_column=None, overrides=(), progress=None, force=False, array=None, missing="allow", members=None):
+    """Fit the table detector (or one RDA) on a user table and write the result folder; returns a summary dict.
+
+    With ``penalty="l21_rows"`` and no ``lam`` (the default) it fits the RDA ensemble of the table rule
+    (:class:`~rda_cli.ensemble.RobustAutoencoderEnsemble`, ``members`` members): rows above its robust
+    cut-off are flagged, or with ``contamination`` the top fraction. With ``lam``, or another
+    ``penalty``, one :class:`~rda_cli.estimator.RobustAutoencoder` on min-max scaled rows, lambda as
+    the module docstring says.
 
     ``missing="allow"``: empty or NaN cells are missing values, left out of the loss and the scores
     and filled in by the model (``imputed.npy``); ``"refuse"``: every cell must be a number.
@@ -260,7 +303,16 @@ def detect(data_path, out_dir=None, penalty="l21_rows", lam=None, contamination=
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(data_path)
     check_out_dir(out_dir, data_path, force)
     table = read_table(data_path, id_column=id_column, min_rows=2, array=array, missing=missing)
-    params = estimator_params(table.n_features, table.n_rows, penalty, layers, parse_overrides(overrides))
+    if penalty == "l21_rows" and lam is None:
+        model = ensemble_for(table, contamination, layers, parse_overrides(overrides), members)
+    else:
+        if members is not None:
+            raise DetectError("`members` sets the ensemble (penalty l21_rows without `lam`); a single model has none")
+        given = parse_overrides(overrides)
+        own = [k for k in given if k in ensemble_settings() and k != "random_state"]
+        if own:
+            raise DetectError(f"`overrides` {', '.join(own)}: a setting of the ensemble (penalty l21_rows without `lam`)")
+        params = estimator_params(table.n_features, table.n_rows, penalty, layers, given)
     try:
         tmp, created = start_output(out_dir)
     except OSError as exc:
@@ -268,8 +320,11 @@ def detect(data_path, out_dir=None, penalty="l21_rows", lam=None, contamination=
 
         raise DetectError(f"`out_dir` {out_dir}: {oserror_line(exc, 'create a folder in')}") from None
     try:
-        info = _fit_and_write(table, params, data_path, out_dir, tmp, penalty, lam, contamination, id_column,
-                              progress, t0)
+        if penalty == "l21_rows" and lam is None:
+            info = _fit_ensemble_and_write(table, model, data_path, out_dir, tmp, id_column, progress, t0)
+        else:
+            info = _fit_and_write(table, params, data_path, out_dir, tmp, penalty, lam, contamination, id_column,
+                                  progress, t0)
     except BaseException:
         from .safeio import remove_dirs_if_empty
 
@@ -329,15 +384,68 @@ def _fit_and_write(table, params, data_path, out_dir, tmp, penalty, lam, contami
     return info
 
 
+def _fit_ensemble_and_write(table, ens, data_path, out_dir, tmp, id_column, progress, t0):
+    """Fit the ensemble on the raw rows, score and explain them, write every result file into ``tmp``;
+    then rename it to ``out_dir``. A row's score is the ensemble's score minus its cut-off (> 0: flagged)."""
+    if progress:
+        progress(0, 1, None)
+    ens.fit(table.X)
+    if progress:
+        progress(1, 1, f"{len(ens.members_)} members")
+    scaler = ens.scaler_
+    scaler.feature_names, scaler.id_column = list(table.feature_names), id_column
+    shares, z = ens.feature_contributions(table.X, return_scores=True)
+    scores = z - ens.threshold_
+    flagged = scores > 0
+    top = top_features(shares, table.feature_names, flagged)
+    L_s, S_s = ens.decompose()
+    L, S = scaler.inverse_transform(L_s), scaler.inverse_scale(S_s)
+    first = ens.member_info_[0]
+    rule = ens.rule()
+    how = (f"the table rule's RDA ensemble ({len(ens.members_)} members; rda_cli/table_rule.py): rows flagged "
+           + (f"in the top {ens.contamination:g} of the scores" if ens.contamination is not None else
+              f"above median + {rule.flag_mads:g} x 1.4826 MAD of the scores"))
+    info = {
+        "data": str(data_path), "array": table.array_name, "n_rows": table.n_rows, "n_features": table.n_features,
+        "penalty": "l21_rows", "detector": "ensemble", "n_members": len(ens.members_),
+        "layers": [i["layers"] for i in ens.member_info_], "lam": first.get("threshold", 0.0),
+        "threshold": float(ens.threshold_), "how": how, "search": {},
+        "member_thresholds": [i.get("threshold") for i in ens.member_info_],
+        "first_flagged": [i.get("first_flagged") for i in ens.member_info_],
+        "n_missing": int(np.isnan(table.X).sum()), "n_flagged": int(flagged.sum()),
+        "fits": 2 * len(ens.members_), "id_column": id_column, "rule": rule.__dict__,
+        "outer_iterations": rule.pilot_outer, "inner_epochs": first["inner_epochs"],
+        "batch_size": first["batch_size"], "max_steps_per_epoch": None, "learning_rate": rule.pilot_learning_rate,
+        "reinitialize": False, "random_state": ens.random_state, "lambda_scaling": "absolute",
+        "contamination": ens.contamination,
+    }
+    info["seconds"] = time.perf_counter() - t0
+    imputed = np.where(np.isnan(table.X), L, table.X) if info["n_missing"] else None
+    write_result(tmp, out_dir, info, table, scores, flagged, L, S, ens, scaler, None, top, shares, imputed)
+    return info
+
+
 # ---------------------------------------------------------------------------- score
 def load_model(model_dir):
-    """``(RobustAutoencoder, MinMaxScaler01)`` from a ``detect`` model folder (raises DetectError)."""
+    """``(model, scaler)`` from a ``detect`` model folder (raises DetectError): a
+    :class:`~rda_cli.ensemble.RobustAutoencoderEnsemble` and its robust scaler, or (one model, ``lam``)
+    a :class:`~rda_cli.estimator.RobustAutoencoder` and its :class:`MinMaxScaler01`."""
     from .estimator import RobustAutoencoder
     from .persistence import ModelFileError
 
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise DetectError(f"`model_dir` {model_dir} does not exist or is not a folder")
+    from .ensemble import ENSEMBLE_FILE
+
+    if (model_dir / ENSEMBLE_FILE).exists():  # the default detector's folder
+        from .ensemble import RobustAutoencoderEnsemble
+
+        try:
+            ens = RobustAutoencoderEnsemble.load(model_dir)
+        except ModelFileError as exc:
+            raise DetectError(f"`model_dir` {model_dir}: {exc}") from None
+        return ens, ens.scaler_
     missing = [n for n in ("params.json", "network.keras", "arrays.npz", "scaler.json") if not (model_dir / n).exists()]
     if missing:
         raise DetectError(f"`model_dir` {model_dir} is not a model folder written by rda detect "
@@ -372,8 +480,9 @@ def score(model_dir, data_path, out="scores.csv", force=False, array=None, missi
     summary = {"n_rows": 0, "n_flagged": 0}
     chunks = _scored_chunks(model, scaler, _table_chunks(model, scaler, data_path, array, missing), summary)
     id_name = write_scores_file(out, chunks)
+    threshold = model.threshold_ if hasattr(model, "members_") else model.prox_threshold_
     return {"out": str(out), "n_rows": summary["n_rows"], "n_flagged": summary["n_flagged"],
-            "threshold": model.prox_threshold_, "id_column": id_name}
+            "threshold": threshold, "id_column": id_name}
 
 
 def _table_chunks(model, scaler, data_path, array, missing):
@@ -414,8 +523,11 @@ def _scored_chunks(model, scaler, tables, summary):
             diff = next(f"{a!r} where the model has {b!r}"
                         for a, b in zip(table.feature_names, scaler.feature_names) if a != b)
             raise DetectError(f"{table.path}: the columns differ from the model's: {diff}")
-        X = scaler.transform(table.X)
-        shares, scores = model.feature_contributions(X, return_scores=True)
+        if hasattr(model, "members_"):  # the ensemble scales the raw rows itself; score - cut-off > 0: flagged
+            shares, scores = model.feature_contributions(table.X, return_scores=True)
+            scores = scores - model.threshold_
+        else:
+            shares, scores = model.feature_contributions(scaler.transform(table.X), return_scores=True)
         flagged = scores > 0 if model.penalty in ROW_PENALTIES else np.zeros(len(scores), bool)
         names = scaler.feature_names or table.feature_names
         yield table.ids, table.id_name, summary["n_rows"], scores, flagged, top_features(shares, names, flagged)

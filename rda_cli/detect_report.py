@@ -106,10 +106,9 @@ def histogram(path, scores, flagged, title, rows_flagged=True):
     return drawn
 
 
-def report_markdown(info, ids, id_name, scores, flagged, col_rows, top=None, chart=False):
-    source = info['data'] + (f" (array `{info['array']}`)" if info.get("array") else "")
-    lines = [f"# rda detect: {source}", ""]
-    lines += [
+def _single_lines(info, id_name, col_rows):
+    """The facts of a single-model run (``lam``, or the l1 / l21_cols penalties)."""
+    return [
         f"- rows: {info['n_rows']}, feature columns: {info['n_features']}"
         + (f" (id column `{id_name}` excluded)" if id_name else ""),
         f"- penalty: `{info['penalty']}`, network layers: {info['layers']}",
@@ -126,6 +125,34 @@ def report_markdown(info, ids, id_name, scores, flagged, col_rows, top=None, cha
          f"- flagged: **{info['n_flagged']} of {info['n_rows']} rows** ({info['n_flagged'] / info['n_rows']:.1%})"),
         f"- fits: {info['fits']}, {info['seconds']:.1f} s",
     ]
+
+
+def _ensemble_lines(info, id_name):
+    """The facts of an ensemble run (the default detector)."""
+    rule = info["rule"]
+    return [
+        f"- rows: {info['n_rows']}, feature columns: {info['n_features']}"
+        + (f" (id column `{id_name}` excluded)" if id_name else ""),
+        f"- detector: the RDA ensemble of the table rule (`rda_cli/table_rule.py`), **{info['n_members']} members**, "
+        f"layers {', '.join(info['layers'])}; columns scaled robustly (1st..99th percentile -> [0, 1])",
+        f"- each member: a pilot autoencoder ({rule['pilot_outer']} x about {rule['pilot_steps']} steps at learning "
+        f"rate {rule['pilot_learning_rate']}), lambda = its {rule['lambda_quantile']} quantile of the residual row "
+        f"norms, then a warm l2,1 RDA ({rule['warm_outer']} x about {rule['warm_steps']} steps at "
+        f"{rule['warm_learning_rate']}); random_state={info['random_state']}",
+        f"- score: the members' robust z-scores averaged, minus the cut-off **{info['threshold']:.4g}** (> 0: flagged)",
+        f"- flagged by: {info['how']}",
+        f"- flagged: **{info['n_flagged']} of {info['n_rows']} rows** ({info['n_flagged'] / info['n_rows']:.1%})",
+        f"- fits: {info['fits']} (pilot and RDA per member), {info['seconds']:.1f} s",
+    ]
+
+
+def report_markdown(info, ids, id_name, scores, flagged, col_rows, top=None, chart=False):
+    source = info['data'] + (f" (array `{info['array']}`)" if info.get("array") else "")
+    lines = [f"# rda detect: {source}", ""]
+    if info.get("detector") == "ensemble":
+        lines += _ensemble_lines(info, id_name)
+    else:
+        lines += _single_lines(info, id_name, col_rows)
     if info.get("n_missing"):
         lines.append(f"- missing values: {info['n_missing']} cells ({info['n_missing'] / (info['n_rows'] * info['n_features']):.2%}); "
                      "left out of the loss and the scores, filled in by the model in `imputed.npy`")
@@ -141,6 +168,9 @@ def report_markdown(info, ids, id_name, scores, flagged, col_rows, top=None, cha
     lines += ["## scores", "",
               ("Score of a row: its residual norm ||x - l|| (scaled units); the column penalty flags no row."
                if col_rows is not None else
+               "Score of a row: the average over the members of its robust z-score (each member's score against "
+               "its own training scores: (s - median) / (1.4826 MAD)), minus the cut-off, so > 0 is flagged."
+               if info.get("detector") == "ensemble" else
                "Score of a row: the norm of its row of S (scaled units) when flagged, else its residual "
                "norm minus the threshold (<= 0), so every row is ranked."), "",
               "![score histogram](score_hist.png)", "",
