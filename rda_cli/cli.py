@@ -26,7 +26,7 @@ FLAGS = {"out_dir": "--out", "out": "--out", "config_path": "--config", "overrid
          "scheduler": "--scheduler",
          "model_dir": "--model", "data_path": "--data", "array": "--array", "id_column": "--id-column", "lam": "--lam",
          "contamination": "--contamination", "force": "--force", "layers": "--layers", "penalty": "--penalty",
-         "missing": "--missing"}
+         "missing": "--missing", "members": "--members"}
 MISSING_OPTION = click.option(
     "--missing", type=click.Choice(["allow", "refuse"]), default="allow", show_default=True,
     help="allow: empty or NaN cells are missing values, left out of the fit and the scores and filled in by "

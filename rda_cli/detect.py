@@ -309,7 +309,10 @@ def detect(data_path, out_dir=None, penalty="l21_rows", lam=None, contamination=
         if members is not None:
             raise DetectError("`members` sets the ensemble (penalty l21_rows without `lam`); a single model has none")
         given = parse_overrides(overrides)
-        own = [k for k in given if k in ensemble_settings() and k != "random_state"]
+        from .estimator import RobustAutoencoder
+
+        single = set(RobustAutoencoder().get_params())
+        own = [k for k in given if k in ensemble_settings() and k not in single]
         if own:
             raise DetectError(f"`overrides` {', '.join(own)}: a setting of the ensemble (penalty l21_rows without `lam`)")
         params = estimator_params(table.n_features, table.n_rows, penalty, layers, given)

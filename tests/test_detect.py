@@ -17,7 +17,9 @@ from synthetic import with_outlier_rows
 
 PNG = b"\x89PNG\r\n\x1a\n"
 D = 20
-FAST = ["--set", "outer_iterations=8", "--set", "inner_epochs=8", "--quiet"]
+FAST = ["--set", "outer_iterations=8", "--set", "inner_epochs=8", "--quiet"]  # a single model (with --lam etc.)
+# the default detector (the ensemble), cheaper: 3 members, half the pilot's steps
+FAST_ENS = ["--members", "3", "--set", "pilot_steps=100", "--quiet"]
 # Arbitrary units: columns from 1e-2 to 1e3 wide, shifted, so the scaling matters.
 SCALE = np.geomspace(0.01, 1000.0, D)
 SHIFT = np.linspace(-50.0, 50.0, D)
@@ -54,19 +56,19 @@ def read_scores(path):
 
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory):
-    """One default (knee rule) detect run on a CSV with a header and an id column."""
+    """One default (the RDA ensemble) detect run on a CSV with a header and an id column."""
     tmp = tmp_path_factory.mktemp("detect")
     X, out = source(400, sample_seed=11)
     ids = [f"r{i:03d}" for i in range(len(X))]
     data = write_csv(tmp / "train.csv", X, ids)
-    res = invoke("detect", "--data", data, "--id-column", "id", "--out", tmp / "run", *FAST)
+    res = invoke("detect", "--data", data, "--id-column", "id", "--out", tmp / "run", *FAST_ENS)
     assert res.exit_code == 0, res.output
     return {"tmp": tmp, "X": X, "out": out, "ids": ids, "run": tmp / "run", "output": res.output}
 
 
 def test_detect_end_to_end(fitted):
     run, X, truth = fitted["run"], fitted["X"], fitted["out"]
-    assert "rows flagged at lambda=" in fitted["output"] and str(run) in fitted["output"]
+    assert "rows flagged by the RDA ensemble (3 members" in fitted["output"] and str(run) in fitted["output"]
     header, rows = read_scores(run / "scores.csv")
     assert header == ["id", "score", "flagged", "top_features"]
     assert [r[0] for r in rows] == fitted["ids"]
@@ -76,24 +78,25 @@ def test_detect_end_to_end(fitted):
     assert roc_auc_score(truth, scores) >= 0.9
     assert 0 < flagged.sum() < len(X) // 4
 
-    # L and S in the original units: same shape as the data; the part the model leaves out,
-    # X - L - S, is exactly the scaled residual times each column's range.
+    # L and S (the members' means) in the original units: same shape as the data; the part the model
+    # leaves out, X - L - S, is exactly the scaled residual times each column's span.
     L, S = np.load(run / "L.npy"), np.load(run / "S.npy")
     assert L.shape == S.shape == X.shape
-    from rda_cli.rda import RobustAutoencoder
+    from rda_cli import RobustAutoencoderEnsemble
+    from rda_cli.scaling import RobustScaler01
 
-    model = RobustAutoencoder.load(run / "model")
-    scaler = MinMaxScaler01.load(run / "model" / "scaler.json")
-    rng = X.max(axis=0) - X.min(axis=0)
-    np.testing.assert_allclose(S, model.S_ * rng, rtol=1e-6, atol=1e-9)
+    model = RobustAutoencoderEnsemble.load(run / "model")
+    scaler = RobustScaler01.load(run / "model" / "scaler.json")
+    L_s, S_s = model.decompose()
+    np.testing.assert_allclose(S, S_s * scaler.span, rtol=1e-6, atol=1e-9)
     Xs = scaler.transform(X)
-    np.testing.assert_allclose((X - L - S) / rng, Xs - model.L_ - model.S_, atol=1e-4)
-    assert np.all(S[flagged == 0] == 0) and np.all(np.any(S[flagged == 1] != 0, axis=1))
+    np.testing.assert_allclose((X - L - S) / scaler.span, Xs - L_s - S_s, atol=1e-4)
     # the flagged rows' S is on the scale of the data, not of [0, 1]
     assert np.abs(S).max() > 10
+    np.testing.assert_allclose(scores, model.decision_scores_ - model.threshold_, atol=1e-4)
 
     report = (run / "report.md").read_text()
-    assert "knee rule" in report and "lambda =" in report and "score_hist.png" in report
+    assert "RDA ensemble" in report and "3 members" in report and "score_hist.png" in report
     assert report.count("| r") >= 20  # the top-20 table names rows by their ids
     assert (run / "score_hist.png").read_bytes().startswith(PNG)
     assert json.loads((run / "model" / "scaler.json").read_text())["id_column"] == "id"
@@ -121,15 +124,19 @@ def test_score_new_rows(fitted, tmp_path):
 def test_contamination_flags_about_that_fraction(tmp_path):
     X, truth = source(400, sample_seed=21)
     np.save(tmp_path / "data.npy", X)
-    res = invoke("detect", "--data", tmp_path / "data.npy", "--contamination", 0.05, "--out", tmp_path / "run", *FAST)
+    res = invoke("detect", "--data", tmp_path / "data.npy", "--contamination", 0.05, "--out", tmp_path / "run",
+                 *FAST_ENS)
     assert res.exit_code == 0, res.output
     header, rows = read_scores(tmp_path / "run" / "scores.csv")
     assert header == ["row", "score", "flagged", "top_features"]
     n_flagged = sum(int(r[2]) for r in rows)
-    # The search stops within max(1, 10%) of the 20-row target or keeps the closest of 8 fits; the
-    # count moves in jumps with lambda, so "about 5%" is allowed to mean 3.5% to 6.5% (14 to 26 rows).
-    assert 14 <= n_flagged <= 26, n_flagged
-    assert "contamination 0.05" in (tmp_path / "run" / "report.md").read_text()
+    assert n_flagged == 20  # the ensemble flags the top 5% of its scores
+    assert "top 0.05 of the scores" in (tmp_path / "run" / "report.md").read_text()
+    # the single model (with --penalty l1) still searches lambda for about that fraction
+    res = invoke("detect", "--data", tmp_path / "data.npy", "--penalty", "l1", "--contamination", 0.05, "--out",
+                 tmp_path / "run_l1", *FAST)
+    assert res.exit_code == 0, res.output
+    assert "contamination 0.05" in (tmp_path / "run_l1" / "report.md").read_text()
 
 
 # ------------------------------------------------------------------ bad input
@@ -173,6 +180,14 @@ BAD_DETECT = [
     ("unknown setting", _csv_text(_good_rows()), ["--set", "inner_epoch=3"], "did you mean 'inner_epochs'"),
     ("bad setting value", _csv_text(_good_rows()), ["--set", "batch_size=0"], "batch_size"),
     ("bad layers", _csv_text(_good_rows()), ["--layers", "4,x"], "--layers"),
+    # the default detector (the ensemble) sizes its own members and takes the table rule's settings
+    ("layers for the ensemble", _csv_text(_good_rows()), ["--layers", "4"], "--layers sizes a single model"),
+    ("single-model setting for the ensemble", _csv_text(_good_rows()), ["--set", "inner_epochs=3"],
+     "a setting of a single model"),
+    ("bad ensemble setting", _csv_text(_good_rows()), ["--set", "pilot_steps=0"], "pilot_steps"),
+    ("members with lam", _csv_text(_good_rows()), ["--lam", "0.01", "--members", "2"], "--members"),
+    ("ensemble setting with lam", _csv_text(_good_rows()), ["--lam", "0.01", "--set", "pilot_steps=5"],
+     "a setting of the ensemble"),
 ]
 
 
@@ -273,7 +288,8 @@ def planted_columns(tmp_path_factory):
         X[r, c] = np.where(X[r, c] > 0.5, 0.0, 1.0)
     X = X * SCALE + SHIFT
     data = write_csv(tmp / "t.csv", X, [f"r{i}" for i in range(len(X))])
-    res = invoke("detect", "--data", data, "--id-column", "id", "--contamination", 0.04, "--out", tmp / "run", *FAST)
+    res = invoke("detect", "--data", data, "--id-column", "id", "--contamination", 0.04, "--out", tmp / "run",
+                 *FAST_ENS)
     assert res.exit_code == 0, res.output
     return tmp, X, cols
 
@@ -330,16 +346,13 @@ def test_detect_and_score_with_missing_cells(tmp_path):
     text = "\n".join([",".join(f"f{j}" for j in range(D))]
                      + [",".join("" if np.isnan(v) else repr(float(v)) for v in row) for row in Xm]) + "\n"
     (tmp_path / "m.csv").write_text(text)
-    # imputing needs a network that fits the rows: the short default schedule does not on 400 rows
-    # (3 steps per epoch at learning rate 0.001); this one does
-    fit = ["--set", "learning_rate=0.01", "--set", "inner_epochs=20", "--set", "outer_iterations=10", "--quiet"]
-    res = invoke("detect", "--data", tmp_path / "m.csv", "--out", tmp_path / "run", *fit)
+    res = invoke("detect", "--data", tmp_path / "m.csv", "--out", tmp_path / "run", *FAST_ENS)
     assert res.exit_code == 0, res.output
     imputed = np.load(tmp_path / "run" / "imputed.npy")
     assert imputed.shape == X.shape and not np.isnan(imputed).any()
     np.testing.assert_array_equal(imputed[~miss], X[~miss])
     col_mean = np.where(miss, np.nanmean(Xm, axis=0), Xm)
-    rng = X.max(axis=0) - X.min(axis=0)
+    rng = X.max(axis=0) - X.min(axis=0)  # the default detector imputes with the members' mean L
     inl = miss & ~truth[:, None]
     err = lambda A: np.sqrt(np.mean(((A - X) / rng)[inl] ** 2))  # noqa: E731
     assert err(imputed) < err(col_mean)
