@@ -3,24 +3,28 @@
 :class:`RDA` subclasses PyOD's ``BaseDetector``, so it goes wherever PyOD detectors go: ``fit``,
 ``decision_function``, ``predict``, ``predict_proba``, ``predict_confidence``, PyOD's score
 combination (``pyod.models.combination``) and its ensembles (``LSCP``, ``FeatureBagging``), and
-scikit-learn's ``clone`` / ``get_params``. It wraps a :class:`~rda_cli.estimator.RobustAutoencoder`
-(``detector_``) fitted on the data min-max scaled to [0, 1] (the network's sigmoid output range).
+scikit-learn's ``clone`` / ``get_params``.
+
+By default (``lam=None``, penalty ``"l21_rows"`` or None, no ``hidden_layers``) it wraps the table
+rule's :class:`~rda_cli.ensemble.RobustAutoencoderEnsemble` (``detector_``; ``n_members`` members,
+robust scaling, :mod:`rda_cli.table_rule`): exactly what ``rda detect`` fits, with PyOD's rule on
+top -- ``threshold_`` at the ``1 - contamination`` quantile of the training scores. With ``lam``
+(or ``hidden_layers``, or the ``l1`` / ``l21_cols`` penalties) it wraps one
+:class:`~rda_cli.estimator.RobustAutoencoder` on min-max scaled rows, with the table rule's network and
+pilot schedule unless given.
 
 PyOD is an optional dependency (``pip install "rda-cli[pyod]"``); importing this module without it
 raises ImportError saying so.
 
-How ``contamination`` is used
------------------------------
-A PyOD detector usually scores the rows and flags the top ``contamination`` fraction. RDA flags the
-rows whose sparse part ``S`` is non-zero, so here ``contamination`` chooses lambda instead: the
-estimator's search (:func:`~rda_cli.selection.lambda_for_contamination`) finds a lambda that flags
-about that fraction of the training rows. With ``lam`` given, ``lam`` decides and
-``contamination`` only feeds PyOD's confidence and rejection formulas. Either way
-``threshold_ = 0.0`` and ``labels_ == (decision_scores_ > threshold_)``: the flagged rows are those
-of ``S``. A model that flags no rows -- the plain autoencoder (``penalty=None``) and the column
-penalty ``l21_cols``, which flags columns (``detector_.column_mask_``) -- scores rows by their
-residual norm and takes PyOD's usual rule (``threshold_`` at the ``1 - contamination`` quantile of
-the training scores).
+How ``contamination`` is used by one model
+------------------------------------------
+RDA flags the rows whose sparse part ``S`` is non-zero, so for one model without ``lam``,
+``contamination`` chooses lambda: the estimator's search
+(:func:`~rda_cli.selection.lambda_for_contamination`) finds a lambda that flags about that fraction
+of the training rows. With ``lam`` given, ``lam`` decides and ``contamination`` only feeds PyOD's
+confidence and rejection formulas. Either way ``threshold_ = 0.0`` and ``labels_ ==
+(decision_scores_ > threshold_)``: the flagged rows are those of ``S``. A model that flags no rows --
+the plain autoencoder and ``l21_cols`` -- takes PyOD's usual rule.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ except ImportError as exc:  # pragma: no cover - PyOD is installed with the test
 from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted
 
+from .ensemble import RobustAutoencoderEnsemble
 from .estimator import RobustAutoencoder
 from .scoring import ROW_PENALTIES
 from .tabular import MinMaxScaler01
@@ -46,52 +51,52 @@ class RDA(BaseDetector):
     Parameters
     ----------
     contamination : float in (0, 0.5), default=0.1
-        The expected fraction of outliers; chooses lambda unless ``lam`` is given (module docstring).
+        The expected fraction of outliers: the ensemble's cut-off (top fraction), or one model's lambda
+        search unless ``lam`` is given (module docstring).
     lam : float or None, default=None
-        The penalty weight; None: found from ``contamination``.
+        None: the ensemble (or, for ``l1`` / ``l21_cols`` / ``hidden_layers``, lambda found from
+        ``contamination``). A float: one model with this penalty weight.
     penalty : {"l21_rows", "l1", "l21_cols"} or None, default="l21_rows"
-        As for :class:`~rda_cli.estimator.RobustAutoencoder` (``l21_cols``: ``contamination`` is then a
-        fraction of the columns).
+        As for :class:`~rda_cli.estimator.RobustAutoencoder`; None: plain autoencoder(s).
+    n_members : int in [1, 8], default=6
+        The ensemble's members (the table rule's default; 1: a single RDA through the same code).
     hidden_layers : tuple of int or None, default=None
-        Hidden layer sizes, e.g. ``(64, 32)``; None: about 1/2 and 1/4 of the input width
-        (:func:`~rda_cli.estimator.default_layers`).
-    outer_iterations, inner_epochs, batch_size, learning_rate, lambda_scaling, tied, reinitialize
-        As for :class:`~rda_cli.estimator.RobustAutoencoder`; the defaults are ``rda detect``'s short
-        schedule (10 x 10 epochs, continued training).
+        One model's hidden layer sizes, e.g. ``(64, 32)``; None: the table rule's network from the shape.
+    outer_iterations, inner_epochs, batch_size, learning_rate : int, int, int, float or None, default=None
+        One model's schedule; None: the table rule's pilot (10 x about 200 gradient steps, learning rate
+        0.01, batch from the rows: :func:`rda_cli.table_rule.member_settings`).
+    lambda_scaling, tied, reinitialize
+        As for :class:`~rda_cli.estimator.RobustAutoencoder` (one model).
     preprocessing : bool, default=True
-        Min-max scale each column to [0, 1] with the training data's range (NaN ignored) before the
-        network sees it. False: the data must already lie in [0, 1].
+        One model: min-max scale each column to [0, 1] with the training range (NaN ignored); False:
+        the data must already lie in [0, 1]. The ensemble always scales robustly.
     random_state : int or None, default=None
     verbose : int, default=0
 
     Attributes
     ----------
-    detector_ : RobustAutoencoder
-        The fitted estimator (on the scaled data).
+    detector_ : RobustAutoencoderEnsemble or RobustAutoencoder
     scaler_ : MinMaxScaler01 or None
+        One model's scaler (None for the ensemble, which holds its own).
     decision_scores_ : ndarray of shape (n_samples,)
-        ``decision_function`` of the training rows: the norm of a row of ``S`` when flagged, else
-        how far the row is below the prox threshold (<= 0).
     threshold_ : float
-        0.0 (see the module docstring).
     labels_ : ndarray of int
-        1 for the rows ``S`` flags.
     lam_ : float
-        The lambda used.
+        The lambda used (the ensemble: its first member's prox threshold; 0 for plain autoencoders).
 
     Notes
     -----
-    Missing values (NaN) are accepted in ``fit`` and ``decision_function``
-    (see :class:`~rda_cli.estimator.RobustAutoencoder`).
+    Missing values (NaN) are accepted in ``fit`` and ``decision_function``.
     """
 
-    def __init__(self, contamination=0.1, lam=None, penalty="l21_rows", hidden_layers=None,
-                 outer_iterations=10, inner_epochs=10, batch_size=133, learning_rate=0.001,
+    def __init__(self, contamination=0.1, lam=None, penalty="l21_rows", n_members=6, hidden_layers=None,
+                 outer_iterations=None, inner_epochs=None, batch_size=None, learning_rate=None,
                  lambda_scaling="paper", tied=True, reinitialize=False, preprocessing=True,
                  random_state=None, verbose=0):
         super().__init__(contamination=contamination)
         self.lam = lam
         self.penalty = penalty
+        self.n_members = n_members
         self.hidden_layers = hidden_layers
         self.outer_iterations = outer_iterations
         self.inner_epochs = inner_epochs
@@ -104,29 +109,61 @@ class RDA(BaseDetector):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _estimator(self, width, n_rows):
+    def _uses_ensemble(self):
+        return self.lam is None and self.penalty in ("l21_rows", None) and self.hidden_layers is None
+
+    def _check_contamination(self):
         if not isinstance(self.contamination, (float, int)) or not 0 < self.contamination < 0.5:
             raise ValueError(f"contamination must be a fraction in (0, 0.5), got {self.contamination!r}")
-        layers = None if self.hidden_layers is None else [width] + [int(d) for d in self.hidden_layers]
+
+    def _seed(self):
+        if self.random_state is None:
+            return int(np.random.SeedSequence().generate_state(1)[0])
+        return int(self.random_state)
+
+    def _estimator(self, width, n_rows):
+        from .table_rule import member_settings
+
+        rule = member_settings(n_rows, width)
+        layers = rule["layers"] if self.hidden_layers is None else [width] + [int(d) for d in self.hidden_layers]
         use_contamination = self.lam is None and self.penalty is not None
+
+        def given(name):
+            value = getattr(self, name)
+            return rule[name] if value is None else value
+
         return RobustAutoencoder(
             layers=layers, penalty=self.penalty, lam=0.0 if self.lam is None else self.lam,
             contamination=float(self.contamination) if use_contamination else None,
-            lambda_scaling=self.lambda_scaling, outer_iterations=self.outer_iterations,
-            inner_epochs=self.inner_epochs, batch_size=min(int(self.batch_size), n_rows),
-            learning_rate=self.learning_rate, tied=self.tied, reinitialize=self.reinitialize,
+            lambda_scaling=self.lambda_scaling, outer_iterations=given("outer_iterations"),
+            inner_epochs=given("inner_epochs"), batch_size=min(int(given("batch_size")), n_rows),
+            max_steps_per_epoch=rule["max_steps_per_epoch"] if self.inner_epochs is None else None,
+            learning_rate=given("learning_rate"), tied=self.tied, reinitialize=self.reinitialize,
             random_state=self.random_state, verbose=self.verbose)
 
     def _scaled(self, X):
         X = check_array(X, dtype=np.float64, ensure_all_finite="allow-nan")
+        if self.scaler_ is None and isinstance(self.detector_, RobustAutoencoderEnsemble):
+            return X  # the ensemble scales the raw rows itself
         return self.scaler_.transform(X) if self.scaler_ is not None else X.astype(np.float32)
 
     def fit(self, X, y=None):
         """Fit the detector on ``X`` (``y`` is ignored); returns self."""
+        self._check_contamination()
         X = check_array(X, dtype=np.float64, ensure_all_finite="allow-nan", ensure_min_samples=2)
         self._set_n_classes(y)
+        if self._uses_ensemble():
+            self.scaler_ = None
+            self.detector_ = RobustAutoencoderEnsemble(
+                n_members=self.n_members, penalty=self.penalty, contamination=float(self.contamination),
+                random_state=self._seed()).fit(X)
+            self.lam_ = float(self.detector_.member_info_[0].get("threshold", 0.0))
+            self.decision_scores_ = self.detector_.decision_scores_
+            self._process_decision_scores()  # PyOD's quantile rule (the ensemble's own, with this contamination)
+            self.threshold_, self.labels_ = self.detector_.threshold_, self.detector_.labels_.copy()
+            return self
         self.scaler_ = MinMaxScaler01().fit(X) if self.preprocessing else None
-        Xs = self._scaled(X)
+        Xs = self._scaled(X) if self.scaler_ is not None else X.astype(np.float32)
         self.detector_ = self._estimator(X.shape[1], X.shape[0]).fit(Xs)
         self.lam_ = self.detector_.lam_
         self.decision_scores_ = self.detector_.decision_function(Xs)
@@ -137,12 +174,12 @@ class RDA(BaseDetector):
         return self
 
     def decision_function(self, X):
-        """Outlier scores of ``X``: higher is more abnormal, > 0 flagged (with a penalty)."""
+        """Outlier scores of ``X``: higher is more abnormal (flagged above ``threshold_``)."""
         check_is_fitted(self, ["detector_", "decision_scores_", "threshold_", "labels_"])
         return self.detector_.decision_function(self._scaled(X))
 
     def feature_contributions(self, X):
-        """Each feature's share of each row's anomaly
-        (:meth:`~rda_cli.estimator.RobustAutoencoder.feature_contributions`, on the scaled data)."""
+        """Each feature's share of each row's anomaly (the estimator's or the ensemble's
+        ``feature_contributions``, in scaled units)."""
         check_is_fitted(self, ["detector_"])
         return self.detector_.feature_contributions(self._scaled(X))
