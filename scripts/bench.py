@@ -28,7 +28,14 @@
    rest); and a whole outer iteration's throughput against the trainer's alone, as fractions of the
    roofline.
 
-Usage: python scripts/bench.py [--quick] [--skip-sweep] [--tables] [--fresh] [--out results/bench/bench.json]
+8. with ``--ensemble`` (only this, into results/bench/ensemble.json): the table rule's ensemble
+   (rda_cli.ensemble) fitted with 1, 6 and 8 members on a 2,000 x 24 and a 20,000 x 64 table, each
+   fit in its own fresh process (imports, tracing and compiling included, as ``rda detect`` pays
+   them), as wall seconds and ratios to one member measured in the same run; and ``rda detect`` (the
+   default ensemble) on 1,000,000 x 20 rows end to end in a fresh process: seconds, peak resident
+   memory (VmHWM of /proc) and the AUROC of its scores against the planted rows.
+
+Usage: python scripts/bench.py [--quick] [--skip-sweep] [--tables] [--fresh] [--ensemble] [--out results/bench/bench.json]
 """
 
 from __future__ import annotations
@@ -349,6 +356,59 @@ def table_benchmarks(work, quick=False, mild=False):
     return res
 
 
+# ---------------------------------------------------------------------------- 8. the ensemble
+ENSEMBLE_CODE = """
+import json, sys, time
+t0 = time.perf_counter()
+import numpy as np
+from rda_cli import RobustAutoencoderEnsemble
+n, d, k = map(int, sys.argv[1:4])
+rng = np.random.default_rng(0)
+u = rng.uniform(-1, 1, size=(n, 4))
+X = 40 + 20 / (1 + np.exp(-(u @ rng.normal(0, 1.5, size=(4, d))))) + rng.normal(0, 0.3, size=(n, d))
+t1 = time.perf_counter()
+ens = RobustAutoencoderEnsemble(n_members=k, random_state=0).fit(X)
+t2 = time.perf_counter()
+ens.decision_function(X[::-1])
+t3 = time.perf_counter()
+print(json.dumps({"rows": n, "features": d, "members": k, "fit_seconds": t2 - t1, "score_seconds": t3 - t2,
+                  "process_seconds": t3 - t0}))
+"""
+
+HWM_CLI_CODE = CLI_CODE.replace('"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024',
+                                '"peak_rss_mb": [int(l.split()[1]) for l in open("/proc/self/status") '
+                                'if l.startswith("VmHWM")][0] / 1024')
+
+
+def ensemble_benchmarks(work, quick=False):
+    """Section 8 (see the module docstring)."""
+    res = {"cpu_count": os.cpu_count(), "fits": []}
+    shapes = ((2000, 24),) if quick else ((2000, 24), (20000, 64))
+    for n, d in shapes:
+        one = None
+        for k in (1, 6, 8):
+            r = _child(ENSEMBLE_CODE, n, d, k)
+            one = r["fit_seconds"] if k == 1 else one
+            r["ratio_to_one_member"] = r["fit_seconds"] / one
+            res["fits"].append(r)
+            print(f"ensemble {n} x {d}, {k} members: fit {r['fit_seconds']:.1f} s ({r['ratio_to_one_member']:.2f} x one "
+                  f"member), scoring {r['score_seconds']:.2f} s, process {r['process_seconds']:.1f} s", flush=True)
+    n_big = 200_000 if quick else 1_000_000
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    big = work / f"planted_{n_big}.csv"
+    if not big.exists():
+        write_planted_csv(big, n_big)
+    truth = np.load(big.with_suffix(".truth.npy"))
+    out = work / "run_detect_ensemble"
+    r = _child(HWM_CLI_CODE, "detect", "--data", big, "--out", out, "--force", "--quiet")
+    r.update(rows=n_big, features=TABLE_COLUMNS, auroc=_auroc(out / "scores.csv", truth))
+    res["detect_1m"] = r
+    print(f"rda detect {n_big} x {TABLE_COLUMNS} (ensemble): {r['seconds']:.0f} s, peak RSS {r['peak_rss_mb']:.0f} MB, "
+          f"AUROC {r['auroc']:.4f} ({r['output']})", flush=True)
+    return res
+
+
 # ---------------------------------------------------------------------------- 7. a fit in a fresh process
 def _fresh_child(outer, inner, jit):
     """Run in a new interpreter: one fit of the outlier network on the paper's mix, as ``rda detect`` or a
@@ -475,9 +535,20 @@ def main():
                     help="with --tables: only the detect comparison, on mild outliers (into tables_mild.json)")
     ap.add_argument("--fresh", action="store_true",
                     help="only section 7 (a fit in a fresh process), into results/bench/fresh.json")
+    ap.add_argument("--ensemble", action="store_true",
+                    help="only section 8 (the ensemble's cost; rda detect on 1,000,000 rows), into "
+                         "results/bench/ensemble.json")
     ap.add_argument("--work", default=None, help="folder for section 6's generated files  [default: a temporary one]")
     ap.add_argument("--out", default=None, help="[default: results/bench/bench.json, or tables.json with --tables]")
     args = ap.parse_args()
+    if args.ensemble:
+        with tempfile.TemporaryDirectory() as tmp:
+            res = ensemble_benchmarks(args.work or tmp, args.quick)
+        out = Path(args.out or "results/bench/ensemble.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(res, indent=1))
+        print(f"wrote {out}")
+        return 0
     if args.fresh:
         out = Path(args.out or "results/bench/fresh.json")
         out.parent.mkdir(parents=True, exist_ok=True)

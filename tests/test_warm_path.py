@@ -50,3 +50,21 @@ def test_path_needs_the_local_executor(tmp_path, mnist_dir):
     cfg = config(mnist_dir)
     with pytest.raises(ValueError, match="`executor`='local'"):
         run_experiment("outliers", cfg, tmp_path / "run", cells=list_cells(cfg, True), executor="processes")
+
+
+def test_loop_started_from_a_pilot(tmp_path, mnist_dir):
+    """``model.warm_start_from_pilot``: every lambda's loop starts from one pilot autoencoder per seed, so
+    its first prox sees a trained network; the paper's cold start stays the default."""
+    from rda_cli.experiments.outliers import compute_cell
+
+    assert validate({}, SCHEMA)["model"]["warm_start_from_pilot"] is False
+    cfg = config(mnist_dir, warm=False)
+    cfg["model"]["warm_start_from_pilot"] = True
+    cell = next(c for c in list_cells(cfg, True) if c["kind"] == "rda")
+    first, _ = compute_cell(cfg, cell)
+    again, _ = compute_cell(cfg, cell)  # the pilot is reused, the numbers are the same
+    assert first["pilot_seconds"] > again["pilot_seconds"] and first["f1"] == again["f1"]
+    assert first["history"][0]["nonzero_groups"] == again["history"][0]["nonzero_groups"]
+    cfg["model"]["warm_start_from_pilot"] = False
+    cold, _ = compute_cell(cfg, cell)
+    assert "pilot_seconds" not in cold

@@ -83,6 +83,11 @@ SCHEMA = {
                                             "previous one's network and S (local executor only)"),
         warm_outer_iterations=Field("int", None, minimum=1, nullable=True,
                                     doc="outer iterations of each warm-started lambda; null: outer_iterations"),
+        warm_start_from_pilot=Field("bool", False,
+                                    doc="start each lambda's l2,1 loop from a pilot plain autoencoder (same network "
+                                        "and schedule, S = 0, fitted once per seed): its weights, S0 = prox(X - L_pilot), "
+                                        "continued training (no re-initialisation), as the table rule does "
+                                        "(rda_cli/table_rule.py); false: the paper's cold start"),
     ),
     "iforest": {
         "n_estimators": Field("int", 100, minimum=1, doc="Isolation Forest trees"),
@@ -271,6 +276,8 @@ def compute_cell(config, cell, finished=None):
         model = make_estimator(config["model"], "l21_rows", cell["lam"], seed)
         if cell.get("warm_from"):
             _warm_start_from(model, config, cell, finished)
+        elif config["model"].get("warm_start_from_pilot"):
+            result["pilot_seconds"] = _start_from_pilot(model, config, X, seed)
         model.fit(X)
         result["fit_seconds"] = time.perf_counter() - t_fit
         p, r, f1 = flag_metrics(truth, model.outlier_mask_)
@@ -288,6 +295,30 @@ def compute_cell(config, cell, finished=None):
             arrays.update({f"state_w{i}": w for i, w in enumerate(model.get_weights())})
     result["seconds"] = time.perf_counter() - t0
     return json_safe(result), arrays or None
+
+
+_PILOT = {}  # the last pilot fitted in this process: (key, model), reused by the lambdas of one seed
+
+
+def _start_from_pilot(model, config, X, seed):
+    """Give ``model`` the state of a pilot plain autoencoder on ``X`` (fitted once per seed and setting
+    in this process): its weights, ``S0 = prox(X - L_pilot)`` and continued training. Returns the
+    pilot's fit seconds (0 when reused)."""
+    from ..estimator import effective_threshold
+    from ..prox import l21_shrink
+
+    key = (int(seed), json.dumps(config["model"], sort_keys=True, default=str),
+           json.dumps(config["data"], sort_keys=True, default=str))
+    t0 = time.perf_counter()
+    if _PILOT.get("key") != key:
+        _PILOT.clear()
+        _PILOT.update(key=key, model=make_estimator(config["model"], None, 0.0, seed).fit(X))
+    pilot = _PILOT["model"]
+    threshold = effective_threshold(X, "l21_rows", model.lam, model.lambda_scaling)
+    S0 = l21_shrink(np.asarray(X - pilot.L_, np.float32), threshold, "rows")
+    model.set_params(reinitialize=False)  # re-drawing the network would throw the pilot away
+    model.set_warm_state(S0, pilot.L_, pilot.get_weights())
+    return time.perf_counter() - t0
 
 
 def _warm_start_from(model, config, cell, finished):
