@@ -1,7 +1,10 @@
 """``rda detect`` and ``rda score``: Robust Deep Autoencoders on the user's own tables.
 
-:func:`detect` reads a table (see :mod:`rda_cli.tabular`), scales it to [0, 1], chooses lambda,
-fits a :class:`~rda_cli.estimator.RobustAutoencoder` and writes a result folder; :func:`score` applies a
+:func:`detect` reads a table (see :mod:`rda_cli.tabular`) and by default (``penalty="l21_rows"``, no
+``lam``) fits the table rule's :class:`~rda_cli.ensemble.RobustAutoencoderEnsemble` on it (robust
+scaling, members, cut-off: :mod:`rda_cli.table_rule`, the same object the benchmark's RDA cells fit);
+with ``lam`` or another penalty it scales the table to [0, 1], chooses lambda, fits one
+:class:`~rda_cli.estimator.RobustAutoencoder`; either way it writes a result folder; :func:`score` applies a
 saved model to new rows. Both check their whole input before training or writing anything, and
 :func:`detect` builds its folder under a temporary name next to the destination and renames it at
 the end, so a failure never leaves a half-written folder. This module is the service (options,
@@ -9,8 +12,8 @@ lambda, fitting, scoring); :mod:`rda_cli.outputs` holds the rules on where files
 writes them, :mod:`rda_cli.detect_report` renders them. Errors name the function's parameters (``out_dir``, ``lam``); the command line
 shows its own flags instead.
 
-Choosing lambda
----------------
+Choosing lambda (one model)
+---------------------------
 Lambda sets the prox threshold (``lambda_scaling="paper"``: ``lambda * n_rows`` for l2,1,
 ``10 * lambda / mu`` for l1; see :func:`~rda_cli.estimator.effective_threshold`). A *group* is what the
 penalty flags: a row (``l21_rows``, ``l1``: a row with any non-zero entry) or a column
