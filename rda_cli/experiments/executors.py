@@ -20,6 +20,8 @@ import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
+from .config import ConfigError
+
 __all__ = ["EXECUTORS", "run_tasks"]
 
 EXECUTORS = ("local", "processes", "dask")
@@ -131,7 +133,7 @@ def run_tasks(fn, tasks, on_result, executor="local", workers=None, scheduler=No
         pool.shutdown(wait=True)
     elif executor == "dask":
         if not scheduler:
-            raise ValueError("the dask executor needs a scheduler address (`scheduler`, e.g. tcp://HOST:PORT)")
+            raise ConfigError("the dask executor needs a scheduler address (`scheduler`, e.g. tcp://HOST:PORT)")
         from dask.distributed import Client
         from dask.distributed import as_completed as dask_as_completed
 
@@ -145,4 +147,4 @@ def run_tasks(fn, tasks, on_result, executor="local", workers=None, scheduler=No
                 client.cancel(futures)
                 raise
     else:
-        raise ValueError(f"executor must be one of {EXECUTORS}, got {executor!r}")
+        raise ConfigError(f"executor must be one of {EXECUTORS}, got {executor!r}")

@@ -11,6 +11,7 @@ from ..progress import listening
 from .contract import Experiment
 from .executors import run_tasks
 from .interrupt import EXIT_SIGINT, EXIT_SIGTERM, Interrupted, Terminated, sigterm_as_interrupt
+from .config import ConfigError
 from .rundir import RunDir
 
 __all__ = ["EXPERIMENTS", "experiment_module", "default_run_dir", "run_experiment", "compute_task", "replot"]
@@ -21,7 +22,7 @@ EXPERIMENTS = ("denoise", "outliers", "features", "benchmark")
 def experiment_module(name) -> Experiment:
     """The module implementing experiment ``name`` (see :class:`~.contract.Experiment`)."""
     if name not in EXPERIMENTS:
-        raise ValueError(f"unknown experiment {name!r}")
+        raise ConfigError(f"unknown experiment {name!r}")
     return importlib.import_module(f"{__package__}.{name}")
 
 
@@ -105,7 +106,7 @@ def _run_cells(module, run, config, cells, executor, workers, scheduler, progres
             progress(done, len(cells), cell["id"])
 
     if any(c.get("warm_from") for c in todo) and executor != "local":
-        raise ValueError("a warm-started lambda path runs in order: use `executor`='local'")
+        raise ConfigError("a warm-started lambda path runs in order: use `executor`='local'")
     finished_cells = run.finished_cells()  # where a cell may read an earlier cell's state
     tasks = [(experiment, config, c, finished_cells) for c in todo]
     fn = compute_task
@@ -137,7 +138,7 @@ def replot(run_dir, invalid=None):
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise ValueError(f"{run_dir} is not a folder")
+        raise ConfigError(f"{run_dir} is not a folder")
     manifest, _ = read_json(run_dir / "manifest.json", MANIFEST_MAX_BYTES, "manifest")
     manifest = manifest if isinstance(manifest, dict) else {}
     experiment = manifest.get("experiment") or run_dir.parent.name
@@ -145,17 +146,17 @@ def replot(run_dir, invalid=None):
     if not cfg_file.exists():
         n = len(list((run_dir / "cells").glob("*.json"))) if (run_dir / "cells").is_dir() else 0
         if not n and not manifest:
-            raise ValueError(f"{run_dir} is not a run folder (no config.yaml, manifest.json or cells in it)")
+            raise ConfigError(f"{run_dir} is not a run folder (no config.yaml, manifest.json or cells in it)")
         command = f"rda {experiment}" if experiment in EXPERIMENTS else "the rda command that made it"
-        raise ValueError(f"config.yaml is missing from {run_dir} ({n} cell file(s) there); to recover, run "
+        raise ConfigError(f"config.yaml is missing from {run_dir} ({n} cell file(s) there); to recover, run "
                          f"'{command} --config CONFIG --out {run_dir}' with the config that wrote it: config.yaml is "
                          "written again and finished cells whose fingerprint matches are read back, not recomputed")
     try:
         config = read_yaml(cfg_file, "the run's config")
     except ConfigError as exc:
-        raise ValueError(f"{exc}; it is not a usable run config") from None
+        raise ConfigError(f"{exc}; it is not a usable run config") from None
     if experiment not in EXPERIMENTS:
-        raise ValueError(f"{run_dir} is not a run folder of an rda experiment (experiment {quote(experiment)})")
+        raise ConfigError(f"{run_dir} is not a run folder of an rda experiment (experiment {quote(experiment)})")
     module = experiment_module(experiment)
     run = RunDir(run_dir, experiment, config, check_cell=getattr(module, "check_cell", None))
     cells = run.read_cells(invalid)
