@@ -252,8 +252,11 @@ def _common_options(f):
 def main():
     """Robust Deep Autoencoders (Zhou & Paffenroth, KDD 2017): reproduce the paper, find anomalies."""
     from ._process import setup_process
+    from .experiments.interrupt import sigterm_as_interrupt
 
     setup_process()  # TensorFlow's start-up chatter is not for our users; figures off-screen
+    # SIGTERM ends every command as Ctrl-C does (cleaned up, one line, exit 143), from here until it returns
+    click.get_current_context().with_resource(sigterm_as_interrupt())
 
 
 def _seeds_option(f):
@@ -348,11 +351,10 @@ def detect(data_path, penalty, lam, contamination, layers, id_column, array_name
     flagged (columns.csv: each column's S norm and flag); no row is.
     """
     from .detect import detect as run_detect
-    from .experiments.interrupt import sigterm_as_interrupt
     from .progress import listening
 
     progress = _Progress(quiet, "rda detect")
-    with sigterm_as_interrupt(), listening(lambda i, n: progress.detail(f"outer iteration {i}/{n}")):
+    with listening(lambda i, n: progress.detail(f"outer iteration {i}/{n}")):
         info = _guarded(
             lambda: run_detect(data_path, out, penalty=penalty, lam=lam, contamination=contamination, layers=layers,
                                id_column=id_column, overrides=overrides, progress=progress, force=force,
@@ -387,11 +389,9 @@ def score(model_dir, data_path, array_name, out, force, missing):
     column and the new CSV has it, its values name the rows; otherwise rows are numbered from 0.
     """
     from .detect import score as run_score
-    from .experiments.interrupt import sigterm_as_interrupt
 
-    with sigterm_as_interrupt():
-        info = _guarded(lambda: run_score(model_dir, data_path, out, force=force, array=array_name, missing=missing),
-                        _Progress(True, "rda score"), "interrupted; nothing was written")
+    info = _guarded(lambda: run_score(model_dir, data_path, out, force=force, array=array_name, missing=missing),
+                    _Progress(True, "rda score"), "interrupted; nothing was written")
     click.echo(f"rda score: {info['n_flagged']} of {info['n_rows']} rows flagged -> {info['out']}")
 
 
