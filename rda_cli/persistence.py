@@ -313,9 +313,12 @@ def _check_network_file(path, layers, tied):
         caps = _member_caps(layers)
         with zipfile.ZipFile(path) as z:
             infos = z.infolist()
+            if len(infos) > len(caps) or len({i.filename for i in infos}) != len(infos):
+                raise ModelFileError(f"{path}: holds {len(infos)} members; a Keras model file rda wrote holds "
+                                     f"{', '.join(caps)}, once each")
             for info in infos:
                 cap = caps.get(info.filename)
-                if cap is None or len(infos) > len(caps):
+                if cap is None:
                     raise ModelFileError(f"{path}: holds {info.filename[:80]!r}, not a member of a Keras model file "
                                          "rda wrote")
                 bound = info.compress_size if info.compress_type == zipfile.ZIP_STORED else \
@@ -329,6 +332,8 @@ def _check_network_file(path, layers, tied):
                 text = fh.read(CONFIG_MAX_BYTES + 1)
     except FileNotFoundError:
         raise ModelFileError(f"{path} does not exist") from None
+    except ModelFileError:
+        raise
     except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
         raise ModelFileError(f"{path}: not a Keras model file ({_one_line(exc)})") from None
     if len(text) > CONFIG_MAX_BYTES:
