@@ -199,7 +199,7 @@ def load_model(cls, path):
     est.n_features_in_ = meta["n_features_in_"]
     est.history_ = meta["history_"]
     est.residual_scores_ = res
-    est._train_fingerprint = meta["train_fingerprint"]
+    est._train_fingerprint = meta.get("train_fingerprint")
     est._set_sparse_scores()
     return est
 
