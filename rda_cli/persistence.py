@@ -163,10 +163,6 @@ def _check_replaceable(path):
 def load_model(cls, path):
     """``cls`` (a RobustAutoencoder class) fitted from the folder ``path``, every file checked first
     (raises :class:`ModelFileError`); see :meth:`~rda_cli.estimator.RobustAutoencoder.load`."""
-    from .autoencoder import DeepAutoencoder  # noqa: F401 (registers the class with Keras; imports it quietly)
-
-    import keras  # noqa: E402 (after autoencoder, which imports TensorFlow with its start-up chatter silenced)
-
     path = Path(path)
     meta = _read_meta(path / "params.json")
     try:
@@ -177,7 +173,11 @@ def load_model(cls, path):
     layers = meta["layers_"]
     if est.layers is not None and list(est.layers) != layers:
         raise ModelFileError(f"{path / 'params.json'}: layers_ {layers} differ from params.layers {est.layers}")
-    _check_network_file(path / "network.keras", layers, est.tied)
+    _check_network_file(path / "network.keras", layers, est.tied)  # before TensorFlow is even imported
+    from .autoencoder import DeepAutoencoder  # noqa: F401 (registers the class with Keras; imports it quietly)
+
+    import keras  # noqa: E402 (after autoencoder, which imports TensorFlow with its start-up chatter silenced)
+
     try:
         model = keras.saving.load_model(path / "network.keras", compile=False, safe_mode=True)
     except (*_READ_ERRORS, RuntimeError) as exc:
