@@ -174,6 +174,9 @@ class _Group(click.Group):
 
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except getattr(click.exceptions, "NoArgsIsHelpError", ()) as exc:  # plain `rda`: the help, as click shows it
+            exc.show()
+            sys.exit(exc.exit_code)
         except click.exceptions.UsageError as exc:
             where = exc.ctx.command_path if exc.ctx is not None else "rda"
             fail(f"{exc.format_message()} (see {where} --help)", code=exc.exit_code)
