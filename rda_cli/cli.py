@@ -4,7 +4,8 @@ Errors: an :class:`~rda_cli.errors.RdaError` (a problem with the request) is one
 and exit status 2 (or the error's own ``exit_code``: 1 for a fault met while running, such as an output
 folder that changed during the run); a usage error (an unknown option, a bad choice) is one line and
 status 2 too; an OSError met while running (e.g. a full disk) one line and status 1; an interruption
-one line and status 130 (SIGINT) or 143 (SIGTERM, handled like SIGINT by every command). Any other exception is a bug in ``rda``: one line naming it and status 1,
+one line and status 130 (SIGINT) or 143 (SIGTERM, handled like SIGINT by every command). Any other
+exception is a bug in ``rda``: one line naming it and status 1,
 or with ``RDA_DEBUG=1`` in the environment the exception itself, with its traceback.
 """
 

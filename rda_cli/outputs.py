@@ -24,7 +24,7 @@ import numpy as np
 
 from .detect_report import columns_csv, histogram, report_markdown, scores_csv, top_rows_chart
 from .errors import DetectError
-from .owned import MANIFEST, _sha256, stale_temps, temp_prefix, tree_problem, write_manifest
+from .owned import MANIFEST, sha256_file, stale_temps, temp_prefix, tree_problem, write_manifest
 from .safeio import check_parent_is_folder, is_within, make_dirs, read_json, remove_dirs_if_empty, replace_dir
 
 __all__ = ["MARKER", "OUTPUT_NAMES", "LAYOUT", "OutputChangedError", "check_out_dir", "start_output",
@@ -123,7 +123,7 @@ def is_scores_file(path):
     try:
         mark = read_json(scores_sidecar(path), SIDECAR_MAX_BYTES, "sidecar")
         return (isinstance(mark, dict) and mark.get("rda_scores") == 1 and path.is_file()
-                and mark.get("size") == path.stat().st_size and mark.get("sha256") == _sha256(path))
+                and mark.get("size") == path.stat().st_size and mark.get("sha256") == sha256_file(path))
     except (DetectError, ValueError, OSError):
         return False
 

@@ -27,8 +27,8 @@ from pathlib import Path
 from .errors import RdaError
 from .safeio import read_json
 
-__all__ = ["MANIFEST", "MANIFEST_MAX_BYTES", "MAX_ENTRIES", "write_manifest", "tree_problem", "temp_prefix",
-           "stale_temps"]
+__all__ = ["MANIFEST", "MANIFEST_MAX_BYTES", "MAX_ENTRIES", "write_manifest", "tree_problem", "sha256_file",
+           "temp_prefix", "stale_temps"]
 
 MANIFEST = ".rda-files.json"
 MANIFEST_MAX_BYTES = 1 << 20  # 1 MiB: a detect result lists about 15 files
@@ -36,7 +36,7 @@ MAX_ENTRIES = 10_000  # a folder with more entries than this is not one rda wrot
 _CHUNK = 1 << 20
 
 
-def _sha256(path):
+def sha256_file(path):
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         while chunk := fh.read(_CHUNK):
@@ -71,7 +71,7 @@ def write_manifest(folder):
     """Write :data:`MANIFEST` into ``folder``, listing every file and folder under it now."""
     folder = Path(folder)
     files, folders, _ = _walk(folder)
-    listed = {f: [os.path.getsize(folder / f), _sha256(folder / f)] for f in sorted(files) if f != MANIFEST}
+    listed = {f: [os.path.getsize(folder / f), sha256_file(folder / f)] for f in sorted(files) if f != MANIFEST}
     text = json.dumps({"rda_files": 1, "files": listed, "folders": sorted(folders)}, indent=1)
     (folder / MANIFEST).write_text(text)
 
@@ -117,7 +117,7 @@ def tree_problem(folder, layout=None):
                 return f"{f} is a file rda did not write"
             size, digest = m["files"][f]
             try:
-                changed = os.path.getsize(folder / f) != size or _sha256(folder / f) != digest
+                changed = os.path.getsize(folder / f) != size or sha256_file(folder / f) != digest
             except OSError as exc:
                 return f"{f} cannot be read ({exc.strerror or exc})"
             if changed:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from .errors import RdaError
 
-__all__ = ["read_capped", "read_json", "check_regular", "file_kind", "replace_dir", "missing_dirs", "make_dirs", "remove_dirs_if_empty", "oserror_line", "check_parent_is_folder",
-           "is_within"]
+__all__ = ["read_capped", "read_json", "parse_json", "check_regular", "file_kind", "replace_dir", "missing_dirs",
+           "make_dirs", "remove_dirs_if_empty", "oserror_line", "check_parent_is_folder", "is_within"]
 
 
 def missing_dirs(path):

@@ -829,7 +829,8 @@ class MinMaxScaler01:
             raise ScalerFileError(f"{path}: fields 'min' and 'max' have {len(lo)} and {len(hi)} values")
         wrong = next((j for j, (a, b) in enumerate(zip(lo, hi)) if a > b), None)
         if wrong is not None:
-            raise ScalerFileError(f"{path}: field 'min' is above 'max' for column {wrong} ({lo[wrong]!r} > {hi[wrong]!r})")
+            raise ScalerFileError(f"{path}: field 'min' is above 'max' for column {wrong} "
+                                  f"({lo[wrong]!r} > {hi[wrong]!r})")
         names = d.get("feature_names")
         if names is not None and not (isinstance(names, list) and len(names) == len(lo)
                                       and all(isinstance(n, str) for n in names)):
