@@ -12,7 +12,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from rda_cli import tabular
+from rda_cli import csvread, tabular
 from rda_cli.tabular import TableError, iter_table, read_table
 
 
@@ -113,8 +113,8 @@ def test_non_regular_files_are_refused_at_once(tmp_path):
 
 
 def test_an_overlong_line_is_refused(tmp_path, monkeypatch, reader):
-    monkeypatch.setattr(tabular, "MAX_LINE", 1000)
-    monkeypatch.setattr(tabular, "BLOCK_BYTES", 1000)
+    monkeypatch.setattr(csvread, "MAX_LINE", 1000)
+    monkeypatch.setattr(csvread, "BLOCK_BYTES", 1000)
     with pytest.raises(TableError, match="line 3 is longer than 1000 characters"):
         read_table(write(tmp_path, "a,b\n1,2\n3," + "4" * 2000 + "\n"))
 
