@@ -1,8 +1,11 @@
 """The ``rda`` command line: a thin shell over :mod:`rda_cli.experiments`.
 
 Errors: an :class:`~rda_cli.errors.RdaError` (a problem with the request) is one ``rda: error:`` line
-and exit status 2; an OSError met while running (e.g. a full disk) one line and status 1; an
-interruption status 130. Any other exception is a bug in ``rda``: one line naming it and status 1,
+and exit status 2 (or the error's own ``exit_code``: 1 for a fault met while running, such as an output
+folder that changed during the run); a usage error (an unknown option, a bad choice) is one line and
+status 2 too; an OSError met while running (e.g. a full disk) one line and status 1; an interruption
+one line and status 130 (SIGINT) or 143 (SIGTERM, handled like SIGINT by every command). Any other
+exception is a bug in ``rda``: one line naming it and status 1,
 or with ``RDA_DEBUG=1`` in the environment the exception itself, with its traceback.
 """
 
@@ -151,7 +154,7 @@ def report_error(exc):
     from .errors import RdaError
 
     if isinstance(exc, RdaError):
-        fail(exc)
+        fail(exc, code=getattr(exc, "exit_code", 2))
     if isinstance(exc, OSError):
         fail_oserror(exc)
     if os.environ.get("RDA_DEBUG", "") not in ("", "0"):
@@ -162,7 +165,29 @@ def report_error(exc):
 
 
 class _Group(click.Group):
-    """The command group: every exception a command raises ends as one line (:func:`report_error`)."""
+    """The command group: every exception a command raises ends as one line (:func:`report_error`), click's
+    usage errors and an interruption outside a command's guarded call too."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        from .experiments.interrupt import EXIT_SIGINT, EXIT_SIGTERM, Terminated
+
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except getattr(click.exceptions, "NoArgsIsHelpError", ()) as exc:  # plain `rda`: the help, as click shows it
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.exceptions.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "rda"
+            fail(f"{exc.format_message()} (see {where} --help)", code=exc.exit_code)
+        except click.exceptions.ClickException as exc:
+            fail(exc.format_message(), code=exc.exit_code)
+        except (click.exceptions.Abort, KeyboardInterrupt) as exc:  # outside a command's guarded call
+            cause = exc.__cause__ if isinstance(exc, click.exceptions.Abort) else exc
+            fail(getattr(cause, "message", "interrupted"),
+                 code=getattr(cause, "exit_code", EXIT_SIGTERM if isinstance(cause, Terminated) else EXIT_SIGINT))
+        sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx):
         try:
@@ -175,12 +200,17 @@ class _Group(click.Group):
 
 def _guarded(call, progress, interrupted):
     """``call()``, the progress bar closed in every case (before any error line); an interruption exits
-    with the line ``interrupted`` and status 130. Other errors go on to :func:`report_error`."""
+    with the line ``interrupted`` and status 130 (SIGINT) or 143 (SIGTERM). Other errors go on to
+    :func:`report_error`."""
+    from .experiments.interrupt import EXIT_SIGINT, EXIT_SIGTERM, Terminated
+
     try:
         return call()
     except KeyboardInterrupt as exc:  # an experiments.interrupt.Interrupted carries its own line and status
         progress.close()
-        fail(getattr(exc, "message", interrupted), code=getattr(exc, "exit_code", 130))
+        how = " by SIGTERM" if isinstance(exc, Terminated) else ""
+        fail(getattr(exc, "message", interrupted.replace("interrupted", f"interrupted{how}", 1)),
+             code=getattr(exc, "exit_code", EXIT_SIGTERM if isinstance(exc, Terminated) else EXIT_SIGINT))
     finally:
         progress.close()
 
@@ -202,9 +232,9 @@ def _run(experiment, config, out, quiet, executor, workers, scheduler, cells=Non
 
 def _common_options(f):
     options = [
-        click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+        click.option("--config", "config_path", default=None, metavar="FILE",
                      help="YAML experiment config  [default: the packaged configs/<experiment>.yaml]"),
-        click.option("--out", type=click.Path(file_okay=False), default=None,
+        click.option("--out", default=None, metavar="DIR",
                      help="run folder  [default: results/<experiment>/<run_name>]"),
         click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                      help="override a config key by its dotted path, e.g. model.inner_epochs=5 (repeatable)"),
@@ -226,8 +256,11 @@ def _common_options(f):
 def main():
     """Robust Deep Autoencoders (Zhou & Paffenroth, KDD 2017): reproduce the paper, find anomalies."""
     from ._process import setup_process
+    from .experiments.interrupt import sigterm_as_interrupt
 
     setup_process()  # TensorFlow's start-up chatter is not for our users; figures off-screen
+    # SIGTERM ends every command as Ctrl-C does (cleaned up, one line, exit 143), from here until it returns
+    click.get_current_context().with_resource(sigterm_as_interrupt())
 
 
 def _seeds_option(f):
@@ -264,7 +297,7 @@ def outliers(config_path, out, overrides, quiet, executor, workers, scheduler, s
 
 
 @main.command()
-@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.argument("run_dir")
 def plot(run_dir):
     """Re-draw every figure of a (partly) finished run from its saved results, without training."""
     from .experiments.runner import replot
@@ -301,7 +334,7 @@ def plot(run_dir):
 @click.option("--id-column", default=None, metavar="NAME", help="CSV column holding row ids (not a feature)")
 @click.option("--array", "array_name", default=None, metavar="NAME",
               help=".npz input: the array to read  [default: 'X', or the only 2-D array]")
-@click.option("--out", type=click.Path(file_okay=False), default=None,
+@click.option("--out", default=None, metavar="DIR",
               help="result folder, new or empty  [default: results/detect/<data file stem>]")
 @click.option("--force", is_flag=True,
               help="replace an --out folder that an earlier rda detect wrote (never any other folder)")
@@ -330,7 +363,6 @@ def detect(data_path, penalty, lam, contamination, members, layers, id_column, a
     flagged (columns.csv: each column's S norm and flag); no row is.
     """
     from .detect import detect as run_detect
-
     from .progress import listening
 
     progress = _Progress(quiet, "rda detect")
@@ -359,7 +391,7 @@ def detect(data_path, penalty, lam, contamination, members, layers, id_column, a
               help="new rows: .csv (read in chunks: any length), .parquet, .npy or .npz, same columns")
 @click.option("--array", "array_name", default=None, metavar="NAME",
               help=".npz input: the array to read  [default: 'X', or the only 2-D array]")
-@click.option("--out", type=click.Path(dir_okay=False), default="scores.csv", show_default=False,
+@click.option("--out", default="scores.csv", show_default=False, metavar="FILE",
               help="output CSV (row,score,flagged,top_features)  [default: scores.csv in the current folder]; an existing "
                    "file is replaced only if it is a scores file rda wrote")
 @click.option("--force", is_flag=True, help="replace an existing --out file that rda did not write "
@@ -374,7 +406,8 @@ def score(model_dir, data_path, array_name, out, force, missing):
     """
     from .detect import score as run_score
 
-    info = run_score(model_dir, data_path, out, force=force, array=array_name, missing=missing)
+    info = _guarded(lambda: run_score(model_dir, data_path, out, force=force, array=array_name, missing=missing),
+                    _Progress(True, "rda score"), "interrupted; nothing was written")
     click.echo(f"rda score: {info['n_flagged']} of {info['n_rows']} rows flagged -> {info['out']}")
 
 

@@ -138,6 +138,10 @@ def parse_layers(text, width):
         raise DetectError(f"`layers` {text!r}: expected comma-separated positive integers, e.g. 64,32") from None
     if not hidden or any(v < 1 for v in hidden):
         raise DetectError(f"`layers` {text!r}: expected comma-separated positive integers, e.g. 64,32")
+    from .persistence import network_size_problem
+
+    if network_size_problem([int(width)] + hidden):  # the limits a saved model is loaded with
+        raise DetectError(f"`layers` {text!r}: {network_size_problem([int(width)] + hidden)}")
     return [int(width)] + hidden
 
 

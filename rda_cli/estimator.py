@@ -10,6 +10,7 @@ missing-value rules :mod:`rda_cli.missing` (see ``docs/design.md``).
 from __future__ import annotations
 
 import contextlib
+import math
 from numbers import Integral, Real
 
 import numpy as np
@@ -19,7 +20,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .errors import RdaError
 from .missing import check_observed, fill_missing, observed_mask, row_norms
-from .persistence import NetworkState
+from .persistence import MAX_THRESHOLD, NetworkState, network_size_problem
 from .scoring import ROW_PENALTIES, ScoringMixin, fingerprint
 from .solver import BankOfOne, Schedule, SparsePart, alternate
 
@@ -244,8 +245,15 @@ class RobustAutoencoder(ScoringMixin, OutlierMixin, TransformerMixin, BaseEstima
     def _start(self, X):
         """Settle what a fit on ``X`` (complete or filled) uses: layers, threshold, schedule."""
         self.layers_ = [int(d) for d in (self.layers if self.layers is not None else default_layers(X.shape[1]))]
+        problem = network_size_problem(self.layers_)
+        if problem:  # the limits load() applies: refused before TensorFlow builds anything
+            raise RdaError(f"`layers` {self.layers_[1:]}: {problem}")
         self.lam_ = float(self.lam)
         self.prox_threshold_ = effective_threshold(X, self.penalty, self.lam, self.lambda_scaling)
+        if not (math.isfinite(self.prox_threshold_) and self.prox_threshold_ <= MAX_THRESHOLD):
+            raise RdaError(f"`lam` {self.lam:g}: its prox threshold {self.prox_threshold_:g} on this data is above "
+                           f"{MAX_THRESHOLD:g} (no row or column norm of [0, 1]-scaled data comes near it: nothing "
+                           "would be flagged); choose a smaller lam")
         self.reinitialize_ = self._resolved_reinitialize()
         self.history_ = []
 

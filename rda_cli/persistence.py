@@ -6,6 +6,19 @@ fitted scalars). No pickle is used: :func:`load_model` checks every field of ``p
 the network's declared sizes before Keras builds anything (``safe_mode=True``), reads the arrays
 with ``allow_pickle=False``, and reports any fault as one :class:`ModelFileError` line, so a folder
 from an untrusted source can be loaded. Folders written by version 0.1.0 load as they are.
+
+Every read is bounded (see ``docs/reliability.md``): each file must be a regular file (a FIFO, a device
+such as ``/dev/zero``, a socket or a folder -- also behind a symlink -- is refused before it is opened
+for reading); ``params.json`` is read to at most :data:`PARAMS_MAX_BYTES`; ``network.keras`` may be at
+most :data:`NETWORK_MAX_BYTES`, hold only the three members Keras writes, each declaring no more than
+its cap (``config.json`` :data:`CONFIG_MAX_BYTES`, ``metadata.json`` :data:`METADATA_MAX_BYTES`, the
+weights 4 bytes per weight the layers imply plus :data:`WEIGHTS_SLACK_BYTES`) and no more than its
+compression can give; ``arrays.npz`` is read with :class:`rda_cli.arrayfile.NpzArrays` (declared
+sizes checked before anything is allocated). The values must make sense: finite arrays, a prox
+threshold of at most :data:`MAX_THRESHOLD`.
+
+A saved folder carries the manifest of :mod:`rda_cli.owned`; :func:`save_model` replaces an existing
+folder only while its whole tree is what an earlier save wrote.
 """
 
 from __future__ import annotations
@@ -20,13 +33,23 @@ from pathlib import Path
 import numpy as np
 
 from .errors import RdaError
-from .safeio import replace_dir
+from .owned import MANIFEST, tree_problem, write_manifest
+from .safeio import check_regular, parse_json, read_json, replace_dir
 
-__all__ = ["NetworkState", "ModelFileError", "MAX_LAYER_WIDTH", "MAX_PARAMETERS", "save_model", "load_model"]
+__all__ = ["NetworkState", "ModelFileError", "MAX_LAYER_WIDTH", "MAX_PARAMETERS", "MAX_THRESHOLD", "PARAMS_MAX_BYTES",
+           "NETWORK_MAX_BYTES", "network_size_problem", "save_model", "load_model"]
 
-MAX_LAYER_WIDTH = 1_000_000  # a saved network wider than this is refused by load_model
+MAX_LAYER_WIDTH = 1_000_000  # a network wider than this is refused (by fit and by load_model)
 MAX_PARAMETERS = 200_000_000  # ... and so is one with more weights than this (0.8 GB of float32)
-_READ_ERRORS = (OSError, EOFError, KeyError, TypeError, ValueError, zipfile.BadZipFile)  # a damaged file
+MAX_THRESHOLD = 1e15  # a prox threshold above this flags nothing on any data rda scales (row norms <= 1e12)
+PARAMS_MAX_BYTES = 16 << 20  # params.json (its history grows by ~200 bytes per outer iteration)
+CONFIG_MAX_BYTES = 1 << 20  # network.keras: config.json (ours: ~200 bytes)
+METADATA_MAX_BYTES = 64 << 10  # network.keras: metadata.json (ours: ~64 bytes)
+WEIGHTS_SLACK_BYTES = 1 << 20  # network.keras: the HDF5 file's own structure beyond 4 bytes per weight
+NETWORK_MAX_BYTES = 4 * MAX_PARAMETERS + (16 << 20)
+ARRAY_NAMES = ("L_", "S_", "residual_scores_", "observed_")
+MODEL_LAYOUT = {"params.json": None, "network.keras": None, "arrays.npz": None, "scaler.json": None, MANIFEST: None}
+_READ_ERRORS = (OSError, EOFError, KeyError, TypeError, ValueError, zipfile.BadZipFile, RecursionError)
 
 
 class NetworkState:
@@ -61,6 +84,24 @@ def _one_line(exc, limit=200):
     return " ".join(str(exc).split())[:limit]
 
 
+def _n_weights(layers):
+    """Weights of an untied network of ``layers`` (encoder and decoder kernels and biases): an upper bound."""
+    return sum(a * b + b for a, b in zip(layers[:-1], layers[1:])) + sum(a * b + a for a, b in zip(layers[:-1],
+                                                                                                     layers[1:]))
+
+
+def network_size_problem(layers):
+    """None if a network of ``layers`` is within :data:`MAX_LAYER_WIDTH` and :data:`MAX_PARAMETERS`, else the
+    phrase that says why not (the same limits for fitting and for loading)."""
+    widest = max(int(d) for d in layers)
+    if widest > MAX_LAYER_WIDTH:
+        return f"a layer of {widest} units exceeds the limit of {MAX_LAYER_WIDTH:,}"
+    n = _n_weights([int(d) for d in layers])
+    if n > MAX_PARAMETERS:
+        return f"a network of about {n:,} weights exceeds the limit of {MAX_PARAMETERS:,}"
+    return None
+
+
 def _plain(value):
     """``value`` with NumPy scalars as Python numbers and tuples as lists, so that JSON can hold it."""
     if isinstance(value, np.generic):
@@ -76,8 +117,7 @@ def save_model(est, path, network):
     """Write the fitted ``est`` into folder ``path`` atomically (see
     :meth:`~rda_cli.estimator.RobustAutoencoder.save`); ``network``: a Keras model holding its weights."""
     path = Path(path)
-    if path.exists() and (not path.is_dir() or (any(path.iterdir()) and not (path / "params.json").is_file())):
-        raise RdaError(f"{path} exists and is not a model folder; refusing to replace it")
+    _check_replaceable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
@@ -98,20 +138,31 @@ def save_model(est, path, network):
             "reinitialize_": est.reinitialize_,
         }
         (tmp / "params.json").write_text(json.dumps(_plain(meta), indent=1))
-        replace_dir(tmp, path)
+        write_manifest(tmp)
+        replace_dir(tmp, path, check=_check_replaceable)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
 
 
+def _check_replaceable(path):
+    """Refuse (RdaError) to replace ``path`` unless it is absent, an empty folder, or a model folder whose whole
+    tree is what rda wrote (see :func:`rda_cli.owned.tree_problem`)."""
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        raise RdaError(f"{path} exists and is not a model folder; refusing to replace it")
+    if not path.exists() or not any(path.iterdir()):
+        return
+    if not (path / "params.json").is_file():
+        raise RdaError(f"{path} exists and is not a model folder; refusing to replace it")
+    problem = tree_problem(path, MODEL_LAYOUT)
+    if problem:
+        raise RdaError(f"{path} is not a model folder as rda wrote it ({problem}); refusing to replace it")
+
+
 def load_model(cls, path):
     """``cls`` (a RobustAutoencoder class) fitted from the folder ``path``, every file checked first
     (raises :class:`ModelFileError`); see :meth:`~rda_cli.estimator.RobustAutoencoder.load`."""
-    import keras
-
-    from .autoencoder import DeepAutoencoder  # noqa: F401 (registers the class with Keras)
-
     path = Path(path)
     meta = _read_meta(path / "params.json")
     try:
@@ -122,14 +173,20 @@ def load_model(cls, path):
     layers = meta["layers_"]
     if est.layers is not None and list(est.layers) != layers:
         raise ModelFileError(f"{path / 'params.json'}: layers_ {layers} differ from params.layers {est.layers}")
-    _check_network_config(path / "network.keras", layers, est.tied)
+    _check_network_file(path / "network.keras", layers, est.tied)  # before TensorFlow is even imported
+    from .autoencoder import DeepAutoencoder  # noqa: F401 (registers the class with Keras; imports it quietly)
+
+    import keras  # noqa: E402 (after autoencoder, which imports TensorFlow with its start-up chatter silenced)
+
     try:
         model = keras.saving.load_model(path / "network.keras", compile=False, safe_mode=True)
-    except _READ_ERRORS as exc:
+    except (*_READ_ERRORS, RuntimeError) as exc:
         raise ModelFileError(f"{path / 'network.keras'}: cannot load the network ({type(exc).__name__}: "
                              f"{_one_line(exc)})") from None
     if [int(d) for d in getattr(model, "layer_sizes", [])] != layers:
         raise ModelFileError(f"{path / 'network.keras'}: its layer sizes differ from params.json's {layers}")
+    if not all(np.isfinite(w).all() for w in model.get_weights()):
+        raise ModelFileError(f"{path / 'network.keras'}: a weight is NaN or infinite")
     L, S, res, observed = _read_arrays(path / "arrays.npz", layers[0])
     est.L_, est.S_, est._observed = L, S, observed
     # files of version 0.1.0 may call the prox threshold threshold_
@@ -142,52 +199,59 @@ def load_model(cls, path):
     est.n_features_in_ = meta["n_features_in_"]
     est.history_ = meta["history_"]
     est.residual_scores_ = res
-    est._train_fingerprint = meta["train_fingerprint"]
+    est._train_fingerprint = meta.get("train_fingerprint")
     est._set_sparse_scores()
     return est
 
 
 def _read_arrays(path, width):
-    """``(L_, S_, residual_scores_, observed_ or None)`` from ``arrays.npz``, shapes and dtypes checked."""
+    """``(L_, S_, residual_scores_, observed_ or None)`` from ``arrays.npz``: declared sizes checked before
+    reading (:class:`~rda_cli.arrayfile.NpzArrays`), then shapes, dtypes and finiteness."""
+    from .arrayfile import NpzArrays
+
     try:
-        with np.load(path, allow_pickle=False) as arrays:
-            missing = [k for k in ("L_", "S_", "residual_scores_") if k not in arrays.files]
+        check_regular(path, float("inf"), "", ModelFileError)
+        with NpzArrays(path) as arrays:
+            missing = [k for k in ("L_", "S_", "residual_scores_") if k not in arrays.names]
             if missing:
                 raise ModelFileError(f"{path}: missing array(s) {', '.join(missing)}")
-            L, S, res = arrays["L_"], arrays["S_"], arrays["residual_scores_"]
-            observed = arrays["observed_"] if "observed_" in arrays.files else None
+            extra = [k for k in arrays.names if k not in ARRAY_NAMES]
+            if extra:
+                raise ModelFileError(f"{path}: unexpected array {extra[0][:80]!r}")
+            L, S, res = arrays.load("L_"), arrays.load("S_"), arrays.load("residual_scores_")
+            observed = arrays.load("observed_") if "observed_" in arrays.names else None
     except FileNotFoundError:
         raise ModelFileError(f"{path} does not exist") from None
-    except ModelFileError:
-        raise
+    except RdaError as exc:  # arrayfile's ArrayFileError: a damaged or crafted file, one line
+        raise ModelFileError(str(exc)) from None
     except _READ_ERRORS as exc:
         raise ModelFileError(f"{path}: cannot read the arrays ({type(exc).__name__}: {_one_line(exc)})") from None
     for name, a in (("L_", L), ("S_", S)):
         if a.ndim != 2 or a.shape[1] != width or a.dtype.kind != "f":
             raise ModelFileError(f"{path}: {name} has shape {a.shape} and dtype {a.dtype}, "
                                  f"expected (rows, {width}) floats")
-    if L.shape != S.shape or res.shape != (L.shape[0],):
+    if L.shape != S.shape or res.shape != (L.shape[0],) or res.dtype.kind != "f":
         raise ModelFileError(f"{path}: L_ {L.shape}, S_ {S.shape} and residual_scores_ "
                              f"{res.shape} do not fit together")
     if observed is not None and (observed.shape != L.shape or observed.dtype != bool):
         raise ModelFileError(f"{path}: observed_ has shape {observed.shape} and dtype "
                              f"{observed.dtype}, expected {L.shape} booleans")
+    for name, a in (("L_", L), ("S_", S), ("residual_scores_", res)):
+        if not np.isfinite(a).all():
+            raise ModelFileError(f"{path}: {name} holds NaN or infinite values")
+    if (res < 0).any():
+        raise ModelFileError(f"{path}: residual_scores_ holds negative values (they are norms)")
     return L, S, res, observed
 
 
 def _read_meta(path):
     """``params.json`` of a saved model, every field type-checked (raises ModelFileError)."""
-    try:
-        meta = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ModelFileError(f"{path} does not exist") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ModelFileError(f"{path}: cannot read it as JSON ({_one_line(exc)})") from None
+    meta = read_json(path, PARAMS_MAX_BYTES, "", ModelFileError)
     if not isinstance(meta, dict):
         raise ModelFileError(f"{path}: expected a JSON object")
 
     def bad(key, expected):
-        return ModelFileError(f"{path}: field {key!r} is {meta.get(key)!r}, expected {expected}")
+        return ModelFileError(f"{path}: field {key!r} is {_quote(meta.get(key))}, expected {expected}")
 
     def is_int(v, low=0):
         return isinstance(v, int) and not isinstance(v, bool) and v >= low
@@ -204,20 +268,21 @@ def _read_meta(path):
     for key in keys:
         if not is_number(meta.get(key)):
             raise bad(key, "a finite number >= 0")
+        if key != "lam_" and meta[key] > MAX_THRESHOLD:
+            raise bad(key, f"a prox threshold of at most {MAX_THRESHOLD:g}")
     layers = meta.get("layers_")
     if not (isinstance(layers, list) and len(layers) >= 2 and all(is_int(d, 1) for d in layers)):
         raise bad("layers_", "a list of at least two positive integers")
-    if max(layers) > MAX_LAYER_WIDTH:
-        raise ModelFileError(f"{path}: a layer of {max(layers)} units exceeds the limit of {MAX_LAYER_WIDTH}")
-    n_params = sum(a * b + b for a, b in zip(layers[:-1], layers[1:])) * 2
-    if n_params > MAX_PARAMETERS:
-        raise ModelFileError(f"{path}: a network of about {n_params} weights exceeds the limit of {MAX_PARAMETERS}")
+    problem = network_size_problem(layers)
+    if problem:
+        raise ModelFileError(f"{path}: field 'layers_': {problem}")
     if not is_int(meta.get("n_iter_")):
         raise bad("n_iter_", "an integer >= 0")
     if meta.get("n_features_in_") != layers[0] or not is_int(meta.get("n_features_in_"), 1):
         raise bad("n_features_in_", f"the input width {layers[0]}")
     history = meta.get("history_")
-    if not (isinstance(history, list) and all(isinstance(h, dict) for h in history)):
+    if not (isinstance(history, list) and all(isinstance(h, dict) and all(isinstance(k, str) and (
+            v is None or isinstance(v, (int, float, str, bool))) for k, v in h.items()) for h in history)):
         raise bad("history_", "a list of objects")
     fp = meta.get("train_fingerprint")
     if fp is not None and not isinstance(fp, str):
@@ -227,18 +292,59 @@ def _read_meta(path):
     return meta
 
 
-def _check_network_config(path, layers, tied):
-    """Compare the network file's declared layer sizes with ``layers`` before Keras builds it."""
+def _quote(value, limit=80):
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _member_caps(layers):
+    return {"config.json": CONFIG_MAX_BYTES, "metadata.json": METADATA_MAX_BYTES,
+            "model.weights.h5": 4 * _n_weights(layers) + WEIGHTS_SLACK_BYTES}
+
+
+def _check_network_file(path, layers, tied):
+    """Check ``network.keras`` before Keras reads it: a regular file within :data:`NETWORK_MAX_BYTES`, a zip of
+    the members Keras writes, each declaring no more than its cap and its compression can give, and a
+    ``config.json`` declaring ``layers`` and ``tied``."""
+    from .arrayfile import DEFLATE_MAX_RATIO
+
     try:
+        st = check_regular(path, NETWORK_MAX_BYTES, "", ModelFileError)
+        caps = _member_caps(layers)
         with zipfile.ZipFile(path) as z:
-            config = json.loads(z.read("config.json"))
+            infos = z.infolist()
+            if len(infos) > len(caps) or len({i.filename for i in infos}) != len(infos):
+                raise ModelFileError(f"{path}: holds {len(infos)} members; a Keras model file rda wrote holds "
+                                     f"{', '.join(caps)}, once each")
+            for info in infos:
+                cap = caps.get(info.filename)
+                if cap is None:
+                    raise ModelFileError(f"{path}: holds {info.filename[:80]!r}, not a member of a Keras model file "
+                                         "rda wrote")
+                bound = info.compress_size if info.compress_type == zipfile.ZIP_STORED else \
+                    DEFLATE_MAX_RATIO * info.compress_size + 1024
+                if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) or \
+                        info.file_size > min(cap, bound) or info.header_offset + info.compress_size > st.st_size:
+                    raise ModelFileError(f"{path}: member {info.filename!r} declares {info.file_size} bytes (from "
+                                         f"{info.compress_size} compressed), more than its limit of {cap} bytes or "
+                                         "than its compression can give: damaged or crafted")
+            with z.open("config.json") as fh:
+                text = fh.read(CONFIG_MAX_BYTES + 1)
     except FileNotFoundError:
         raise ModelFileError(f"{path} does not exist") from None
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+    except ModelFileError:
+        raise
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
         raise ModelFileError(f"{path}: not a Keras model file ({_one_line(exc)})") from None
+    if len(text) > CONFIG_MAX_BYTES:
+        raise ModelFileError(f"{path}: config.json holds more than {CONFIG_MAX_BYTES} bytes")
+    config = parse_json(text, f"{path}: config.json", ModelFileError)
     inner = config.get("config") if isinstance(config, dict) else None
     sizes = inner.get("layer_sizes") if isinstance(inner, dict) else None
     if sizes != layers:
-        raise ModelFileError(f"{path}: declares layer sizes {sizes!r}, params.json says {layers}")
+        raise ModelFileError(f"{path}: declares layer sizes {_quote(sizes)}, params.json says {layers}")
     if isinstance(inner, dict) and inner.get("tied", tied) != tied:
-        raise ModelFileError(f"{path}: tied={inner.get('tied')!r} differs from params.json's tied={tied!r}")
+        raise ModelFileError(f"{path}: tied={_quote(inner.get('tied'))} differs from params.json's tied={tied!r}")
+
+
+_check_network_config = _check_network_file  # the name of version 0.1.0 (re-exported by rda_cli.rda)

@@ -10,13 +10,17 @@ command created and leaves everything else as it was.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
-__all__ = ["replace_dir", "missing_dirs", "make_dirs", "remove_dirs_if_empty", "oserror_line", "check_parent_is_folder",
-           "is_within"]
+from .errors import RdaError
+
+__all__ = ["read_capped", "read_json", "parse_json", "check_regular", "file_kind", "replace_dir", "missing_dirs",
+           "make_dirs", "remove_dirs_if_empty", "oserror_line", "check_parent_is_folder", "is_within"]
 
 
 def missing_dirs(path):
@@ -68,10 +72,11 @@ def oserror_line(exc, doing="write"):
     return f"cannot {doing} {where}: {cause}" if where else f"cannot {doing}: {cause}"
 
 
-def replace_dir(tmp, dest):
+def replace_dir(tmp, dest, check=None):
     """Rename the finished folder ``tmp`` to ``dest``. An existing ``dest`` (the caller has checked that it
     may be replaced) is moved aside first, put back if the rename fails, and deleted only once ``tmp`` is
-    in its place."""
+    in its place. ``check(moved)``, if given, is called on the moved-aside folder first: if it raises (the
+    folder changed since the caller's check), the folder is put back and the exception goes on."""
     dest = Path(dest)
     if not dest.exists():
         os.replace(tmp, dest)
@@ -79,9 +84,96 @@ def replace_dir(tmp, dest):
     old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
     os.replace(dest, old / dest.name)
     try:
+        if check is not None:
+            check(old / dest.name)
         os.replace(tmp, dest)
     except BaseException:
         os.replace(old / dest.name, dest)  # put the earlier folder back
         os.rmdir(old)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+_KIND_OF_FILE = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a device"),
+                 (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"))
+
+
+def file_kind(mode):
+    """``"a FIFO (named pipe)"``, ``"a folder"``... for a ``st_mode`` that is not a regular file's."""
+    return next((name for test, name in _KIND_OF_FILE if test(mode)), "not a regular file")
+
+
+def check_regular(path, limit, what="file", error=RdaError):
+    """``os.stat`` of ``path`` (symlinks followed) if it is a regular file of at most ``limit`` bytes; else
+    ``error`` (one line naming ``what`` and the path). Opens nothing: a FIFO or device is never touched.
+    FileNotFoundError passes through."""
+    st = os.stat(path)
+    _check_stat(st, _label(path, what), limit, error)
+    return st
+
+
+def _label(path, what):
+    return f"{what} {path}" if what else str(path)
+
+
+def _check_stat(st, label, limit, error):
+    if not stat.S_ISREG(st.st_mode):
+        raise error(f"{label} is {file_kind(st.st_mode)}, not a regular file; refused")
+    if st.st_size > limit:
+        raise error(f"{label} is {st.st_size} bytes, more than the {limit}-byte limit; refused")
+
+
+def read_capped(path, limit, what="file", error=RdaError):
+    """The bytes of the regular file ``path``, at most ``limit`` of them, read without blocking or growing.
+
+    The file is opened with ``O_NONBLOCK`` (a FIFO cannot hang the open), checked with ``fstat`` (a
+    FIFO, device, socket or folder is refused before any read), and at most ``limit + 1`` bytes are
+    read (a file that grows past ``limit`` while read is refused too). Raises ``error`` (one line
+    naming ``what`` and the path) for these; FileNotFoundError and other OSErrors pass through.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except IsADirectoryError:
+        raise error(f"{_label(path, what)} is a folder, not a file") from None
+    try:
+        _check_stat(os.fstat(fd), _label(path, what), limit, error)
+        chunks, size = [], 0
+        while size <= limit:
+            try:
+                chunk = os.read(fd, limit + 1 - size)
+            except BlockingIOError:  # pragma: no cover - regular files do not block
+                raise OSError(errno.EAGAIN, "would block", str(path)) from None
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > limit:
+            raise error(f"{_label(path, what)} grew past the {limit}-byte limit while being read; refused")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def read_json(path, limit, what="file", error=RdaError):
+    """The JSON value in the regular file ``path`` (at most ``limit`` bytes, UTF-8; see :func:`read_capped`).
+    Anything unreadable -- not a regular file, too large, not UTF-8, not JSON, nested too deeply, a number
+    Python cannot convert -- is one ``error`` line naming the path; a missing file too."""
+    try:
+        data = read_capped(path, limit, what, error)
+    except FileNotFoundError:
+        raise error(f"{_label(path, what)} does not exist") from None
+    except OSError as exc:
+        raise error(f"{_label(path, what)}: {oserror_line(exc, 'read')}") from None
+    return parse_json(data, _label(path, what), error)
+
+
+def parse_json(data, where, error=RdaError):
+    """``json.loads(data)`` with every failure one ``error`` line starting with ``where``."""
+    try:
+        return json.loads(data.decode("utf-8-sig") if isinstance(data, bytes) else data)
+    except UnicodeDecodeError:
+        raise error(f"{where}: not UTF-8 text") from None
+    except RecursionError:
+        raise error(f"{where}: nested too deeply to read") from None
+    except ValueError as exc:  # JSONDecodeError, or an integer of more digits than Python converts
+        raise error(f"{where}: not valid JSON ({' '.join(str(exc).split())[:200]})") from None

@@ -49,13 +49,20 @@ from .csvread import (  # noqa: F401
     _cell_value, _content_end, _csv_layout, _exact_chunks, _finish, _float_would_take, _from_arrow,
     _is_empty_line, _is_missing, _is_number, _Layout, _layout, _NotPlain, _null_spellings, _plain_lines,
     _read_csv_arrow, _read_csv_exact, _read_csv_numpy, _records, _segments, _text_lines)
+from .persistence import MAX_LAYER_WIDTH, ModelFileError
+from .safeio import read_json
 from .table import Table, TableError, _check_finite, _check_observed  # noqa: F401
 
-__all__ = ["TableError", "Table", "read_table", "MinMaxScaler01"]
+__all__ = ["TableError", "ScalerFileError", "Table", "read_table", "MinMaxScaler01"]
 
 SUFFIXES = (".csv", ".parquet", ".npy", ".npz")
 CLIP = 1e6  # scaled values are held within [-CLIP, 1 + CLIP]
+SCALER_MAX_BYTES = 64 << 20  # scaler.json: two numbers and a name per column (up to 10^6 columns)
 MISSING = ("allow", "refuse")  # values of `missing`
+
+
+class ScalerFileError(TableError, ModelFileError):
+    """A ``scaler.json`` that cannot be trusted or read: both a TableError and a ModelFileError (one line)."""
 
 
 def _have_arrow():
@@ -354,16 +361,38 @@ class MinMaxScaler01:
 
     @classmethod
     def load(cls, path):
+        """The scaler in ``scaler.json``, every field checked (raises :class:`ScalerFileError`, one line naming
+        the file and the field): a regular file of at most :data:`SCALER_MAX_BYTES`; ``min``/``max`` lists of
+        the same length (at most ``MAX_LAYER_WIDTH``) of finite numbers with ``min <= max``;
+        ``feature_names`` null or that many strings; ``id_column`` null or a string."""
         path = Path(path)
-        try:
-            d = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise TableError(f"{path} does not exist") from None
-        except (OSError, json.JSONDecodeError) as exc:
-            raise TableError(f"{path}: cannot read the scaler ({' '.join(str(exc).split())})") from None
-        if not isinstance(d, dict) or d.get("kind") != "minmax01" or "min" not in d or "max" not in d:
-            raise TableError(f"{path} is not a scaler written by rda detect")
-        lo, hi = d["min"], d["max"]
-        if len(lo) != len(hi) or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in lo + hi):
-            raise TableError(f"{path}: malformed min/max")
-        return cls(lo, hi, d.get("feature_names"), d.get("id_column"))
+        d = read_json(path, SCALER_MAX_BYTES, "", ScalerFileError)
+        if not isinstance(d, dict) or d.get("kind") != "minmax01":
+            raise ScalerFileError(f"{path} is not a scaler written by rda detect (no \"kind\": \"minmax01\")")
+
+        def bad(key, expected):
+            text = repr(d.get(key))
+            text = text if len(text) <= 80 else text[:79] + "\u2026"
+            return ScalerFileError(f"{path}: field {key!r} is {text}, expected {expected}")
+
+        def numbers(v):
+            return isinstance(v, list) and 1 <= len(v) <= MAX_LAYER_WIDTH and all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
+
+        lo, hi = d.get("min"), d.get("max")
+        for key, v in (("min", lo), ("max", hi)):
+            if not numbers(v):
+                raise bad(key, f"a list of 1 to {MAX_LAYER_WIDTH} finite numbers")
+        if len(lo) != len(hi):
+            raise ScalerFileError(f"{path}: fields 'min' and 'max' have {len(lo)} and {len(hi)} values")
+        wrong = next((j for j, (a, b) in enumerate(zip(lo, hi)) if a > b), None)
+        if wrong is not None:
+            raise ScalerFileError(f"{path}: field 'min' is above 'max' for column {wrong} "
+                                  f"({lo[wrong]!r} > {hi[wrong]!r})")
+        names = d.get("feature_names")
+        if names is not None and not (isinstance(names, list) and len(names) == len(lo)
+                                      and all(isinstance(n, str) for n in names)):
+            raise bad("feature_names", f"null or a list of {len(lo)} strings (one per column)")
+        if d.get("id_column") is not None and not isinstance(d.get("id_column"), str):
+            raise bad("id_column", "null or a column name (a string)")
+        return cls(lo, hi, names, d.get("id_column"))

@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import copy
 import difflib
-import errno
 import math
-import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -27,6 +24,7 @@ from typing import Any, Callable
 import yaml
 
 from ..errors import RdaError
+from ..safeio import read_capped as _read_capped
 
 __all__ = ["ConfigError", "Field", "load_config", "validate", "validate_value", "apply_overrides", "dump_config",
            "read_capped", "read_yaml", "parse_yaml", "decode_text", "quote", "clip", "CONFIG_MAX_BYTES", "QUOTE_CHARS"]
@@ -46,45 +44,10 @@ def quote(value, limit=QUOTE_CHARS):
     return clip(repr(value), limit)
 
 
-_KIND_OF_FILE = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a device"),
-                 (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"))
-
-
 def read_capped(path, limit, what="file"):
-    """The bytes of the regular file ``path``, at most ``limit`` of them, read without blocking or growing.
-
-    The file is opened with ``O_NONBLOCK`` (a FIFO cannot hang the open), checked with ``fstat`` (a
-    FIFO, device, socket or folder is refused before any read), and at most ``limit + 1`` bytes are
-    read (a file that grows past ``limit`` while read is refused too). Raises :class:`ConfigError`
-    (one line naming ``what`` and the path) for these; FileNotFoundError and other OSErrors pass through.
-    """
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(path, flags)
-    except IsADirectoryError:
-        raise ConfigError(f"{what} {path} is a folder, not a file") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            kind = next((name for test, name in _KIND_OF_FILE if test(st.st_mode)), "not a regular file")
-            raise ConfigError(f"{what} {path} is {kind}, not a regular file; refused")
-        if st.st_size > limit:
-            raise ConfigError(f"{what} {path} is {st.st_size} bytes, more than the {limit}-byte limit; refused")
-        chunks, size = [], 0
-        while size <= limit:
-            try:
-                chunk = os.read(fd, limit + 1 - size)
-            except BlockingIOError:  # pragma: no cover - regular files do not block
-                raise OSError(errno.EAGAIN, "would block", str(path)) from None
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        if size > limit:
-            raise ConfigError(f"{what} {path} grew past the {limit}-byte limit while being read; refused")
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
+    """The bytes of the regular file ``path``, at most ``limit`` of them (see :func:`rda_cli.safeio.read_capped`);
+    a refused file is a :class:`ConfigError` line naming ``what`` and the path."""
+    return _read_capped(path, limit, what, error=ConfigError)
 
 
 class _StrictLoader(yaml.SafeLoader):
