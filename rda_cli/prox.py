@@ -69,14 +69,25 @@ def _output(S, out):
     return out
 
 
-def _check(S, threshold):
+def _check(S, threshold, out, groups="rows"):
+    """``(S, threshold, out)`` checked, in this order: ``S``, ``threshold``, ``groups`` (of
+    :func:`l21_shrink`), then ``out`` (a new array where None, see :func:`_output`)."""
     S = np.asarray(S)
     if S.ndim != 2:
         raise ValueError(f"S must be a 2-D array, got an array with {S.ndim} dimension(s)")
     threshold = float(threshold)
     if not np.isfinite(threshold) or threshold < 0:
         raise ValueError(f"threshold must be a finite number >= 0, got {threshold!r}")
-    return S, threshold
+    if groups not in ("rows", "columns"):
+        raise ValueError(f"groups must be 'rows' or 'columns', got {groups!r}")
+    return S, threshold, _output(S, out)
+
+
+def _unshrunk(S, out):
+    """The result of a zero threshold: ``S`` itself, copied into ``out`` unless ``out`` is ``S``."""
+    if out is not S:
+        np.copyto(out, S)
+    return out
 
 
 def l1_shrink(S, threshold, out=None):
@@ -96,12 +107,9 @@ def l1_shrink(S, threshold, out=None):
     -------
     ndarray of the same shape and floating dtype as ``S``.
     """
-    S, threshold = _check(S, threshold)
-    out = _output(S, out)
+    S, threshold, out = _check(S, threshold, out)
     if threshold == 0:
-        if out is not S:
-            np.copyto(out, S)
-        return out
+        return _unshrunk(S, out)
 
     # sign(s) * max(|s| - t, 0) == s - clip(s, -t, t); the clipped chunk stays in cache
     def block(a, b):
@@ -133,14 +141,9 @@ def l21_shrink(S, threshold, groups="rows", out=None):
     -------
     ndarray of the same shape and floating dtype as ``S``.
     """
-    S, threshold = _check(S, threshold)
-    if groups not in ("rows", "columns"):
-        raise ValueError(f"groups must be 'rows' or 'columns', got {groups!r}")
-    out = _output(S, out)
+    S, threshold, out = _check(S, threshold, out, groups)
     if threshold == 0:
-        if out is not S:
-            np.copyto(out, S)
-        return out
+        return _unshrunk(S, out)
     if groups == "rows":
 
         def block(a, b):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .table import column_names
 from .tabular import MinMaxScaler01, TableError
 
 __all__ = ["RobustScaler01", "load_scaler", "PERCENTILES"]
@@ -42,8 +43,7 @@ class RobustScaler01:
     def __init__(self, low=None, span=None, feature_names=None, id_column=None):
         self.low = None if low is None else np.asarray(low, dtype=np.float64)
         self.span = None if span is None else np.asarray(span, dtype=np.float64)
-        self.feature_names = list(feature_names) if feature_names is not None else None
-        self.id_column = id_column
+        self.feature_names, self.id_column = column_names(feature_names, id_column)
 
     def fit(self, X, feature_names=None, id_column=None):
         """Fit on the rows of ``X`` (NaN ignored); returns self."""
@@ -59,9 +59,7 @@ class RobustScaler01:
         const = ~(np.isfinite(span) & (span > 0))
         self.span = np.where(const, 1.0, span)
         self.low = np.where(const, np.nan_to_num(lo, nan=0.0, posinf=0.0, neginf=0.0) - 0.5, lo)
-        if feature_names is not None:
-            self.feature_names = list(feature_names)
-        self.id_column = id_column
+        self.feature_names, self.id_column = column_names(feature_names, id_column, self.feature_names)
         return self
 
     @property

@@ -68,3 +68,9 @@ def _check_observed(X, path, names=None, columns=True, first_line=None, offset=0
         col = f"'{names[cols[0]]}'" if names else str(int(cols[0]) + 1)
         raise TableError(f"{path}: column {col} has no value in any row ({cols.size} such columns); "
                          "drop it or fill it in")
+
+
+def column_names(feature_names, id_column, kept=None):
+    """A scaler's ``(feature_names, id_column)``: the names as a list (``kept`` where None), the id column
+    as given (the table's id column, not a feature, kept for ``rda score``)."""
+    return (kept if feature_names is None else list(feature_names)), id_column

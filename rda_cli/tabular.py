@@ -51,7 +51,7 @@ from .csvread import (  # noqa: F401
     _read_csv_arrow, _read_csv_exact, _read_csv_numpy, _records, _segments, _text_lines)
 from .persistence import MAX_LAYER_WIDTH, ModelFileError
 from .safeio import read_json
-from .table import Table, TableError, _check_finite, _check_observed  # noqa: F401
+from .table import Table, TableError, _check_finite, _check_observed, column_names  # noqa: F401
 
 __all__ = ["TableError", "ScalerFileError", "Table", "read_table", "MinMaxScaler01"]
 
@@ -289,15 +289,12 @@ class MinMaxScaler01:
     def __init__(self, data_min=None, data_max=None, feature_names=None, id_column=None):
         self.data_min = None if data_min is None else np.asarray(data_min, dtype=np.float64)
         self.data_max = None if data_max is None else np.asarray(data_max, dtype=np.float64)
-        self.feature_names = list(feature_names) if feature_names is not None else None
-        self.id_column = id_column
+        self.feature_names, self.id_column = column_names(feature_names, id_column)
 
     def fit(self, X, feature_names=None, id_column=None):
         X = np.asarray(X, dtype=np.float64)
         self.data_min, self.data_max = np.nanmin(X, axis=0), np.nanmax(X, axis=0)  # missing values ignored
-        if feature_names is not None:
-            self.feature_names = list(feature_names)
-        self.id_column = id_column
+        self.feature_names, self.id_column = column_names(feature_names, id_column, self.feature_names)
         return self
 
     @property

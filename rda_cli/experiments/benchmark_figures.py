@@ -1,6 +1,6 @@
 """Figures of ``rda benchmark``: RDA's AUROC against each baseline, and the detectors' ranks.
 
-Both are drawn from the summary dict of :func:`rda_cli.experiments.benchmark.build_summary`, so
+Both are drawn from the summary dict of :func:`rda_cli.experiments.benchmark_summary.build_summary`, so
 ``rda plot`` redraws them from the saved cells without training.
 """
 

@@ -102,6 +102,12 @@ def data_path_field():
                  doc="MNIST folder (IDX files or mnist.npz); null: RDA_DATA_DIR, Keras' cache, then download")
 
 
+def mnist_data_schema(n_images, doc):
+    """The ``data:`` section of an MNIST experiment: the source folder and the first ``n_images``
+    training images by default (``doc``: the latter's description)."""
+    return {"path": data_path_field(), "n_images": Field("int", n_images, minimum=30, maximum=60000, doc=doc)}
+
+
 def seeds_field():
     return Field("int_list", None, nullable=True, minimum=0, min_length=1,
                  doc="repeat the data draw and the training for each seed (95% t-intervals over them); "

@@ -24,12 +24,12 @@ from .common import (
     cell_key,
     cell_seed,
     check_data_path,
-    data_path_field,
     header_schema,
     json_safe,
     knee_cell,
     load_data_cached,
     make_estimator,
+    mnist_data_schema,
     model_schema,
     seed_list,
     seed_suffix,
@@ -44,10 +44,7 @@ NAME = "denoise"
 
 SCHEMA = {
     **header_schema("denoise", "seeds corruption, network, batches and forest"),
-    "data": {
-        "path": data_path_field(),
-        "n_images": Field("int", 50000, minimum=30, maximum=60000, doc="first N training images"),
-    },
+    "data": mnist_data_schema(50000, "first N training images"),
     "corruption": {
         "k": Field("int_list", [10, 30, 50, 80, 100, 150, 200, 250, 300, 350], minimum=0, maximum=784,
                    min_length=1, doc="corrupted pixels per image"),

@@ -28,11 +28,11 @@ from .common import (
     preflight_data,
     cell_key,
     check_data_path,
-    data_path_field,
     header_schema,
     json_safe,
     load_data_cached,
     make_estimator,
+    mnist_data_schema,
     model_schema,
     write_summary,
 )
@@ -42,10 +42,7 @@ NAME = "features"
 
 SCHEMA = {
     **header_schema("features", "seeds the stuck pixels, the network weights and the batch order", seeds=False),
-    "data": {
-        "path": data_path_field(),
-        "n_images": Field("int", 5000, minimum=30, maximum=60000, doc="the first N training images"),
-    },
+    "data": mnist_data_schema(5000, "the first N training images"),
     "corruption": {
         "n_pixels": Field("int", 10, minimum=1, maximum=784, doc="stuck pixels (columns)"),
         "fraction": Field("float", 0.2, minimum=0, maximum=1, exclusive_minimum=True,
