@@ -184,6 +184,7 @@ class _Group(click.Group):
         except click.exceptions.ClickException as exc:
             fail(exc.format_message(), code=exc.exit_code)
         except (click.exceptions.Abort, KeyboardInterrupt) as exc:  # outside a command's guarded call
+            _ignore_further_signals()
             cause = exc.__cause__ if isinstance(exc, click.exceptions.Abort) else exc
             fail(getattr(cause, "message", "interrupted"),
                  code=getattr(cause, "exit_code", EXIT_SIGTERM if isinstance(cause, Terminated) else EXIT_SIGINT))
@@ -198,6 +199,19 @@ class _Group(click.Group):
             report_error(exc)
 
 
+def _ignore_further_signals():
+    """After an interruption has been handled (partial files removed), a second SIGINT or SIGTERM --
+    pyarrow re-sends the one that cancelled a read, an impatient user presses Ctrl-C twice -- must not
+    kill the process while it prints its line and exits with 130 / 143."""
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            signal.signal(sig, signal.SIG_IGN)
+        except ValueError:  # not the main thread (e.g. the command invoked from a worker thread)
+            pass
+
+
 def _guarded(call, progress, interrupted):
     """``call()``, the progress bar closed in every case (before any error line); an interruption exits
     with the line ``interrupted`` and status 130 (SIGINT) or 143 (SIGTERM). Other errors go on to
@@ -207,6 +221,7 @@ def _guarded(call, progress, interrupted):
     try:
         return call()
     except KeyboardInterrupt as exc:  # an experiments.interrupt.Interrupted carries its own line and status
+        _ignore_further_signals()
         progress.close()
         how = " by SIGTERM" if isinstance(exc, Terminated) else ""
         fail(getattr(exc, "message", interrupted.replace("interrupted", f"interrupted{how}", 1)),
