@@ -231,8 +231,11 @@ def detect(data_path, out_dir=None, penalty="l21_rows", lam=None, contamination=
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(data_path)
     check_out_dir(out_dir, data_path, force)
     table = read_table(data_path, id_column=id_column, min_rows=2, array=array, missing=missing)
-    if penalty == "l21_rows" and lam is None:
+    if penalty == "l21_rows" and lam is None:  # the table detector
         model = ensemble_for(table, contamination, layers, parse_overrides(overrides), members)
+
+        def fit_and_write(tmp):
+            return _fit_ensemble_and_write(table, model, data_path, out_dir, tmp, id_column, progress, t0)
     else:
         if members is not None:
             raise DetectError("`members` sets the ensemble (penalty l21_rows without `lam`); a single model has none")
@@ -244,6 +247,10 @@ def detect(data_path, out_dir=None, penalty="l21_rows", lam=None, contamination=
         if own:
             raise DetectError(f"`overrides` {', '.join(own)}: a setting of the ensemble (penalty l21_rows without `lam`)")
         params = estimator_params(table.n_features, table.n_rows, penalty, layers, given)
+
+        def fit_and_write(tmp):
+            return _fit_and_write(table, params, data_path, out_dir, tmp, penalty, lam, contamination, id_column,
+                                  progress, t0)
     try:
         tmp, created = start_output(out_dir)
     except OSError as exc:
@@ -251,11 +258,7 @@ def detect(data_path, out_dir=None, penalty="l21_rows", lam=None, contamination=
 
         raise DetectError(f"`out_dir` {out_dir}: {oserror_line(exc, 'create a folder in')}") from None
     try:
-        if penalty == "l21_rows" and lam is None:
-            info = _fit_ensemble_and_write(table, model, data_path, out_dir, tmp, id_column, progress, t0)
-        else:
-            info = _fit_and_write(table, params, data_path, out_dir, tmp, penalty, lam, contamination, id_column,
-                                  progress, t0)
+        info = fit_and_write(tmp)
     except BaseException:
         from .safeio import remove_dirs_if_empty
 
