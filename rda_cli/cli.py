@@ -184,9 +184,8 @@ class _Group(click.Group):
         except click.exceptions.ClickException as exc:
             fail(exc.format_message(), code=exc.exit_code)
         except (click.exceptions.Abort, KeyboardInterrupt) as exc:  # outside a command's guarded call
-            _ignore_further_signals()
             cause = exc.__cause__ if isinstance(exc, click.exceptions.Abort) else exc
-            fail(getattr(cause, "message", "interrupted"),
+            fail_interrupted(getattr(cause, "message", "interrupted"),
                  code=getattr(cause, "exit_code", EXIT_SIGTERM if isinstance(cause, Terminated) else EXIT_SIGINT))
         sys.exit(code if isinstance(code, int) else 0)
 
@@ -197,6 +196,22 @@ class _Group(click.Group):
             raise  # click's own: usage errors, --help, --version
         except Exception as exc:
             report_error(exc)
+
+
+def fail_interrupted(message, code):
+    """:func:`fail` for an interruption that has been handled: further SIGINT/SIGTERM are ignored, and a
+    KeyboardInterrupt already pending (pyarrow re-sends the signal that cancelled a read; Python raises
+    it at the next instruction) cannot replace the line and the status 130 / 143 with a death by signal."""
+    _ignore_further_signals()
+    line = f"rda: error: {' '.join(as_flags(message).split())}"
+    while True:
+        try:
+            if line is not None:
+                click.echo(line, err=True)
+                line = None
+            sys.exit(code)
+        except KeyboardInterrupt:
+            continue
 
 
 def _ignore_further_signals():
@@ -224,7 +239,7 @@ def _guarded(call, progress, interrupted):
         _ignore_further_signals()
         progress.close()
         how = " by SIGTERM" if isinstance(exc, Terminated) else ""
-        fail(getattr(exc, "message", interrupted.replace("interrupted", f"interrupted{how}", 1)),
+        fail_interrupted(getattr(exc, "message", interrupted.replace("interrupted", f"interrupted{how}", 1)),
              code=getattr(exc, "exit_code", EXIT_SIGTERM if isinstance(exc, Terminated) else EXIT_SIGINT))
     finally:
         progress.close()

@@ -100,3 +100,35 @@ def test_a_bug_outside_the_guarded_call_is_one_line_too(tmp_path, monkeypatch):
     monkeypatch.setenv("RDA_DEBUG", "1")
     res = CliRunner().invoke(main, ["plot", str(tmp_path)])
     assert res.exit_code == 1 and isinstance(res.exception, KeyError)  # raised, traceback and all
+
+
+def test_a_pending_interrupt_cannot_replace_the_interrupted_exit(monkeypatch, capsys):
+    """A KeyboardInterrupt raised while the interrupted line is printed or the process exits (pyarrow
+    re-sends the signal that cancelled a read) still ends in one line and status 130, not death by SIGINT."""
+    import signal
+
+    import click
+    import pytest
+
+    from rda_cli import cli
+
+    calls = []
+    real_echo = click.echo
+
+    def echo(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            raise KeyboardInterrupt  # arrives before the line is written
+        real_echo(*args, **kwargs)
+
+    monkeypatch.setattr(click, "echo", echo)
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with pytest.raises(SystemExit) as exc:
+            cli.fail_interrupted("interrupted; nothing was written", 130)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    assert exc.value.code == 130
+    err = capsys.readouterr().err
+    assert err.splitlines() == ["rda: error: interrupted; nothing was written"]
