@@ -246,6 +246,19 @@ def big(tmp_path_factory):
 DETECT_SLOW = ["--set", "outer_iterations=3", "--set", "inner_epochs=3", "--lam", "0.01", "--quiet"]
 
 
+def _interrupt_and_check(proc, sig, code):
+    """Send ``sig`` to ``proc``'s group; None if it had finished by then, else its stderr, after checking
+    the exit status ``code`` and the one ``rda: error: interrupted`` line."""
+    os.killpg(proc.pid, sig)
+    out_text, err = proc.communicate(timeout=60)
+    if proc.returncode == 0 or out_text.startswith("rda "):
+        return None  # it finished just before the signal (or the signal came as the interpreter exited)
+    assert proc.returncode == code, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("rda: error: interrupted"), err
+    return err
+
+
 @pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_detect_signal_leaves_nothing(big, tmp_path, sig, code):
     rng = random.Random(22)
@@ -255,13 +268,8 @@ def test_detect_signal_leaves_nothing(big, tmp_path, sig, code):
         time.sleep(rng.uniform(1.0, 4.5))
         if proc.poll() is not None:
             continue  # finished before the signal: nothing to check for this moment
-        os.killpg(proc.pid, sig)
-        out_text, err = proc.communicate(timeout=60)
-        if proc.returncode == 0 or out_text.startswith("rda "):
-            continue  # it finished just before the signal (or the signal came as the interpreter exited)
-        assert proc.returncode == code, err
-        lines = [ln for ln in err.splitlines() if ln.strip()]
-        assert len(lines) == 1 and lines[0].startswith("rda: error: interrupted"), err
+        if _interrupt_and_check(proc, sig, code) is None:
+            continue
         assert not (tmp_path / f"new{k}").exists() and not _temps(tmp_path)
 
 
@@ -285,13 +293,9 @@ def test_score_signal_leaves_nothing(big_model, tmp_path, sig, code):
         time.sleep(rng.uniform(3.0, 6.0))
         if proc.poll() is not None:
             continue
-        os.killpg(proc.pid, sig)
-        out_text, err = proc.communicate(timeout=60)
-        if proc.returncode == 0 or out_text.startswith("rda "):
-            continue  # it finished just before the signal (or the signal came as the interpreter exited)
-        assert proc.returncode == code, err
-        lines = [ln for ln in err.splitlines() if ln.strip()]
-        assert len(lines) == 1 and lines[0].startswith("rda: error: interrupted"), err
+        err = _interrupt_and_check(proc, sig, code)
+        if err is None:
+            continue
         assert "Aborted" not in err and not (tmp_path / f"sub{k}").exists() and not _temps(tmp_path)
 
 
