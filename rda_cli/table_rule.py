@@ -3,7 +3,7 @@
 ``rda detect``, ``rda benchmark`` (its ``rda``/``ae``/``rda-ens`` cells), :class:`rda_cli.pyod_detector.RDA`
 and :class:`rda_cli.ensemble.RobustAutoencoderEnsemble` all take their settings from here, and fit a
 member through the one function :func:`fit_member`. The rule is computed from the table's shape and
-its unlabeled rows only, the same on every table (measured in ``docs/probe_table_rule.md``):
+its unlabeled rows only, the same on every table (measured in ``docs/benchmark.md``, "The table rule"):
 
 * **scaling** -- robust: each column's 1st..99th training percentile -> [0, 1], not clipped
   (:class:`rda_cli.scaling.RobustScaler01`);
