@@ -398,6 +398,7 @@ def detect(data_path, penalty, lam, contamination, lam_for_fraction, members, la
     """
     from .detect import detect as run_detect
     from .progress import listening
+    from .safeio import show_path
 
     progress = _Progress(quiet, "rda detect")
     with listening(lambda i, n: progress.detail(f"outer iteration {i}/{n}")):
@@ -414,10 +415,10 @@ def detect(data_path, penalty, lam, contamination, lam_for_fraction, members, la
     what = "columns" if penalty == "l21_cols" else "rows"
     if info.get("detector") == "ensemble":
         click.echo(f"rda detect: {flagged} by the RDA ensemble ({info['n_members']} members; cut-off "
-                   f"{info['threshold']:.4g}) -> {info['out_dir']}")
+                   f"{info['threshold']:.4g}) -> {show_path(info['out_dir'])}")
         return
     click.echo(f"rda detect: {flagged} at lambda={info['lam']:.4g} (threshold {info['threshold']:.4g}; {what} "
-               f"penalty {penalty}) -> {info['out_dir']}")
+               f"penalty {penalty}) -> {show_path(info['out_dir'])}")
 
 
 @main.command()
@@ -441,10 +442,11 @@ def score(model_dir, data_path, array_name, out, force, missing):
     column and the new CSV has it, its values name the rows; otherwise rows are numbered from 0.
     """
     from .detect import score as run_score
+    from .safeio import show_path
 
     info = _guarded(lambda: run_score(model_dir, data_path, out, force=force, array=array_name, missing=missing),
                     _Progress(True, "rda score"), "interrupted; nothing was written")
-    click.echo(f"rda score: {info['n_flagged']} of {info['n_rows']} rows flagged -> {info['out']}")
+    click.echo(f"rda score: {info['n_flagged']} of {info['n_rows']} rows flagged -> {show_path(info['out'])}")
 
 
 @main.command()

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DetectError
-from .outputs import check_out_dir, check_score_out, start_output, write_result, write_scores_file
+from .outputs import check_out_dir, check_score_out, located, place_result, start_output, write_result, write_scores_file
 from .scoring import ROW_PENALTIES
 from .detect_lambda import choose_lambda
 from .tabular import MinMaxScaler01, TableError, read_table
@@ -168,7 +168,8 @@ def estimator_params(width, n_rows, penalty, layers=None, overrides=None):
 
 
 def default_out_dir(data_path):
-    return Path("results") / "detect" / Path(data_path).stem
+    stem = Path(data_path).stem
+    return Path("results") / "detect" / (stem if stem.strip(".") else "data")  # `..csv`: not results/detect itself
 
 
 # ---------------------------------------------------------------------------- detect
@@ -245,7 +246,7 @@ def detect(data_path, out_dir=None, penalty="l21_rows", lam=None, contamination=
                           "a single model flags the rows (columns) of its sparse part: choose its lambda with "
                           "`lam` or `lam_for_fraction`")
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(data_path)
-    check_out_dir(out_dir, data_path, force)
+    claimed = check_out_dir(out_dir, data_path, force)
     table = read_table(data_path, id_column=id_column, min_rows=2, array=array, missing=missing)
     if ensemble:  # the table detector
         model = ensemble_for(table, contamination, layers, parse_overrides(overrides), members)
@@ -275,18 +276,21 @@ def detect(data_path, out_dir=None, penalty="l21_rows", lam=None, contamination=
         raise DetectError(f"`out_dir` {out_dir}: {oserror_line(exc, 'create a folder in')}") from None
     try:
         info = fit_and_write(tmp)
-    except BaseException:
+        place_result(tmp, claimed)
+    except BaseException as exc:
         from .safeio import remove_dirs_if_empty
 
         shutil.rmtree(tmp, ignore_errors=True)
         remove_dirs_if_empty(created)
+        if isinstance(exc, OSError):
+            raise located(exc, tmp, out_dir) from None
         raise
     info["out_dir"] = str(out_dir)
     return info
 
 
 def _fit_and_write(table, params, data_path, out_dir, tmp, penalty, lam, lam_for_fraction, id_column, progress, t0):
-    """Scale, choose lambda, fit, and write every result file into ``tmp``; then rename it to ``out_dir``."""
+    """Scale, choose lambda, fit, and write every result file into ``tmp``."""
     scaler = MinMaxScaler01().fit(table.X, table.feature_names, id_column)
     X = scaler.transform(table.X)
     model, chosen, search, how, fit = choose_lambda(X, params, penalty, lam, lam_for_fraction, progress)
@@ -320,8 +324,8 @@ def _fit_and_write(table, params, data_path, out_dir, tmp, penalty, lam, lam_for
 
 
 def _fit_ensemble_and_write(table, ens, data_path, out_dir, tmp, id_column, progress, t0):
-    """Fit the ensemble on the raw rows, score and explain them, write every result file into ``tmp``;
-    then rename it to ``out_dir``. A row's score is the ensemble's score minus its cut-off (> 0: flagged)."""
+    """Fit the ensemble on the raw rows, score and explain them, write every result file into ``tmp``.
+    A row's score is the ensemble's score minus its cut-off (> 0: flagged)."""
     if progress:
         progress(0, 1, None)
     ens.fit(table.X)
@@ -410,11 +414,11 @@ def score(model_dir, data_path, out="scores.csv", force=False, array=None, missi
     whatever its length; the output is written to a temporary file renamed at the end.
     """
     out = Path(out)
-    check_score_out(out, data_path, model_dir, force)
+    existed = check_score_out(out, data_path, model_dir, force)
     model, scaler = load_model(model_dir)
     summary = {"n_rows": 0, "n_flagged": 0}
     chunks = _scored_chunks(model, scaler, _table_chunks(model, scaler, data_path, array, missing), summary)
-    id_name = write_scores_file(out, chunks)
+    id_name = write_scores_file(out, chunks, replace=existed)
     threshold = model.threshold_ if hasattr(model, "members_") else model.prox_threshold_
     return {"out": str(out), "n_rows": summary["n_rows"], "n_flagged": summary["n_flagged"],
             "threshold": threshold, "id_column": id_name}
