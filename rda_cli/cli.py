@@ -393,6 +393,7 @@ def detect(data_path, penalty, lam, contamination, members, layers, id_column, a
     flagged (columns.csv: each column's S norm and flag); no row is.
     """
     from .detect import detect as run_detect
+    from .detect_report import plural
     from .progress import listening
 
     progress = _Progress(quiet, "rda detect")
@@ -408,7 +409,7 @@ def detect(data_path, penalty, lam, contamination, members, layers, id_column, a
         flagged = f"{info['n_flagged']} of {info['n_rows']} rows flagged"
     what = "columns" if penalty == "l21_cols" else "rows"
     if info.get("detector") == "ensemble":
-        click.echo(f"rda detect: {flagged} by the RDA ensemble ({info['n_members']} members; cut-off "
+        click.echo(f"rda detect: {flagged} by the RDA ensemble ({plural(info['n_members'], 'member')}; cut-off "
                    f"{info['threshold']:.4g}) -> {info['out_dir']}")
         return
     click.echo(f"rda detect: {flagged} at lambda={info['lam']:.4g} (threshold {info['threshold']:.4g}; {what} "
