@@ -19,8 +19,9 @@ from pathlib import Path
 
 from .errors import RdaError
 
-__all__ = ["read_capped", "read_json", "parse_json", "check_regular", "file_kind", "replace_dir", "missing_dirs",
-           "make_dirs", "remove_dirs_if_empty", "oserror_line", "check_parent_is_folder", "is_within"]
+__all__ = ["read_capped", "read_json", "parse_json", "open_regular", "JSON_MAX_DEPTH", "check_regular", "file_kind",
+           "replace_dir", "missing_dirs", "make_dirs", "remove_dirs_if_empty", "oserror_line", "check_parent_is_folder",
+           "is_within", "umask", "rename_noreplace", "show_path"]
 
 
 def missing_dirs(path):
@@ -66,20 +67,90 @@ def is_within(path, folder):
 
 
 def oserror_line(exc, doing="write"):
-    """``cannot write PATH: No space left on device`` for an OSError."""
-    where = exc.filename if getattr(exc, "filename", None) else None
+    """``cannot write PATH: No space left on device`` for an OSError (of a rename: its destination)."""
+    where = getattr(exc, "filename2", None) or getattr(exc, "filename", None) or None
+    where = show_path(where) if where else None
     cause = exc.strerror or (errno.errorcode.get(exc.errno) if exc.errno else None) or str(exc) or type(exc).__name__
     return f"cannot {doing} {where}: {cause}" if where else f"cannot {doing}: {cause}"
+
+
+def show_path(path):
+    """``path`` as text for a one-line message: as it is, or quoted (``'a\\nb'``) when it holds a line break,
+    another control character or surrounding spaces, so that a message stays one line and says where."""
+    text = str(path)
+    if text.isprintable() and text.strip() == text:
+        return text
+    return repr(text)
+
+
+def umask():
+    """The process umask (read when a file or folder is made, not at import: importing changes nothing)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_RENAME_NOREPLACE = 1  # linux/fs.h
+_renameat2 = None
+
+
+def _libc_renameat2():
+    global _renameat2
+    if _renameat2 is None:
+        try:
+            import ctypes
+
+            fn = ctypes.CDLL(None, use_errno=True).renameat2
+            fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+            fn.restype = ctypes.c_int
+            _renameat2 = fn
+        except (OSError, AttributeError):  # not Linux, or a C library without renameat2
+            _renameat2 = False
+    return _renameat2
+
+
+def rename_noreplace(src, dst):
+    """Rename ``src`` to ``dst`` only if ``dst`` does not exist (FileExistsError if it does), atomically.
+
+    Linux: ``renameat2(RENAME_NOREPLACE)``. Where the kernel, the file system or the C library cannot
+    (or elsewhere): a file is hard-linked into place (exclusive) and its old name removed; a folder is
+    renamed with plain ``rename``, which never replaces a file or a non-empty folder (only an empty
+    folder, which holds nothing, could be replaced there)."""
+    src, dst = os.fspath(src), os.fspath(dst)
+    fn = _libc_renameat2()
+    if fn:
+        import ctypes
+
+        at_fdcwd = -100
+        if fn(at_fdcwd, os.fsencode(src), at_fdcwd, os.fsencode(dst), _RENAME_NOREPLACE) == 0:
+            return
+        err = ctypes.get_errno()
+        if err not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise OSError(err, os.strerror(err), src, None, dst)
+    if os.path.isdir(src) and not os.path.islink(src):
+        if os.path.lexists(dst) and not (os.path.isdir(dst) and not os.path.islink(dst)):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), src, None, dst)
+        try:
+            os.rename(src, dst)
+        except OSError as exc:
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+                raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), src, None, dst) from None
+            raise
+        return
+    os.link(src, dst)  # FileExistsError if dst exists
+    os.unlink(src)
 
 
 def replace_dir(tmp, dest, check=None):
     """Rename the finished folder ``tmp`` to ``dest``. An existing ``dest`` (the caller has checked that it
     may be replaced) is moved aside first, put back if the rename fails, and deleted only once ``tmp`` is
     in its place. ``check(moved)``, if given, is called on the moved-aside folder first: if it raises (the
-    folder changed since the caller's check), the folder is put back and the exception goes on."""
+    folder changed since the caller's check), the folder is put back and the exception goes on. A
+    ``dest`` absent when this is called is never replaced by one that appears meanwhile
+    (:func:`rename_noreplace`: FileExistsError)."""
     dest = Path(dest)
-    if not dest.exists():
-        os.replace(tmp, dest)
+    if not os.path.lexists(dest):
+        rename_noreplace(tmp, dest)
         return
     old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
     os.replace(dest, old / dest.name)
@@ -122,6 +193,23 @@ def _check_stat(st, label, limit, error):
         raise error(f"{label} is {st.st_size} bytes, more than the {limit}-byte limit; refused")
 
 
+def open_regular(path, limit=float("inf"), what="file", error=RdaError):
+    """``path`` opened for binary reading if it is a regular file of at most ``limit`` bytes, else ``error``
+    (one line). Opened with ``O_NONBLOCK`` and checked with ``fstat`` (a FIFO cannot hang the open; a
+    FIFO, device, socket or folder is refused before any read). FileNotFoundError passes through."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except IsADirectoryError:
+        raise error(f"{_label(path, what)} is a folder, not a file") from None
+    try:
+        _check_stat(os.fstat(fd), _label(path, what), limit, error)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def read_capped(path, limit, what="file", error=RdaError):
     """The bytes of the regular file ``path``, at most ``limit`` of them, read without blocking or growing.
 
@@ -130,13 +218,8 @@ def read_capped(path, limit, what="file", error=RdaError):
     read (a file that grows past ``limit`` while read is refused too). Raises ``error`` (one line
     naming ``what`` and the path) for these; FileNotFoundError and other OSErrors pass through.
     """
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(path, flags)
-    except IsADirectoryError:
-        raise error(f"{_label(path, what)} is a folder, not a file") from None
-    try:
-        _check_stat(os.fstat(fd), _label(path, what), limit, error)
+    with open_regular(path, limit, what, error) as fh:
+        fd = fh.fileno()
         chunks, size = [], 0
         while size <= limit:
             try:
@@ -147,33 +230,80 @@ def read_capped(path, limit, what="file", error=RdaError):
                 break
             chunks.append(chunk)
             size += len(chunk)
-        if size > limit:
-            raise error(f"{_label(path, what)} grew past the {limit}-byte limit while being read; refused")
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
+    if size > limit:
+        raise error(f"{_label(path, what)} grew past the {limit}-byte limit while being read; refused")
+    return b"".join(chunks)
 
 
-def read_json(path, limit, what="file", error=RdaError):
+def read_json(path, limit, what="file", error=RdaError, finite=False):
     """The JSON value in the regular file ``path`` (at most ``limit`` bytes, UTF-8; see :func:`read_capped`).
-    Anything unreadable -- not a regular file, too large, not UTF-8, not JSON, nested too deeply, a number
-    Python cannot convert -- is one ``error`` line naming the path; a missing file too."""
+    Anything unreadable -- not a regular file, too large, or what :func:`parse_json` refuses -- is one
+    ``error`` line naming the path; a missing file too. The one JSON reader of rda."""
     try:
         data = read_capped(path, limit, what, error)
     except FileNotFoundError:
         raise error(f"{_label(path, what)} does not exist") from None
     except OSError as exc:
         raise error(f"{_label(path, what)}: {oserror_line(exc, 'read')}") from None
-    return parse_json(data, _label(path, what), error)
+    return parse_json(data, _label(path, what), error, finite)
 
 
-def parse_json(data, where, error=RdaError):
-    """``json.loads(data)`` with every failure one ``error`` line starting with ``where``."""
+JSON_MAX_DEPTH = 64  # nesting of any JSON file rda reads (its own files nest at most 4 deep)
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _object(pairs):
+    """A JSON object's dict; a key that appears twice is refused (``json`` would keep the last silently)."""
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        seen = set()
+        raise _DuplicateKey(next(k for k, _ in pairs if k in seen or seen.add(k)))
+    return d
+
+
+def _no_constant(literal):
+    raise ValueError(f"non-finite number {literal}")
+
+
+def _finite_float(text):
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"number {text[:40]} overflows a float")
+    return value
+
+
+def _too_deep(value, limit):
+    """Whether ``value`` nests lists and objects deeper than ``limit`` (walked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        children = v.values() if isinstance(v, dict) else v
+        if depth > limit:
+            return True
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return False
+
+
+def parse_json(data, where, error=RdaError, finite=False):
+    """``json.loads(data)`` with every failure one ``error`` line starting with ``where``: not UTF-8, not
+    JSON, a key twice in one object, nesting deeper than :data:`JSON_MAX_DEPTH`, an integer of more digits
+    than Python converts; with ``finite``, also ``NaN``/``Infinity`` literals and numbers that overflow a
+    float (``1e999``)."""
+    extra = dict(parse_constant=_no_constant, parse_float=_finite_float) if finite else {}
     try:
-        return json.loads(data.decode("utf-8-sig") if isinstance(data, bytes) else data)
+        value = json.loads(data.decode("utf-8-sig") if isinstance(data, bytes) else data, object_pairs_hook=_object,
+                           **extra)
     except UnicodeDecodeError:
         raise error(f"{where}: not UTF-8 text") from None
     except RecursionError:
-        raise error(f"{where}: nested too deeply to read") from None
+        raise error(f"{where}: nested too deeply (more than {JSON_MAX_DEPTH} levels)") from None
+    except _DuplicateKey as exc:
+        raise error(f"{where}: key {str(exc)[:80]!r} appears twice in one object") from None
     except ValueError as exc:  # JSONDecodeError, or an integer of more digits than Python converts
         raise error(f"{where}: not valid JSON ({' '.join(str(exc).split())[:200]})") from None
+    if isinstance(value, (dict, list)) and _too_deep(value, JSON_MAX_DEPTH):
+        raise error(f"{where}: nested too deeply (more than {JSON_MAX_DEPTH} levels)")
+    return value

@@ -159,11 +159,15 @@ def test_contamination_flags_about_that_fraction(tmp_path):
     n_flagged = sum(int(r[2]) for r in rows)
     assert n_flagged == 20  # the ensemble flags the top 5% of its scores
     assert "top 0.05 of the scores" in (tmp_path / "run" / "report.md").read_text()
-    # the single model (with --penalty l1) still searches lambda for about that fraction
-    res = invoke("detect", "--data", tmp_path / "data.npy", "--penalty", "l1", "--contamination", 0.05, "--out",
+    # a single model searches lambda for about a fraction with --lam-for-fraction; --contamination (a cut-off)
+    # is the ensemble's, refused for it with what to use instead
+    res = invoke("detect", "--data", tmp_path / "data.npy", "--penalty", "l1", "--lam-for-fraction", 0.05, "--out",
                  tmp_path / "run_l1", *FAST)
     assert res.exit_code == 0, res.output
-    assert "contamination 0.05" in (tmp_path / "run_l1" / "report.md").read_text()
+    assert "lam_for_fraction 0.05" in (tmp_path / "run_l1" / "report.md").read_text()
+    res = invoke("detect", "--data", tmp_path / "data.npy", "--penalty", "l1", "--contamination", 0.05, "--out",
+                 tmp_path / "run_l1c", *FAST)
+    assert res.exit_code == 2 and "--lam-for-fraction" in res.output and not (tmp_path / "run_l1c").exists()
 
 
 # ------------------------------------------------------------------ bad input
@@ -201,9 +205,10 @@ BAD_DETECT = [
     ("npy nan", lambda d: np.save(d / "x.npy", np.array([[1.0, np.nan], [2.0, 3.0]])) or d / "x.npy",
      ["--missing", "refuse"], "finite"),
     ("npy 1-D", lambda d: np.save(d / "x.npy", np.arange(5.0)) or d / "x.npy", [], "2-D"),
-    ("lam and contamination", _csv_text(_good_rows()), ["--lam", "0.001", "--contamination", "0.1"],
-     "either --lam or --contamination"),
+    ("lam and lam-for-fraction", _csv_text(_good_rows()), ["--lam", "0.001", "--lam-for-fraction", "0.1"],
+     "either --lam or --lam-for-fraction"),
     ("contamination too big", _csv_text(_good_rows()), ["--contamination", "0.7"], "(0, 0.5)"),
+    ("lam-for-fraction too big", _csv_text(_good_rows()), ["--lam-for-fraction", "0.5"], "(0, 0.5)"),
     ("unknown setting", _csv_text(_good_rows()), ["--set", "inner_epoch=3"], "did you mean 'inner_epochs'"),
     ("bad setting value", _csv_text(_good_rows()), ["--set", "batch_size=0"], "batch_size"),
     ("bad layers", _csv_text(_good_rows()), ["--layers", "4,x"], "--layers"),
@@ -447,7 +452,7 @@ def test_detect_and_score_with_the_l21_cols_penalty(tmp_path):
     rng = np.random.default_rng(6)
     X[:, [4, 11]] = SHIFT[[4, 11]] + SCALE[[4, 11]] * rng.random((len(X), 2)) * 3
     data = write_csv(tmp_path / "cols.csv", X)
-    res = invoke("detect", "--data", data, "--penalty", "l21_cols", "--contamination", 0.1, "--out", tmp_path / "run",
+    res = invoke("detect", "--data", data, "--penalty", "l21_cols", "--lam-for-fraction", 0.1, "--out", tmp_path / "run",
                  *FAST, "--set", "reinitialize=auto")
     assert res.exit_code == 0, res.output
     run = tmp_path / "run"
@@ -456,7 +461,7 @@ def test_detect_and_score_with_the_l21_cols_penalty(tmp_path):
     flagged_cols = [r["column"] for r in table if r["flagged"] == "1"]
     assert len(table) == D and set(flagged_cols[:2]) == {"f4", "f11"}  # the corrupted ones, largest S norms first
     n_cols = len(flagged_cols)
-    assert n_cols <= 3  # contamination 0.1 of 20 columns: 2, within the search's tolerance of 1
+    assert n_cols <= 3  # lam_for_fraction 0.1 of 20 columns: 2, within the search's tolerance of 1
     assert f"{n_cols} of {D} columns flagged" in res.output
     report = (run / "report.md").read_text()
     assert f"**{n_cols} of {D} columns**" in report and "| f4 |" in report and "| f11 |" in report

@@ -159,8 +159,6 @@ def test_no_retracing_across_outer_iterations_or_fits(outlier_data):
         (dict(), np.ones(10), "2D array"),
         (dict(), np.array([[0.1, np.nan], [0.2, np.nan]]), "column\\(s\\) with no observed value"),
         (dict(), np.array([[np.nan, np.nan], [0.2, 0.3]]), "row\\(s\\) with no observed value"),
-        (dict(contamination=0.6), np.ones((20, 4)), "contamination"),
-        (dict(penalty=None, contamination=0.1), np.ones((20, 4)), "contamination needs a penalty"),
         (dict(), np.array([[0.1, np.inf], [0.2, 0.3]]), "infinity"),
         (dict(penalty="l3"), np.ones((20, 4)), "penalty"),
         (dict(lam=-1.0), np.ones((20, 4)), "lam"),
@@ -278,11 +276,21 @@ def test_model_files_from_before_prox_threshold_are_read(outlier_data, tmp_path)
     assert old.prox_threshold_ == a.prox_threshold_ and old.threshold_ == 0.0 and old.lam_ == a.lam
     np.testing.assert_array_equal(old.decision_function(X[:30] * 0.9), a.decision_function(X[:30] * 0.9))
 
+    # files from when the estimator ran the lambda search itself hold `contamination`: the lambda found is kept
+    meta = json.loads((tmp_path / "m" / "params.json").read_text())
+    meta["params"].update(contamination=0.05, lam=0.5)
+    meta["lam_"] = a.lam
+    (tmp_path / "m" / "params.json").write_text(json.dumps(meta))
+    old = RobustAutoencoder.load(tmp_path / "m")
+    assert "contamination" not in old.get_params() and old.lam == old.lam_ == a.lam
 
-def test_contamination_chooses_lambda(outlier_data):
+
+def test_lambda_for_fraction_chooses_lambda(outlier_data):
+    from rda_cli.selection import lambda_for_fraction
+
     X, truth = outlier_data
-    m = RobustAutoencoder(contamination=0.05, outer_iterations=10, inner_epochs=10, **FAST).fit(X)
-    search = m.contamination_search_
+    m, lam, search = lambda_for_fraction(X, 0.05, dict(outer_iterations=10, inner_epochs=10, **FAST))
+    assert m.lam_ == lam
     assert search["target"] == 50 and m.lam_ in [s["lam"] for s in search["steps"]]
     assert abs(int(m.labels_.sum()) - 50) <= search["tolerance"]
     assert m.prox_threshold_ == pytest.approx(effective_threshold(X, "l21_rows", m.lam_))
