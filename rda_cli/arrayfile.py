@@ -11,7 +11,13 @@ before any array is allocated, so that a small crafted file cannot take the mach
   :data:`DEFLATE_MAX_RATIO` times its compressed size (deflate cannot expand further), and must
   declare at least the bytes its ``.npy`` header needs; a zip of more than :data:`MAX_MEMBERS`
   members is refused;
-- no array larger than :func:`memory_cap` (half the machine's physical memory) is allocated.
+- no array larger than :func:`memory_cap` (half the machine's physical memory), or than the caller's
+  ``cap``, is allocated;
+- the file must be a regular file (a FIFO, a device such as ``/dev/zero``, a socket or a folder, also
+  behind a symlink, is refused before any read; a FIFO cannot hang the open).
+
+:func:`read_npz` is the reader for files of known content (a model folder's arrays): exactly the
+members asked for, each declared shape checked against the expected one before it is inflated.
 
 Memory while reading: the array itself (bounded as above), plus a few KiB of headers.
 """
@@ -25,8 +31,9 @@ import zipfile
 import numpy as np
 
 from .data import DataError
+from .safeio import open_regular
 
-__all__ = ["ArrayFileError", "memory_cap", "read_npy", "NpzArrays", "DEFLATE_MAX_RATIO", "MAX_MEMBERS"]
+__all__ = ["ArrayFileError", "memory_cap", "read_npy", "read_npz", "NpzArrays", "DEFLATE_MAX_RATIO", "MAX_MEMBERS"]
 
 DEFLATE_MAX_RATIO = 1032  # deflate's largest possible expansion (258-byte matches from 2-bit codes)
 MAX_MEMBERS = 1024
@@ -81,11 +88,12 @@ def _check_fits(where, shape, dtype, nbytes, available, cap):
 def read_npy(path, cap=None):
     """The array in a ``.npy`` file, after checking its header against the file's size and ``cap``."""
     cap = memory_cap() if cap is None else cap
-    with open(path, "rb") as fh:
+    with open_regular(path, what="", error=ArrayFileError) as fh:
         shape, dtype, nbytes = _header(fh, str(path))
         available = os.fstat(fh.fileno()).st_size - fh.tell()
-    _check_fits(str(path), shape, dtype, nbytes, available, cap)
-    return np.load(path, allow_pickle=False)
+        _check_fits(str(path), shape, dtype, nbytes, available, cap)
+        fh.seek(0)
+        return np.lib.format.read_array(fh, allow_pickle=False, max_header_size=MAX_HEADER)
 
 
 class NpzArrays:
@@ -97,19 +105,22 @@ class NpzArrays:
 
     def __init__(self, path, cap=None):
         self.path = str(path)
-        self.cap = memory_cap() if cap is None else cap
+        self.cap = memory_cap() if cap is None else min(cap, memory_cap())
+        fh = open_regular(path, what="", error=ArrayFileError)
         try:
-            self._zip = zipfile.ZipFile(path)
+            self._zip = zipfile.ZipFile(fh)
         except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
+            fh.close()
             raise ArrayFileError(f"{path}: not an .npz (zip) file ({' '.join(str(exc).split())[:200]})") from None
+        self._fh = fh
         infos = self._zip.infolist()
         if len(infos) > MAX_MEMBERS:
-            self._zip.close()
+            self.close()
             raise ArrayFileError(f"{path} holds {len(infos)} members, more than the {MAX_MEMBERS} rda reads")
-        size = os.path.getsize(path)
+        size = os.fstat(fh.fileno()).st_size
         lying = [i.filename for i in infos if i.header_offset + i.compress_size > size]
         if lying:
-            self._zip.close()
+            self.close()
             raise ArrayFileError(f"{path}: member {lying[0]!r} declares more compressed bytes than the file holds: "
                                  "damaged or crafted")
         self._infos = {(i.filename[:-4] if i.filename.endswith(".npy") else i.filename): i for i in infos}
@@ -119,7 +130,11 @@ class NpzArrays:
         return self
 
     def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
         self._zip.close()
+        self._fh.close()
 
     def _member(self, name):
         info = self._infos[name]
@@ -144,11 +159,18 @@ class NpzArrays:
             raise ArrayFileError(f"{where}: cannot read it ({' '.join(str(exc).split())[:200]})") from None
         return shape, dtype
 
-    def load(self, name):
+    def load(self, name, expected=None):
+        """The member's array; ``expected``: its shape (``None`` for any length on an axis), checked from the
+        header before anything is inflated."""
         info, where = self._member(name)
         try:
             with self._zip.open(info) as fh:
                 shape, dtype, nbytes = _header(fh, where)
+                if expected is not None and (len(shape) != len(expected) or any(
+                        e is not None and s != e for s, e in zip(shape, expected))):
+                    want = "(" + ", ".join("n" if e is None else str(e) for e in expected) + ("," if len(expected) == 1
+                                                                                             else "") + ")"
+                    raise ArrayFileError(f"{where} declares shape {shape}, expected {want}")
                 _check_fits(where, shape, dtype, nbytes, info.file_size - fh.tell(), self.cap)
                 fh.seek(0)
                 return np.lib.format.read_array(fh, allow_pickle=False, max_header_size=MAX_HEADER)
@@ -156,3 +178,30 @@ class NpzArrays:
             raise
         except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
             raise ArrayFileError(f"{where}: cannot read it ({' '.join(str(exc).split())[:200]})") from None
+
+
+def read_npz(path, expected, optional=(), cap=None, finite=True):
+    """``{name: array}`` from the ``.npz`` file ``path`` whose content is known: the members ``expected``
+    (a dict ``name -> shape``, ``None`` for any length on an axis, or ``None`` for any shape) and those
+    of ``optional`` (names of ``expected``) that it holds, and nothing else.
+
+    Checked before any array is allocated (see the module docstring): a regular file, no pickles,
+    each member's declared inflated size against its compression and the bytes its header needs, its
+    declared shape against ``expected``, its bytes against ``cap`` (default: :func:`memory_cap`).
+    With ``finite``, a float array holding NaN or infinities is refused. Every fault is one
+    :class:`ArrayFileError` line naming the path; a missing file is FileNotFoundError.
+    """
+    path = str(path)
+    with NpzArrays(path, cap) as arrays:
+        extra = [k for k in arrays.names if k not in expected]
+        if extra:
+            raise ArrayFileError(f"{path}: unexpected array {extra[0][:80]!r}")
+        missing = [k for k in expected if k not in arrays.names and k not in optional]
+        if missing:
+            raise ArrayFileError(f"{path}: missing array(s) {', '.join(missing)}")
+        out = {k: arrays.load(k, expected[k]) for k in expected if k in arrays.names}
+    if finite:
+        bad = next((k for k, a in out.items() if a.dtype.kind == "f" and not np.isfinite(a).all()), None)
+        if bad is not None:
+            raise ArrayFileError(f"{path}: {bad} holds NaN or infinite values")
+    return out

@@ -24,6 +24,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .errors import RdaError
 from .scoring import fingerprint
+from .selection import FRACTION
 from .table_rule import (DEFAULT_RULE, MEMBER_GRID, SCORE_CHUNK, TableRule, fit_member, flag_threshold, member_seed,
                          robust_location_scale)
 
@@ -99,7 +100,7 @@ pilot_learning_rate, lambda_quantile, warm_outer, warm_steps, warm_learning_rate
     _parameter_constraints: dict = {
         "n_members": [_positive_int(1, len(MEMBER_GRID))],
         "penalty": [StrOptions({"l21_rows"}), None],
-        "contamination": [Interval(Real, 0, 0.5, closed="neither"), None],
+        "contamination": [FRACTION, None],  # the one range of a fraction (rda_cli.selection)
         "hidden_min": [_positive_int()],
         "hidden_max": [_positive_int()],
         "code_min": [_positive_int()],

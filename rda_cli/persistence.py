@@ -165,8 +165,13 @@ def load_model(cls, path):
     (raises :class:`ModelFileError`); see :meth:`~rda_cli.estimator.RobustAutoencoder.load`."""
     path = Path(path)
     meta = _read_meta(path / "params.json")
+    params = dict(meta["params"])
+    if params.pop("contamination", None) is not None and "lam_" in meta:
+        # files written before the lambda search left the estimator (rda_cli.selection.lambda_for_fraction)
+        # may hold `contamination`, the fraction it searched for: the model is the fit of the lambda found
+        params["lam"] = meta["lam_"]
     try:
-        est = cls(**meta["params"])
+        est = cls(**params)
         est._validate_params()
     except (TypeError, ValueError) as exc:
         raise ModelFileError(f"{path / 'params.json'}: invalid params ({' '.join(str(exc).split())})") from None
@@ -347,4 +352,3 @@ def _check_network_file(path, layers, tied):
         raise ModelFileError(f"{path}: tied={_quote(inner.get('tied'))} differs from params.json's tied={tied!r}")
 
 
-_check_network_config = _check_network_file  # the name of version 0.1.0 (re-exported by rda_cli.rda)

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from .errors import RdaError
 
-__all__ = ["read_capped", "read_json", "parse_json", "check_regular", "file_kind", "replace_dir", "missing_dirs",
-           "make_dirs", "remove_dirs_if_empty", "oserror_line", "check_parent_is_folder", "is_within", "umask",
-           "rename_noreplace", "show_path"]
+__all__ = ["read_capped", "read_json", "parse_json", "open_regular", "JSON_MAX_DEPTH", "check_regular", "file_kind",
+           "replace_dir", "missing_dirs", "make_dirs", "remove_dirs_if_empty", "oserror_line", "check_parent_is_folder",
+           "is_within", "umask", "rename_noreplace", "show_path"]
 
 
 def missing_dirs(path):
@@ -203,6 +203,23 @@ def _check_stat(st, label, limit, error):
         raise error(f"{label} is {st.st_size} bytes, more than the {limit}-byte limit; refused")
 
 
+def open_regular(path, limit=float("inf"), what="file", error=RdaError):
+    """``path`` opened for binary reading if it is a regular file of at most ``limit`` bytes, else ``error``
+    (one line). Opened with ``O_NONBLOCK`` and checked with ``fstat`` (a FIFO cannot hang the open; a
+    FIFO, device, socket or folder is refused before any read). FileNotFoundError passes through."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except IsADirectoryError:
+        raise error(f"{_label(path, what)} is a folder, not a file") from None
+    try:
+        _check_stat(os.fstat(fd), _label(path, what), limit, error)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def read_capped(path, limit, what="file", error=RdaError):
     """The bytes of the regular file ``path``, at most ``limit`` of them, read without blocking or growing.
 
@@ -211,13 +228,8 @@ def read_capped(path, limit, what="file", error=RdaError):
     read (a file that grows past ``limit`` while read is refused too). Raises ``error`` (one line
     naming ``what`` and the path) for these; FileNotFoundError and other OSErrors pass through.
     """
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(path, flags)
-    except IsADirectoryError:
-        raise error(f"{_label(path, what)} is a folder, not a file") from None
-    try:
-        _check_stat(os.fstat(fd), _label(path, what), limit, error)
+    with open_regular(path, limit, what, error) as fh:
+        fd = fh.fileno()
         chunks, size = [], 0
         while size <= limit:
             try:
@@ -228,33 +240,80 @@ def read_capped(path, limit, what="file", error=RdaError):
                 break
             chunks.append(chunk)
             size += len(chunk)
-        if size > limit:
-            raise error(f"{_label(path, what)} grew past the {limit}-byte limit while being read; refused")
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
+    if size > limit:
+        raise error(f"{_label(path, what)} grew past the {limit}-byte limit while being read; refused")
+    return b"".join(chunks)
 
 
-def read_json(path, limit, what="file", error=RdaError):
+def read_json(path, limit, what="file", error=RdaError, finite=False):
     """The JSON value in the regular file ``path`` (at most ``limit`` bytes, UTF-8; see :func:`read_capped`).
-    Anything unreadable -- not a regular file, too large, not UTF-8, not JSON, nested too deeply, a number
-    Python cannot convert -- is one ``error`` line naming the path; a missing file too."""
+    Anything unreadable -- not a regular file, too large, or what :func:`parse_json` refuses -- is one
+    ``error`` line naming the path; a missing file too. The one JSON reader of rda."""
     try:
         data = read_capped(path, limit, what, error)
     except FileNotFoundError:
         raise error(f"{_label(path, what)} does not exist") from None
     except OSError as exc:
         raise error(f"{_label(path, what)}: {oserror_line(exc, 'read')}") from None
-    return parse_json(data, _label(path, what), error)
+    return parse_json(data, _label(path, what), error, finite)
 
 
-def parse_json(data, where, error=RdaError):
-    """``json.loads(data)`` with every failure one ``error`` line starting with ``where``."""
+JSON_MAX_DEPTH = 64  # nesting of any JSON file rda reads (its own files nest at most 4 deep)
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _object(pairs):
+    """A JSON object's dict; a key that appears twice is refused (``json`` would keep the last silently)."""
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        seen = set()
+        raise _DuplicateKey(next(k for k, _ in pairs if k in seen or seen.add(k)))
+    return d
+
+
+def _no_constant(literal):
+    raise ValueError(f"non-finite number {literal}")
+
+
+def _finite_float(text):
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"number {text[:40]} overflows a float")
+    return value
+
+
+def _too_deep(value, limit):
+    """Whether ``value`` nests lists and objects deeper than ``limit`` (walked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        children = v.values() if isinstance(v, dict) else v
+        if depth > limit:
+            return True
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return False
+
+
+def parse_json(data, where, error=RdaError, finite=False):
+    """``json.loads(data)`` with every failure one ``error`` line starting with ``where``: not UTF-8, not
+    JSON, a key twice in one object, nesting deeper than :data:`JSON_MAX_DEPTH`, an integer of more digits
+    than Python converts; with ``finite``, also ``NaN``/``Infinity`` literals and numbers that overflow a
+    float (``1e999``)."""
+    extra = dict(parse_constant=_no_constant, parse_float=_finite_float) if finite else {}
     try:
-        return json.loads(data.decode("utf-8-sig") if isinstance(data, bytes) else data)
+        value = json.loads(data.decode("utf-8-sig") if isinstance(data, bytes) else data, object_pairs_hook=_object,
+                           **extra)
     except UnicodeDecodeError:
         raise error(f"{where}: not UTF-8 text") from None
     except RecursionError:
-        raise error(f"{where}: nested too deeply to read") from None
+        raise error(f"{where}: nested too deeply (more than {JSON_MAX_DEPTH} levels)") from None
+    except _DuplicateKey as exc:
+        raise error(f"{where}: key {str(exc)[:80]!r} appears twice in one object") from None
     except ValueError as exc:  # JSONDecodeError, or an integer of more digits than Python converts
         raise error(f"{where}: not valid JSON ({' '.join(str(exc).split())[:200]})") from None
+    if isinstance(value, (dict, list)) and _too_deep(value, JSON_MAX_DEPTH):
+        raise error(f"{where}: nested too deeply (more than {JSON_MAX_DEPTH} levels)")
+    return value
