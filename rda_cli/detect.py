@@ -50,16 +50,19 @@ MAX_AUTO_BATCH = 1024  # ... up to this; beyond 262,144 rows an epoch visits a r
 # ---------------------------------------------------------------------------- options
 def _setting_fields():
     """The typed rules of the estimator settings ``overrides`` may change (the experiment configs' rules)."""
+    from .experiments.benchmark import rule_schema
     from .experiments.common import model_schema
-    from .experiments.config import Field
+    from .experiments.config import MAX_SEED, Field
 
     fields = {k: v for k, v in model_schema().items() if k not in RESERVED}
     del fields["reinitialize"]  # true, false or "auto": the estimator's own check (estimator_params) decides
     fields.update(
-        random_state=Field("int", 0, nullable=True, minimum=0, doc="seed"),
+        random_state=Field("int", 0, nullable=True, minimum=0, maximum=MAX_SEED, doc="seed"),
         warm_start=Field("bool", False),
-        verbose=Field("int", 0, minimum=0),
+        verbose=Field("int", 0, minimum=0, maximum=100),
     )
+    for name, field in rule_schema().items():  # the ensemble's settings (the table rule's), with their ceilings
+        fields.setdefault(name, field)
     return fields
 
 
@@ -111,7 +114,13 @@ def parse_layers(text, width):
     from .estimator import default_layers
 
     if text is None or not str(text).strip():
-        return default_layers(width)
+        from .persistence import network_size_problem
+
+        layers = default_layers(width)
+        if network_size_problem(layers):  # no `layers` was given: the table's width is the cause
+            raise DetectError(f"the default network for {int(width):,} columns, {layers}: "
+                              f"{network_size_problem(layers)}; give narrower hidden `layers`, e.g. 64,32")
+        return layers
     try:
         hidden = [int(v) for v in str(text).replace(" ", "").split(",")]
     except ValueError:
@@ -325,7 +334,10 @@ def _fit_ensemble_and_write(table, ens, data_path, out_dir, tmp, id_column, prog
     A row's score is the ensemble's score minus its cut-off (> 0: flagged)."""
     if progress:
         progress(0, 1, None)
-    ens.fit(table.X)
+    try:
+        ens.fit(table.X)
+    except TableError as exc:  # a column the scaler cannot take (checked before any training)
+        raise DetectError(f"{data_path}: {exc}") from None
     if progress:
         progress(1, 1, f"{len(ens.members_)} members")
     scaler = ens.scaler_

@@ -481,3 +481,35 @@ def test_detect_and_score_with_the_l21_cols_penalty(tmp_path):
     np.save(tmp_path / "one.npy", X[:1])  # a single row is scored too
     res = invoke("score", "--model", run / "model", "--data", tmp_path / "one.npy", "--out", out)
     assert res.exit_code == 0, res.output
+
+
+def test_extreme_cells_are_scored_not_a_bug(tmp_path):
+    """A cell of 1e25: the default detector scales it within 10^6 training spans, fits, and ranks its row
+    first, every score finite. A column of +-1e308 (its span beyond float64): refused before training."""
+    X, _ = with_outlier_rows(n=200, d=5, fraction=0.0, seed=0)
+    X = X.astype(float)
+    X[:, 4] = np.where(np.arange(len(X)) % 2 == 0, 1e308, -1e308)
+    path = tmp_path / "x.csv"
+    np.savetxt(path, X, delimiter=",", header="a,b,c,d,e", comments="", fmt="%.17g")
+    res = invoke("detect", "--data", path, "--out", tmp_path / "run", "--quiet")
+    assert res.exit_code == 2 and res.output.count("\n") == 1, res.output
+    assert f"{path}: column 5 spans -1e+308 to 1e+308" in res.output and not (tmp_path / "run").exists()
+    X[:, 4] = 0.5
+    X[7, 2] = 1e25
+    np.savetxt(path, X, delimiter=",", header="a,b,c,d,e", comments="", fmt="%.17g")
+    res = invoke("detect", "--data", path, "--out", tmp_path / "run", "--members", "1", "--set", "pilot_steps=50",
+                 "--set", "warm_outer=2", "--quiet")
+    assert res.exit_code == 0, res.output
+    scores = np.loadtxt(tmp_path / "run" / "scores.csv", delimiter=",", skiprows=1, usecols=1)
+    assert np.isfinite(scores).all() and int(np.argmax(scores)) == 7
+
+
+def test_a_default_network_too_large_does_not_blame_layers(tmp_path):
+    """No --layers given: the message names the table's width and the default network, before any work."""
+    width = 40_000
+    path = tmp_path / "wide.csv"
+    path.write_text(",".join(f"c{j}" for j in range(width)) + "\n" + ("\n".join([",".join(["1"] * width)] * 3)) + "\n")
+    res = invoke("detect", "--data", path, "--lam", "0.1", "--out", tmp_path / "o", "--quiet")
+    assert res.exit_code == 2 and res.output.count("\n") == 1, res.output
+    assert "the default network for 40,000 columns, [40000, 20000, 10000]" in res.output and "--layers '" not in res.output
+    assert not (tmp_path / "o").exists()

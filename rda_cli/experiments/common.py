@@ -10,7 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import ConfigError, Field
+from ..persistence import MAX_LAYER_WIDTH
+from .config import (MAX_BATCH, MAX_DEPTH, MAX_EPOCHS, MAX_ITERATIONS, MAX_SEED, MAX_SEEDS, ConfigError,  # noqa: F401
+                     Field)
 
 __all__ = ["model_schema", "data_path_field", "load_data_cached", "make_estimator", "check_data_path", "json_safe",
            "seeds_field", "seed_list", "seed_suffix", "cell_seed", "base_seed", "pick_seed", "tag_seeds",
@@ -109,7 +111,7 @@ def mnist_data_schema(n_images, doc):
 
 
 def seeds_field():
-    return Field("int_list", None, nullable=True, minimum=0, min_length=1,
+    return Field("int_list", None, nullable=True, minimum=0, maximum=MAX_SEED, min_length=1, max_length=MAX_SEEDS,
                  doc="repeat the data draw and the training for each seed (95% t-intervals over them); "
                      "null: just `seed`")
 
@@ -150,7 +152,7 @@ def header_schema(experiment, seed_doc, seeds=True):
     spec = {
         "run_name": Field("str", None, nullable=True, check=check_run_name,
                           doc=f"folder name under results/{experiment}/ (letters, digits, . _ -); null: timestamp"),
-        "seed": Field("int", 0, minimum=0, doc=seed_doc),
+        "seed": Field("int", 0, minimum=0, maximum=MAX_SEED, doc=seed_doc),
     }
     if seeds:
         spec["seeds"] = seeds_field()
@@ -195,13 +197,14 @@ def write_summary(run, summary, markdown):
 def model_schema(**defaults):
     """The autoencoder/RDA settings shared by experiments; ``defaults`` override the defaults."""
     spec = {
-        "layers": Field("int_list", [784, 196, 49], minimum=1, min_length=2,
+        "layers": Field("int_list", [784, 196, 49], minimum=1, maximum=MAX_LAYER_WIDTH, min_length=2,
+                        max_length=MAX_DEPTH,
                         doc="layer sizes including the input width (784 for MNIST)"),
         "lambda_scaling": Field("choice", "paper", choices=("paper", "absolute"),
                                 doc="paper: thresholds as in the authors' scripts; absolute: lambda itself"),
-        "outer_iterations": Field("int", 20, minimum=1, doc="alternating (outer) iterations"),
-        "inner_epochs": Field("int", 5, minimum=1, doc="autoencoder epochs per outer iteration"),
-        "batch_size": Field("int", 30, minimum=1, doc="mini-batch size"),
+        "outer_iterations": Field("int", 20, minimum=1, maximum=MAX_ITERATIONS, doc="alternating (outer) iterations"),
+        "inner_epochs": Field("int", 5, minimum=1, maximum=MAX_EPOCHS, doc="autoencoder epochs per outer iteration"),
+        "batch_size": Field("int", 30, minimum=1, maximum=MAX_BATCH, doc="mini-batch size"),
         "learning_rate": Field("float", 0.001, minimum=0, exclusive_minimum=True, doc="Adam learning rate"),
         "tol": Field("float", 1e-7, minimum=0, doc="convergence tolerance on c1 and c2"),
         "tied": Field("bool", True, doc="decoder weights tied to the encoder's"),

@@ -37,7 +37,7 @@ from .common import (
     untag_seeds,
     write_summary,
 )
-from .config import Field
+from .config import MAX_TREES, Field
 from .stats import excludes_zero, fmt_pm, interval_dict
 
 NAME = "denoise"
@@ -56,7 +56,7 @@ SCHEMA = {
         baseline=Field("bool", True, doc="also train the plain autoencoder (same network, same epochs)"),
     ),
     "forest": {
-        "n_estimators": Field("int", 50, minimum=1, doc="random forest trees"),
+        "n_estimators": Field("int", 50, minimum=1, maximum=MAX_TREES, doc="random forest trees"),
         "test_size": Field("float", 1 / 3, minimum=0.05, maximum=0.95, doc="held-out fraction"),
     },
     "selection": {
