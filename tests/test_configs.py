@@ -3,6 +3,8 @@
 from importlib import resources
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rda_cli.experiments.config import load_config
 from rda_cli.experiments.runner import experiment_module
@@ -126,3 +128,30 @@ def test_a_config_a_run_writes_can_be_read_back(monkeypatch):
     monkeypatch.setattr(config_module, "CONFIG_MAX_BYTES", size - 1)
     with pytest.raises(ConfigError, match=f"takes {size:,} bytes, more than the {size - 1:,} a run reads back"):
         load_config(None, schema, ("seeds=[" + ",".join(map(str, range(1000))) + "]",))
+
+
+def _int_fields():
+    return [(where, key, field) for where, schema in _schemas() for key, field in _leaves(schema)
+            if field.kind in ("int", "int_list")]
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(data=st.data())
+def test_generated_counts_are_refused_above_their_ceiling_only(data):
+    """Any integer key, any value: above its maximum one ConfigError line naming the key and the ceiling;
+    within its range accepted as it is."""
+    from rda_cli.experiments.config import ConfigError, validate_value
+
+    where, key, field = data.draw(st.sampled_from(_int_fields()))
+    low, high = int(field.minimum if field.minimum is not None else 0), int(field.maximum)
+    over = data.draw(st.integers(high + 1, 10**30))
+    within = data.draw(st.integers(low, high))
+    def wrap(v):  # a list key: v and distinct in-range items up to its least length
+        if field.kind != "int_list":
+            return v
+        return [v] + [x for x in range(low, low + field.min_length + 1) if x != v][:max(0, field.min_length - 1)]
+
+    with pytest.raises(ConfigError, match=f"'{key}': got .*, expected .*<= {high:,}"):
+        validate_value(field, wrap(over), key)
+    if field.check is None:
+        assert validate_value(field, wrap(within), key) == wrap(within)
