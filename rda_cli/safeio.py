@@ -17,9 +17,12 @@ import stat
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from .errors import RdaError
 
-__all__ = ["read_capped", "read_json", "parse_json", "open_regular", "JSON_MAX_DEPTH", "check_regular", "file_kind", "replace_dir", "missing_dirs",
+__all__ = ["read_capped", "read_json", "parse_json", "open_regular", "JSON_MAX_DEPTH", "write_file", "write_json",
+           "write_npz", "check_regular", "file_kind", "replace_dir", "missing_dirs",
            "make_dirs", "remove_dirs_if_empty", "oserror_line", "check_parent_is_folder", "is_within"]
 
 
@@ -92,6 +95,41 @@ def replace_dir(tmp, dest, check=None):
         os.rmdir(old)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+def write_file(path, fill):
+    """Write the file ``path`` atomically: ``fill(fh)`` writes into a temporary file beside it (binary), which
+    is flushed to disk (``fsync``) and renamed over ``path``; after any failure the temporary file is
+    removed and ``path`` is as it was. The one file writer of rda's library code."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:100]}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fill(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+def write_json(path, value, **dumps):
+    """``value`` as JSON (``indent=1``; ``dumps``: more ``json.dumps`` arguments) into ``path``, atomically."""
+    data = json.dumps(value, indent=1, **dumps).encode()
+    return write_file(path, lambda fh: fh.write(data))
+
+
+def write_npz(path, **arrays):
+    """``arrays`` into the ``.npz`` file ``path`` (stored, as ``np.savez`` writes; no pickles), atomically."""
+    for name, a in arrays.items():
+        if np.asarray(a).dtype.hasobject:
+            raise TypeError(f"array {name!r} holds Python objects; rda writes numbers only")
+    return write_file(path, lambda fh: np.savez(fh, **arrays))
+
 
 _KIND_OF_FILE = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a device"),
                  (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"))
