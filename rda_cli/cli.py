@@ -28,7 +28,7 @@ EXECUTOR_CHOICES = click.Choice(["local", "processes", "dask"])
 FLAGS = {"out_dir": "--out", "out": "--out", "config_path": "--config", "overrides": "--set", "executor": "--executor",
          "scheduler": "--scheduler",
          "model_dir": "--model", "data_path": "--data", "array": "--array", "id_column": "--id-column", "lam": "--lam",
-         "contamination": "--contamination", "force": "--force", "layers": "--layers", "penalty": "--penalty",
+         "contamination": "--contamination", "lam_for_fraction": "--lam-for-fraction", "force": "--force", "layers": "--layers", "penalty": "--penalty",
          "missing": "--missing", "members": "--members"}
 MISSING_OPTION = click.option(
     "--missing", type=click.Choice(["allow", "refuse"]), default="allow", show_default=True,
@@ -353,13 +353,16 @@ def plot(run_dir):
               help="fix lambda (paper scaling, on the [0, 1]-scaled data: l2,1 threshold = lambda x rows; "
                    "l1: 10 lambda / mu, see README)")
 @click.option("--contamination", type=float, default=None, metavar="F",
-              help="flag this fraction of rows: the top F of the ensemble's scores (default detector); with "
-                   "--penalty l1 / l21_cols, lambda by bisection for about F of the rows / columns  [default: the "
-                   "ensemble's robust cut-off, median + 2.5 x 1.4826 MAD of the scores; l1 / l21_cols: the knee rule]")
+              help="the expected fraction of anomalies, as in PyOD: flag the top F of the ensemble's scores (a "
+                   "cut-off; the fit does not depend on it)  [default: the ensemble's robust cut-off, median + 2.5 x "
+                   "1.4826 MAD of the scores]")
+@click.option("--lam-for-fraction", type=float, default=None, metavar="F",
+              help="one RDA: lambda by bisection so that about F of the rows (columns for l21_cols) are flagged "
+                   "(rda_cli.selection.lambda_for_fraction)  [default: without --lam, the knee rule]")
 @click.option("--members", type=click.IntRange(1, 8), default=None, metavar="N",
               help="members of the RDA ensemble (the default detector)  [default: 6; 1: a single RDA]")
 @click.option("--layers", default=None, metavar="H1,H2,...",
-              help="hidden layer sizes; the input width is put in front  [default: rda.default_layers(width): "
+              help="hidden layer sizes; the input width is put in front  [default: rda_cli.estimator.default_layers(width): "
                    "max(2, ceil(width/2)), max(1, ceil(width/4))]")
 @click.option("--id-column", default=None, metavar="NAME", help="CSV column holding row ids (not a feature)")
 @click.option("--array", "array_name", default=None, metavar="NAME",
@@ -372,7 +375,7 @@ def plot(run_dir):
               help="override an estimator setting, e.g. inner_epochs=20, random_state=1 (repeatable)")
 @MISSING_OPTION
 @click.option("--quiet", is_flag=True, help="no progress bar")
-def detect(data_path, penalty, lam, contamination, members, layers, id_column, array_name, out, force, overrides,
+def detect(data_path, penalty, lam, contamination, lam_for_fraction, members, layers, id_column, array_name, out, force, overrides,
            missing, quiet):
     """Find outlying rows (or cells, or columns) in your own table with an RDA.
 
@@ -381,24 +384,28 @@ def detect(data_path, penalty, lam, contamination, members, layers, id_column, a
     is the members' averaged robust z-score minus the cut-off (> 0: flagged); --set changes the rule's
     settings (e.g. pilot_steps=100, random_state=1).
 
-    With --lam, or --penalty l1 / l21_cols: one RDA on min-max scaled features ([0, 1], constant columns to
+    With --lam, --lam-for-fraction, or --penalty l1 / l21_cols: one RDA on min-max scaled features ([0, 1], constant columns to
     0.5); the scaler is saved with the model. Its schedule: outer_iterations=10, inner_epochs=10, batch_size=max(133, ceil(rows/256)) (at most the
     rows: an epoch is at most 256 steps), learning_rate=0.001,
-    reinitialize=false, random_state=0 (change with --set). Without --lam or --contamination, lambda is
+    reinitialize=false, random_state=0 (change with --set). Without --lam or --lam-for-fraction, lambda is
     chosen label-free at the knee of the number of flagged groups vs lambda over 8 lambdas (9 fits).
 
-    Writes scores.csv (row,score,flagged,top_features; score > 0 means flagged; a flagged row's top features by
-    share of its S row), L.npy and S.npy in the original units, imputed.npy (with missing cells), model/ (for
-    rda score), score_hist.png, top_rows.png and report.md. With --penalty l21_cols the columns are what is
-    flagged (columns.csv: each column's S norm and flag); no row is.
+    Writes scores.csv (row,score,flagged,top_features; for the row penalties score > 0 means flagged; a flagged
+    row's top features by share of its S row), L.npy and S.npy in the original units, imputed.npy (with missing
+    cells), model/ (for rda score), score_hist.png, top_rows.png and report.md. With --penalty l21_cols the
+    columns are what is flagged (columns.csv: each column's S norm and flag); no row is, and a row's score is
+    its residual norm (a ranking, > 0 for any row the network does not fit exactly).
     """
     from .detect import detect as run_detect
+    from .detect_report import plural
     from .progress import listening
+    from .safeio import show_path
 
     progress = _Progress(quiet, "rda detect")
     with listening(lambda i, n: progress.detail(f"outer iteration {i}/{n}")):
         info = _guarded(
-            lambda: run_detect(data_path, out, penalty=penalty, lam=lam, contamination=contamination, layers=layers,
+            lambda: run_detect(data_path, out, penalty=penalty, lam=lam, contamination=contamination,
+                               lam_for_fraction=lam_for_fraction, layers=layers,
                                id_column=id_column, overrides=overrides, progress=progress, force=force,
                                array=array_name, missing=missing, members=members),
             progress, "interrupted; nothing was written")
@@ -408,11 +415,11 @@ def detect(data_path, penalty, lam, contamination, members, layers, id_column, a
         flagged = f"{info['n_flagged']} of {info['n_rows']} rows flagged"
     what = "columns" if penalty == "l21_cols" else "rows"
     if info.get("detector") == "ensemble":
-        click.echo(f"rda detect: {flagged} by the RDA ensemble ({info['n_members']} members; cut-off "
-                   f"{info['threshold']:.4g}) -> {info['out_dir']}")
+        click.echo(f"rda detect: {flagged} by the RDA ensemble ({plural(info['n_members'], 'member')}; cut-off "
+                   f"{info['threshold']:.4g}) -> {show_path(info['out_dir'])}")
         return
     click.echo(f"rda detect: {flagged} at lambda={info['lam']:.4g} (threshold {info['threshold']:.4g}; {what} "
-               f"penalty {penalty}) -> {info['out_dir']}")
+               f"penalty {penalty}) -> {show_path(info['out_dir'])}")
 
 
 @main.command()
@@ -428,17 +435,19 @@ def detect(data_path, penalty, lam, contamination, members, layers, id_column, a
                                             "(never the input file or a file in the model folder)")
 @MISSING_OPTION
 def score(model_dir, data_path, array_name, out, force, missing):
-    """Score new rows with a model saved by rda detect (higher is more abnormal; > 0 is flagged).
+    """Score new rows with a model saved by rda detect (higher is more abnormal; > 0 is flagged, except by an
+    l21_cols model, which flags columns: its score is a row's residual norm and no row is flagged).
 
     The saved scaler is applied first; values outside the training range are not clipped (they fall outside
     [0, 1], which the network cannot reconstruct, so they raise the score). If the model was fitted with an id
     column and the new CSV has it, its values name the rows; otherwise rows are numbered from 0.
     """
     from .detect import score as run_score
+    from .safeio import show_path
 
     info = _guarded(lambda: run_score(model_dir, data_path, out, force=force, array=array_name, missing=missing),
                     _Progress(True, "rda score"), "interrupted; nothing was written")
-    click.echo(f"rda score: {info['n_flagged']} of {info['n_rows']} rows flagged -> {info['out']}")
+    click.echo(f"rda score: {info['n_flagged']} of {info['n_rows']} rows flagged -> {show_path(info['out'])}")
 
 
 @main.command()

@@ -25,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .detect_report import TOP_FEATURES, plural, top_columns
 from .errors import DetectError
-from .outputs import check_out_dir, check_score_out, start_output, write_result, write_scores_file
+from .outputs import check_out_dir, check_score_out, located, place_result, start_output, write_result, write_scores_file
 from .scoring import ROW_PENALTIES
-from .detect_lambda import (N_GRID, _Fitter, _pilot_stats, _unit_threshold, choose_by_contamination,  # noqa: F401
-                            choose_by_knee, choose_lambda)
+from .detect_lambda import choose_lambda
 from .tabular import MinMaxScaler01, TableError, read_table
 
 __all__ = ["DetectError", "DEFAULT_SCHEDULE", "detect", "score", "parse_overrides", "parse_layers",
@@ -40,11 +40,11 @@ PENALTY_CHOICES = ("l21_rows", "l1", "l21_cols")
 # thousand rows (the estimator's own defaults are the paper's 20 x 50 epochs on 5000 images).
 DEFAULT_SCHEDULE = {"outer_iterations": 10, "inner_epochs": 10, "batch_size": 133, "learning_rate": 0.001,
                     "reinitialize": False, "random_state": 0}
-RESERVED = {"penalty": "`penalty`", "lam": "`lam` or `contamination`", "contamination": "`contamination`",
+RESERVED = {"penalty": "`penalty`", "lam": "`lam` or `lam_for_fraction`", "lam_for_fraction": "`lam_for_fraction`",
+            "contamination": "`contamination`",
             "layers": "`layers`"}
 MAX_STEPS_PER_EPOCH = 256  # the batch grows with the rows beyond this (see batch_size_for)
 MAX_AUTO_BATCH = 1024  # ... up to this; beyond 262,144 rows an epoch visits a random 262,144 of them
-TOP_FEATURES = 3  # features named per flagged row in scores.csv
 
 
 # ---------------------------------------------------------------------------- options
@@ -139,11 +139,8 @@ def top_features(shares, names, flagged, k=TOP_FEATURES):
     :meth:`~rda_cli.estimator.RobustAutoencoder.feature_contributions`, so they sum to at most 1), with the
     table's column names, largest first, shares below 0.005 left out; ``""`` for the other rows."""
     out = [""] * len(shares)
-    rows = np.flatnonzero(flagged)
-    if rows.size:
-        order = np.argsort(-shares[rows], axis=1, kind="stable")[:, :k]
-        for i, cols in zip(rows, order):
-            out[i] = ";".join(f"{names[j]}:{shares[i, j]:.2f}" for j in cols if shares[i, j] >= 0.005)
+    for i, cols in top_columns(shares, flagged, k).items():
+        out[i] = ";".join(f"{names[j]}:{shares[i, j]:.2f}" for j in cols)
     return out
 
 
@@ -168,7 +165,8 @@ def estimator_params(width, n_rows, penalty, layers=None, overrides=None):
 
 
 def default_out_dir(data_path):
-    return Path("results") / "detect" / Path(data_path).stem
+    stem = Path(data_path).stem
+    return Path("results") / "detect" / (stem if stem.strip(".") else "data")  # `..csv`: not results/detect itself
 
 
 # ---------------------------------------------------------------------------- detect
@@ -202,14 +200,18 @@ def ensemble_for(table, contamination, layers, overrides, members):
 
 
 def detect(data_path, out_dir=None, penalty="l21_rows", lam=None, contamination=None, layers=None,
-           id_column=None, overrides=(), progress=None, force=False, array=None, missing="allow", members=None):
+           id_column=None, overrides=(), progress=None, force=False, array=None, missing="allow", members=None,
+           lam_for_fraction=None):
     """Fit the table detector (or one RDA) on a user table and write the result folder; returns a summary dict.
 
     With ``penalty="l21_rows"`` and no ``lam`` (the default) it fits the RDA ensemble of the table rule
     (:class:`~rda_cli.ensemble.RobustAutoencoderEnsemble`, ``members`` members): rows above its robust
-    cut-off are flagged, or with ``contamination`` the top fraction. With ``lam``, or another
-    ``penalty``, one :class:`~rda_cli.estimator.RobustAutoencoder` on min-max scaled rows, lambda as
-    the module docstring says.
+    cut-off are flagged, or with ``contamination`` (PyOD's expected fraction of anomalies: a cut-off on
+    the scores, the fit does not depend on it) the top fraction. With ``lam``, ``lam_for_fraction`` or
+    another ``penalty``, one :class:`~rda_cli.estimator.RobustAutoencoder` on min-max scaled rows, lambda
+    as :func:`rda_cli.detect_lambda.choose_lambda` says (``lam``; the search for about
+    ``lam_for_fraction`` of the rows (columns for ``l21_cols``) flagged; else the knee rule): its
+    flags are the rows (columns) of its sparse part, so it takes no ``contamination``.
 
     ``missing="allow"``: empty or NaN cells are missing values, left out of the loss and the scores
     and filled in by the model (``imputed.npy``); ``"refuse"``: every cell must be a number.
@@ -222,16 +224,28 @@ def detect(data_path, out_dir=None, penalty="l21_rows", lam=None, contamination=
     temporary folder, renamed at the end).
     """
     t0 = time.perf_counter()
-    if lam is not None and contamination is not None:
-        raise DetectError("give either `lam` or `contamination`, not both")
+    from .errors import RdaError
+    from .selection import check_fraction
+
+    if lam is not None and lam_for_fraction is not None:
+        raise DetectError("give either `lam` or `lam_for_fraction`, not both")
     if lam is not None and not (math.isfinite(lam) and lam >= 0):
         raise DetectError(f"`lam` {lam!r}: expected a finite number >= 0")
-    if contamination is not None and not 0 < contamination < 0.5:
-        raise DetectError(f"`contamination` {contamination!r}: expected a fraction in (0, 0.5)")
+    try:
+        for name, value in (("`contamination`", contamination), ("`lam_for_fraction`", lam_for_fraction)):
+            if value is not None:
+                check_fraction(value, name)
+    except RdaError as exc:
+        raise DetectError(str(exc)) from None
+    ensemble = penalty == "l21_rows" and lam is None and lam_for_fraction is None
+    if contamination is not None and not ensemble:
+        raise DetectError("`contamination` is the ensemble's cut-off on the scores (penalty l21_rows without `lam`); "
+                          "a single model flags the rows (columns) of its sparse part: choose its lambda with "
+                          "`lam` or `lam_for_fraction`")
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(data_path)
-    check_out_dir(out_dir, data_path, force)
+    claimed = check_out_dir(out_dir, data_path, force)
     table = read_table(data_path, id_column=id_column, min_rows=2, array=array, missing=missing)
-    if penalty == "l21_rows" and lam is None:  # the table detector
+    if ensemble:  # the table detector
         model = ensemble_for(table, contamination, layers, parse_overrides(overrides), members)
 
         def fit_and_write(tmp):
@@ -249,8 +263,8 @@ def detect(data_path, out_dir=None, penalty="l21_rows", lam=None, contamination=
         params = estimator_params(table.n_features, table.n_rows, penalty, layers, given)
 
         def fit_and_write(tmp):
-            return _fit_and_write(table, params, data_path, out_dir, tmp, penalty, lam, contamination, id_column,
-                                  progress, t0)
+            return _fit_and_write(table, params, data_path, out_dir, tmp, penalty, lam, lam_for_fraction,
+                                  id_column, progress, t0)
     try:
         tmp, created = start_output(out_dir)
     except OSError as exc:
@@ -259,21 +273,24 @@ def detect(data_path, out_dir=None, penalty="l21_rows", lam=None, contamination=
         raise DetectError(f"`out_dir` {out_dir}: {oserror_line(exc, 'create a folder in')}") from None
     try:
         info = fit_and_write(tmp)
-    except BaseException:
+        place_result(tmp, claimed)
+    except BaseException as exc:
         from .safeio import remove_dirs_if_empty
 
         shutil.rmtree(tmp, ignore_errors=True)
         remove_dirs_if_empty(created)
+        if isinstance(exc, OSError):
+            raise located(exc, tmp, out_dir) from None
         raise
     info["out_dir"] = str(out_dir)
     return info
 
 
-def _fit_and_write(table, params, data_path, out_dir, tmp, penalty, lam, contamination, id_column, progress, t0):
-    """Scale, choose lambda, fit, and write every result file into ``tmp``; then rename it to ``out_dir``."""
+def _fit_and_write(table, params, data_path, out_dir, tmp, penalty, lam, lam_for_fraction, id_column, progress, t0):
+    """Scale, choose lambda, fit, and write every result file into ``tmp``."""
     scaler = MinMaxScaler01().fit(table.X, table.feature_names, id_column)
     X = scaler.transform(table.X)
-    model, chosen, search, how, fit = choose_lambda(X, params, penalty, lam, contamination, progress)
+    model, chosen, search, how, fit = choose_lambda(X, params, penalty, lam, lam_for_fraction, progress)
 
     shares, scores = model.feature_contributions(X, return_scores=True)
     flagged = model.outlier_mask_  # the training rows: the fitted flags (none for a column penalty)
@@ -304,8 +321,8 @@ def _fit_and_write(table, params, data_path, out_dir, tmp, penalty, lam, contami
 
 
 def _fit_ensemble_and_write(table, ens, data_path, out_dir, tmp, id_column, progress, t0):
-    """Fit the ensemble on the raw rows, score and explain them, write every result file into ``tmp``;
-    then rename it to ``out_dir``. A row's score is the ensemble's score minus its cut-off (> 0: flagged)."""
+    """Fit the ensemble on the raw rows, score and explain them, write every result file into ``tmp``.
+    A row's score is the ensemble's score minus its cut-off (> 0: flagged)."""
     if progress:
         progress(0, 1, None)
     ens.fit(table.X)
@@ -321,13 +338,13 @@ def _fit_ensemble_and_write(table, ens, data_path, out_dir, tmp, id_column, prog
     L, S = scaler.inverse_transform(L_s), scaler.inverse_scale(S_s)
     first = ens.member_info_[0]
     rule = ens.rule()
-    how = (f"the table rule's RDA ensemble ({len(ens.members_)} members; rda_cli/table_rule.py): rows flagged "
+    how = (f"the table rule's RDA ensemble ({plural(len(ens.members_), 'member')}; rda_cli/table_rule.py): rows flagged "
            + (f"in the top {ens.contamination:g} of the scores" if ens.contamination is not None else
               f"above median + {rule.flag_mads:g} x 1.4826 MAD of the scores"))
     info = {
         "data": str(data_path), "array": table.array_name, "n_rows": table.n_rows, "n_features": table.n_features,
         "penalty": "l21_rows", "detector": "ensemble", "n_members": len(ens.members_),
-        "layers": [i["layers"] for i in ens.member_info_], "lam": first.get("threshold", 0.0),
+        "layers": [i["layers"] for i in ens.member_info_], "lam": None,
         "threshold": float(ens.threshold_), "how": how, "search": {},
         "member_thresholds": [i.get("threshold") for i in ens.member_info_],
         "first_flagged": [i.get("first_flagged") for i in ens.member_info_],
@@ -337,6 +354,7 @@ def _fit_ensemble_and_write(table, ens, data_path, out_dir, tmp, id_column, prog
         "batch_size": first["batch_size"], "max_steps_per_epoch": None, "learning_rate": rule.pilot_learning_rate,
         "reinitialize": False, "random_state": ens.random_state, "lambda_scaling": "absolute",
         "contamination": ens.contamination,
+        "s_nonzero_rows": int(np.any(S != 0, axis=1).sum()),
     }
     info["seconds"] = time.perf_counter() - t0
     imputed = np.where(np.isnan(table.X), L, table.X) if info["n_missing"] else None
@@ -394,11 +412,11 @@ def score(model_dir, data_path, out="scores.csv", force=False, array=None, missi
     whatever its length; the output is written to a temporary file renamed at the end.
     """
     out = Path(out)
-    check_score_out(out, data_path, model_dir, force)
+    existed = check_score_out(out, data_path, model_dir, force)
     model, scaler = load_model(model_dir)
     summary = {"n_rows": 0, "n_flagged": 0}
     chunks = _scored_chunks(model, scaler, _table_chunks(model, scaler, data_path, array, missing), summary)
-    id_name = write_scores_file(out, chunks)
+    id_name = write_scores_file(out, chunks, replace=existed)
     threshold = model.threshold_ if hasattr(model, "members_") else model.prox_threshold_
     return {"out": str(out), "n_rows": summary["n_rows"], "n_flagged": summary["n_flagged"],
             "threshold": threshold, "id_column": id_name}
@@ -409,8 +427,9 @@ def _table_chunks(model, scaler, data_path, array, missing):
     from .tabular import iter_table
 
     id_column = scaler.id_column
-    stream = model.penalty != "l21_cols" and Path(data_path).suffix.lower() == ".csv" and array is None
-    if id_column is not None and Path(data_path).suffix.lower() == ".csv":
+    named = Path(data_path).suffix.lower() in (".csv", ".parquet")  # files with column names (streamed)
+    stream = model.penalty != "l21_cols" and named and array is None
+    if id_column is not None and named:
         try:
             first = iter_table(data_path, id_column, missing) if stream else iter(
                 [read_table(data_path, id_column=id_column, min_rows=1, array=array, missing=missing)])

@@ -20,8 +20,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .errors import RdaError
-from .persistence import MODEL_LAYOUT
 from .scoring import fingerprint
+from .selection import FRACTION
 from .table_rule import (DEFAULT_RULE, MEMBER_GRID, SCORE_CHUNK, TableRule, fit_member, flag_threshold, member_seed,
                          robust_location_scale)
 
@@ -31,11 +31,6 @@ ENSEMBLE_FILE = "ensemble.json"
 ENSEMBLE_MAX_BYTES = 1 << 20  # ensemble.json (ours: a few KB)
 _VERSION = 2  # 2: members saved without their training data, n_samples_; 1: members with L_ and S_
 _VERSIONS = (1, 2)
-
-
-# what a save writes (for folders from before manifests, which are checked by name)
-ENSEMBLE_LAYOUT = {ENSEMBLE_FILE: None, "scaler.json": None, "scores.npz": None,
-                   **{f"member_{j}": MODEL_LAYOUT for j in range(len(MEMBER_GRID))}}
 
 
 def _positive_int(low=1, high=None):
@@ -104,7 +99,7 @@ pilot_learning_rate, lambda_quantile, warm_outer, warm_steps, warm_learning_rate
     _parameter_constraints: dict = {
         "n_members": [_positive_int(1, len(MEMBER_GRID))],
         "penalty": [StrOptions({"l21_rows"}), None],
-        "contamination": [Interval(Real, 0, 0.5, closed="neither"), None],
+        "contamination": [FRACTION, None],  # the one range of a fraction (rda_cli.selection)
         "hidden_min": [_positive_int()],
         "hidden_max": [_positive_int()],
         "code_min": [_positive_int()],
@@ -283,9 +278,9 @@ pilot_learning_rate, lambda_quantile, warm_outer, warm_steps, warm_learning_rate
         """Save into folder ``path``: ``ensemble.json`` (parameters, normalisation, cut-off, training rows),
         ``scaler.json``, ``scores.npz`` (the training rows' scores, one vector) and ``member_<j>/``
         (:meth:`RobustAutoencoder.save` without the training data: a folder of the networks' size);
-        no pickle. Atomic, with a manifest, under the ownership rule of
-        :func:`rda_cli.persistence.save_folder`: an existing ``path`` is replaced only if its whole tree
-        is what an earlier save wrote."""
+        no pickle. Atomic, with a manifest, under the one ownership rule
+        (:func:`rda_cli.persistence.save_folder`): an existing ``path`` is replaced only if its whole tree
+        is what an earlier save wrote (its manifest says so)."""
         from .persistence import save_folder
         from .safeio import write_json, write_npz
 
@@ -304,7 +299,7 @@ pilot_learning_rate, lambda_quantile, warm_outer, warm_steps, warm_learning_rate
                     "member_info_": self.member_info_, "train_fingerprint": self._train_fingerprint}
             write_json(tmp / ENSEMBLE_FILE, meta, default=float)
 
-        return save_folder(path, write, ENSEMBLE_FILE, ENSEMBLE_LAYOUT, "an ensemble")
+        return save_folder(path, write, ENSEMBLE_FILE, "ensemble folder")
 
     @classmethod
     def load(cls, path):

@@ -97,11 +97,8 @@ class RobustAutoencoder(ScoringMixin, OutlierMixin, TransformerMixin, BaseEstima
         columns (corrupted features). None trains the plain autoencoder through the same loop with
         ``S = 0``. Rows are flagged by ``"l21_rows"`` and ``"l1"`` only; ``"l21_cols"`` flags columns.
     lam : float, default=0.00065
-        Penalty weight lambda (>= 0). Ignored when ``contamination`` is given.
-    contamination : float in (0, 0.5) or None, default=None
-        A fraction: lambda is searched for so that about that fraction of the training rows (of the
-        columns, for ``l21_cols``) is flagged (:func:`~rda_cli.selection.lambda_for_contamination`);
-        the lambda found is ``lam_``.
+        Penalty weight lambda (>= 0). To choose it for a target fraction of flagged rows, see
+        :func:`rda_cli.selection.lambda_for_fraction`; without labels, :mod:`rda_cli.selection`.
     lambda_scaling : {"paper", "absolute"}, default="paper"
         How ``lam`` becomes the prox threshold; see :func:`effective_threshold`.
     outer_iterations : int, default=20
@@ -141,9 +138,7 @@ class RobustAutoencoder(ScoringMixin, OutlierMixin, TransformerMixin, BaseEstima
     threshold_ : float
         PyOD's cut-off, 0.0: ``labels_ == (decision_scores_ > threshold_)``.
     lam_ : float
-        ``lam``, or the lambda found for ``contamination``.
-    contamination_search_ : dict
-        With ``contamination``: the search's ``target``, ``tolerance`` and ``steps``.
+        ``lam``.
     L_, S_ : ndarray of shape (n_samples, n_features)
         The reconstruction ``L_D`` (imputed values at missing entries) and the sparse part.
     n_iter_ : int
@@ -192,7 +187,6 @@ class RobustAutoencoder(ScoringMixin, OutlierMixin, TransformerMixin, BaseEstima
         "layers": [list, tuple, None],
         "penalty": [StrOptions({"l21_rows", "l1", "l21_cols"}), None],
         "lam": [_NumberInterval(Real, 0, None, closed="left")],
-        "contamination": [_NumberInterval(Real, 0, 0.5, closed="neither"), None],
         "lambda_scaling": [StrOptions(set(SCALINGS))],
         "outer_iterations": [_NumberInterval(Integral, 1, None, closed="left")],
         "inner_epochs": [_NumberInterval(Integral, 1, None, closed="left")],
@@ -207,13 +201,12 @@ class RobustAutoencoder(ScoringMixin, OutlierMixin, TransformerMixin, BaseEstima
         "verbose": ["verbose"],
     }
 
-    def __init__(self, *, layers=None, penalty="l21_rows", lam=0.00065, contamination=None, lambda_scaling="paper",
+    def __init__(self, *, layers=None, penalty="l21_rows", lam=0.00065, lambda_scaling="paper",
                  outer_iterations=20, inner_epochs=50, batch_size=133, max_steps_per_epoch=None, learning_rate=0.001,
                  tol=1e-7, tied=True, reinitialize="auto", warm_start=False, random_state=None, verbose=0):
         self.layers = layers
         self.penalty = penalty
         self.lam = lam
-        self.contamination = contamination
         self.lambda_scaling = lambda_scaling
         self.outer_iterations = outer_iterations
         self.inner_epochs = inner_epochs
@@ -350,37 +343,12 @@ class RobustAutoencoder(ScoringMixin, OutlierMixin, TransformerMixin, BaseEstima
         -------
         self : RobustAutoencoder
         """
-        if self.contamination is not None:
-            return self._fit_contamination(X)
         X = start_fits(X, [self])
         init = self._initial_state(X)
         S, LS_prev, weights = init if init is not None else (np.zeros_like(X), fill_missing(X).copy(), None)
         with self._trainer(self._seed(), weights) as trainer:
             bank = BankOfOne(trainer, self._use_xla(trainer, X.shape[0]))
             fit_alternating(X, [self], bank, S[None], LS_prev[None])
-        return self
-
-    def _fit_contamination(self, X):
-        """``fit`` with ``contamination``: the lambda search, keeping the fit it chose."""
-        from sklearn.base import clone
-
-        from .selection import lambda_for_contamination
-
-        self._validate_params()
-        if self.penalty is None:
-            raise RdaError("contamination needs a penalty: the plain autoencoder (penalty=None) flags nothing")
-        X = self._check_X(X, reset=True)
-        base = clone(self).set_params(contamination=None, warm_start=False)
-
-        def fit(lam, plain=False):
-            return clone(base).set_params(lam=float(lam), penalty=None if plain else self.penalty).fit(X)
-
-        unit = effective_threshold(fill_missing(X), self.penalty, 1.0, self.lambda_scaling) or 1.0
-        model, lam, search = lambda_for_contamination(X, self.contamination, fit, self.penalty, unit)
-        self.__dict__.update({k: v for k, v in model.__dict__.items()
-                              if k.endswith("_") or (k.startswith("_") and not k.startswith("__"))})
-        self.lam_ = float(lam)
-        self.contamination_search_ = search
         return self
 
     def _set_fitted(self, X, result):

@@ -1,14 +1,17 @@
 """Where ``rda detect`` and ``rda score`` may write, and the writing of their results.
 
-The rules (see ``docs/reliability.md``): a result folder is built under a temporary name next to its
-destination and renamed at the end; an existing folder is replaced only if an earlier ``rda detect``
-wrote it (its :data:`MARKER` file) and its whole tree is still what that run wrote (the manifest of
-:mod:`rda_cli.owned`; checked again just before the swap), and the caller asked for it; a scores file
-replaces only a scores file ``rda`` wrote (its sidecar :func:`scores_sidecar` holds the file's size and
-SHA-256), unless forced, and never the input or the model folder. Temporary names carry the writer's
-PID, so that what a killed run left is recognised and removed by the next run. Refusals are :class:`~rda_cli.errors.DetectError` lines naming the function's
-parameters (``out_dir``, ``out``, ``force``). The generic file operations are :mod:`rda_cli.safeio`;
-the content of the files is rendered by :mod:`rda_cli.detect_report`.
+The rules (see ``docs/reliability.md``), all :mod:`rda_cli.owned`'s one ownership rule: a result folder
+is claimed before any work (:func:`check_out_dir`: new, empty, or -- with ``force`` -- an earlier
+``rda detect`` result whose manifest still lists its whole tree), built under a temporary name next
+to its destination and put in place at the end (:func:`place_result`), replacing only the folder
+claimed; a folder that appeared meanwhile stays, and the run says so. A scores file replaces only a
+scores file ``rda`` wrote (its sidecar :func:`scores_sidecar` holds the file's size and SHA-256),
+unless forced, and never the input or a file inside a folder rda owns (a model, a detect result); a
+scores file absent at the start is never replaced by one that appeared meanwhile. Temporary names carry
+the writer's PID, so that what a killed run left is recognised and removed by the next run. Refusals are
+:class:`~rda_cli.errors.DetectError` lines naming the function's parameters (``out_dir``, ``out``,
+``force``). The generic file operations are :mod:`rda_cli.safeio`; the content of the files is
+rendered by :mod:`rda_cli.detect_report`.
 """
 
 from __future__ import annotations
@@ -22,20 +25,23 @@ from pathlib import Path
 
 import numpy as np
 
-from .detect_report import columns_csv, histogram, report_markdown, scores_csv, top_rows_chart
+from .detect_report import chart_pairs, columns_csv, detect_figures, explain_csv, report_markdown, scores_csv
 from .errors import DetectError
-from .owned import MANIFEST, sha256_file, stale_temps, temp_prefix, tree_problem, write_manifest
-from .safeio import check_parent_is_folder, is_within, make_dirs, read_json, remove_dirs_if_empty, replace_dir
+from .owned import (MANIFEST, claim, is_owned, place, remove_stale, sha256_file, temp_dir, temp_prefix,
+                    write_manifest, _stem)
+from .safeio import (check_parent_is_folder, is_within, make_dirs, oserror_line, read_json, remove_dirs_if_empty,
+                     rename_noreplace, show_path, umask)
 
-__all__ = ["MARKER", "OUTPUT_NAMES", "LAYOUT", "OutputChangedError", "check_out_dir", "start_output",
-           "is_scores_file", "scores_sidecar", "check_score_out", "write_result", "write_scores_file"]
+__all__ = ["MARKER", "OUTPUT_NAMES", "OutputChangedError", "check_out_dir", "start_output", "place_result",
+           "is_scores_file", "scores_sidecar", "check_score_out", "write_result", "write_scores_file",
+           "owning_folder", "located"]
 
 MARKER = "detect.json"  # the file that says a folder holds an rda detect result
-OUTPUT_NAMES = frozenset({"scores.csv", "columns.csv", "L.npy", "S.npy", "imputed.npy", "model", "score_hist.png",
+OUTPUT_NAMES = frozenset({"scores.csv", "explain.csv", "columns.csv", "L.npy", "S.npy", "imputed.npy", "model", "score_hist.png",
                           "top_rows.png", "report.md", MARKER, MANIFEST})
-MODEL_NAMES = ("params.json", "network.keras", "arrays.npz", "scaler.json", MANIFEST)
-# what a result folder written before manifests existed may hold (see owned.tree_problem)
-LAYOUT = {**{n: None for n in OUTPUT_NAMES}, "model": {n: None for n in MODEL_NAMES}}
+# a folder holding one of these (or params.json beside network.keras) is a model or result folder of rda's:
+# rda score writes no file inside it
+OWNED_NAMES = (MANIFEST, MARKER, "ensemble.json")
 SIDECAR_MAX_BYTES = 4096
 
 
@@ -45,56 +51,35 @@ class OutputChangedError(DetectError):
     exit_code = 1
 
 
-def _not_own(out, problem):
-    return DetectError(f"`out_dir` {out} holds files rda detect did not write ({problem}); it is not replaced, "
-                       "even with `force`: name a new folder")
-
-
 def check_out_dir(out_dir, data_path, force=False):
-    """Refuse (DetectError, before any work) an output folder whose replacement could lose the user's files.
+    """Claim (see :func:`rda_cli.owned.claim`) the output folder before any work, or refuse it (DetectError).
 
     A new or empty folder is fine. An existing folder is replaced only with ``force`` and only if it
-    holds an earlier ``rda detect`` result (its ``detect.json``) and its whole tree is what that run wrote
-    (:func:`rda_cli.owned.tree_problem`: no file or folder added at any depth, none changed); never the current
+    holds an earlier ``rda detect`` result (its ``detect.json``) whose manifest lists its whole tree
+    (no manifest, no claim; no file or folder added at any depth, none changed); never the current
     folder or one above it, never a folder holding the input file, never a path under a regular file.
+    Returns the :class:`~rda_cli.owned.Claim` that :func:`place_result` holds to.
     """
     out = Path(out_dir)
+    shown = show_path(out)
     if is_within(Path.cwd(), out):
-        raise DetectError(f"`out_dir` {out} is the current folder or a folder above it; it is never replaced: "
-                             "name a new folder")
+        raise DetectError(f"`out_dir` {shown} is the current folder or a folder above it; it is never replaced: "
+                          "name a new folder")
     if is_within(data_path, out):
-        raise DetectError(f"`out_dir` {out} holds the input file {data_path}; it is never replaced: name a new folder")
+        raise DetectError(f"`out_dir` {shown} holds the input file {show_path(data_path)}; it is never replaced: "
+                          "name a new folder")
     try:
         check_parent_is_folder(out)
     except NotADirectoryError as exc:
-        raise DetectError(f"`out_dir` {out}: {exc.filename} is a file, not a folder") from None
-    if out.is_symlink():
-        raise DetectError(f"`out_dir` {out} is a symbolic link; it is never replaced: name a new folder")
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise DetectError(f"`out_dir` {out} exists and is not a folder")
-    entries = sorted(p.name for p in out.iterdir())
-    if not entries:
-        return
-    if MARKER not in entries:
-        raise DetectError(f"`out_dir` {out} is a folder that rda detect did not write (no {MARKER} in it); nothing was "
-                             "changed: name a new or empty folder")
-    if not force:
-        raise DetectError(f"`out_dir` {out} holds an earlier rda detect result; pass `force` to replace it, or name "
-                             "a new folder")
-    problem = tree_problem(out, LAYOUT)
-    if problem:
-        raise _not_own(out, problem)
-
-
-def _remove_stale(parent, name):
-    """Remove what killed runs (SIGKILL, power loss) left for ``name`` in ``parent`` (see owned.stale_temps)."""
-    for p in stale_temps(parent, name):
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            p.unlink(missing_ok=True)
+        raise DetectError(f"`out_dir` {shown}: {show_path(exc.filename)} is a file, not a folder") from None
+    if out.is_dir() and not out.is_symlink() and any(out.iterdir()):
+        if not (out / MARKER).exists():
+            raise DetectError(f"`out_dir` {shown} is a folder that rda detect did not write (no {MARKER} in it); "
+                              "nothing was changed: name a new or empty folder")
+        if not force:
+            raise DetectError(f"`out_dir` {shown} holds an earlier rda detect result; pass `force` to replace it, "
+                              "or name a new folder")
+    return claim(out, MARKER, "`out_dir`", error=DetectError)
 
 
 def start_output(out_dir):
@@ -102,18 +87,25 @@ def start_output(out_dir):
     writable before any training), after removing those killed runs left; returns ``(tmp, created_parents)``."""
     created = make_dirs(out_dir.parent)
     try:
-        _remove_stale(out_dir.parent, out_dir.name)
-        tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out_dir.name), suffix=".tmp", dir=out_dir.parent))
+        tmp = temp_dir(out_dir)
     except BaseException:
         remove_dirs_if_empty(created)
         raise
     return tmp, created
 
 
+def place_result(tmp, claimed):
+    """Put the finished result folder ``tmp`` in place of what :func:`check_out_dir` claimed (see
+    :func:`rda_cli.owned.place`): a folder that appeared at ``out_dir``, or an earlier result that
+    changed, meanwhile is kept and :class:`OutputChangedError` (exit 1) says so."""
+    place(tmp, claimed, "`out_dir`", error=OutputChangedError)
+
+
 def scores_sidecar(path):
-    """The sidecar that marks ``path`` as a scores file rda wrote: ``.NAME.rda-scores.json`` beside it."""
+    """The sidecar that marks ``path`` as a scores file rda wrote: ``.NAME.rda-scores.json`` beside it (a
+    name too long for that: its first characters and a hash, see :mod:`rda_cli.owned`)."""
     path = Path(path)
-    return path.with_name(f".{path.name}.rda-scores.json")
+    return path.with_name(f".{_stem(path.name)}.rda-scores.json")
 
 
 def is_scores_file(path):
@@ -128,77 +120,113 @@ def is_scores_file(path):
         return False
 
 
+def owning_folder(path):
+    """The nearest folder above ``path`` that rda owns as a model or a result (one holding its manifest,
+    ``detect.json``, ``params.json`` or ``ensemble.json``), or None."""
+    for folder in Path(os.path.abspath(path)).parents:
+        if any(os.path.lexists(folder / name) for name in OWNED_NAMES) or (
+                os.path.lexists(folder / "params.json") and os.path.lexists(folder / "network.keras")):
+            return folder
+    return None
+
+
 def check_score_out(out, data_path, model_dir, force=False):
-    """Refuse (DetectError) an ``rda score`` output that would replace the user's files: the input file, a
-    folder, anything in the model folder; another existing file only if it is a scores file rda wrote, or
-    with ``force``."""
+    """Refuse (DetectError) an ``rda score`` output that would replace the user's files or write into rda's:
+    the input file, a folder, a file inside a folder rda owns (the model folder, a detect result, a
+    member folder); another existing file only if it is a scores file rda wrote, or with ``force``. Its
+    sidecar's name must be free or a file. Returns whether ``out`` exists now (only then may it be
+    replaced: :func:`write_scores_file`)."""
     out = Path(out)
+    shown = show_path(out)
     if out.is_dir():
-        raise DetectError(f"`out` {out} is a folder; give a file name such as {out / 'scores.csv'}")
+        raise DetectError(f"`out` {shown} is a folder; give a file name such as {show_path(out / 'scores.csv')}")
     if Path(data_path).exists() and is_within(out, data_path):
-        raise DetectError(f"`out` {out} is the input file; it is never overwritten: name another file")
-    if (Path(model_dir) / "params.json").is_file() and is_within(out, model_dir):
-        raise DetectError(f"`out` {out} is inside the model folder {model_dir}; name a file elsewhere")
+        raise DetectError(f"`out` {shown} is the input file; it is never overwritten: name another file")
+    owner = owning_folder(out)  # the model folder too (``model_dir``: kept for the callers; the folder says it)
+    if owner is not None:
+        raise DetectError(f"`out` {shown} is inside {show_path(owner)}, a folder rda wrote as a whole (a model or "
+                          "a result); name a file elsewhere")
     try:
         check_parent_is_folder(out)
     except NotADirectoryError as exc:
-        raise DetectError(f"`out` {out}: {exc.filename} is a file, not a folder") from None
-    if out.exists() and not force and not is_scores_file(out):
-        raise DetectError(f"`out` {out} exists and is not a scores file rda wrote; pass `force` to replace it, "
-                             "or name another file")
+        raise DetectError(f"`out` {shown}: {show_path(exc.filename)} is a file, not a folder") from None
+    side = scores_sidecar(out)
+    if os.path.lexists(side) and (side.is_symlink() or not side.is_file()):
+        raise DetectError(f"`out` {shown}: its sidecar {show_path(side)} exists and is not a file; move it away "
+                          "or name another file")
+    exists = os.path.lexists(out)
+    if exists and not force and not is_scores_file(out):
+        raise DetectError(f"`out` {shown} exists and is not a scores file rda wrote; pass `force` to replace it, "
+                          "or name another file")
+    return exists
+
+
+def located(exc, tmp, out_dir):
+    """The OSError ``exc`` met while writing into ``tmp``, naming where the file goes under ``out_dir``
+    (or ``out_dir`` itself when the error named no file: a write through a file object, e.g. a full disk)."""
+    name = exc.filename
+    try:
+        where = Path(out_dir) / Path(name).relative_to(tmp) if name else Path(out_dir)
+    except ValueError:
+        return exc
+    return OSError(exc.errno, exc.strerror or str(exc), str(where))
 
 
 def write_result(tmp, out_dir, info, table, scores, flagged, L, S, model, scaler, col_rows, top=None, shares=None,
                  imputed=None):
-    """Write every file of a detect result into ``tmp`` (the model included), then rename it to ``out_dir``.
-    ``col_rows``: ``(column, S column norm, flagged)`` per column for an ``l21_cols`` model (``columns.csv``),
-    else None; ``top``/``shares``: the flagged rows' top features and every row's feature shares;
-    ``imputed``: the table with its missing cells filled in (None when none are missing)."""
+    """Write every file of a detect result into ``tmp`` (the model included) and its manifests; the caller
+    puts it in place (:func:`place_result`). ``col_rows``: ``(column, S column norm, flagged)`` per
+    column for an ``l21_cols`` model (``columns.csv``), else None; ``top``/``shares``: the flagged rows'
+    top features and every row's feature shares; ``imputed``: the table with its missing cells filled
+    in (None when none are missing)."""
     (tmp / "scores.csv").write_text(scores_csv(table.ids, info["id_column"], scores, flagged, top))
     if col_rows is not None:
         (tmp / "columns.csv").write_text(columns_csv(col_rows))
+    elif shares is not None:  # the flagged rows' top features in the table's units
+        (tmp / "explain.csv").write_text(explain_csv(table.ids, table.X, L, shares, flagged, table.feature_names))
     np.save(tmp / "L.npy", L)
     np.save(tmp / "S.npy", S)
     if imputed is not None:
         np.save(tmp / "imputed.npy", imputed)
-    chart = shares is not None and top_rows_chart(tmp / "top_rows.png", table.ids, scores, flagged, shares,
-                                                  table.feature_names)
     model.save(tmp / "model")
     scaler.save(tmp / "model" / "scaler.json")
-    histogram(tmp / "score_hist.png", scores, flagged,
-              f"rda detect: {Path(info['data']).name}, lambda = {info['lam']:.4g}", rows_flagged=col_rows is None)
+    labels = [str(v) for v in table.ids] if table.ids is not None else [str(i) for i in range(len(scores))]
+    pairs = chart_pairs(shares, flagged, table.feature_names) if shares is not None else {}
+    chart = detect_figures(tmp, info, labels, scores, flagged, pairs)
     (tmp / "report.md").write_text(report_markdown(info, table.ids, info["id_column"], scores, flagged, col_rows,
                                                    top, chart))
     (tmp / MARKER).write_text(json.dumps(info, indent=1, default=float))
     write_manifest(tmp / "model")  # now with scaler.json
     write_manifest(tmp)
 
-    def still_own(moved):  # the folder to replace, moved aside: still only what rda wrote?
-        problem = tree_problem(moved, LAYOUT)
-        if problem:
-            raise OutputChangedError(f"`out_dir` {out_dir} changed while rda detect ran ({problem}); it was not "
-                                     "replaced and the new result was discarded: run again, with a new folder")
 
-    replace_dir(tmp, out_dir, check=still_own)
-
-
-def write_scores_file(out, chunks):
+def write_scores_file(out, chunks, replace=True):
     """Write a scores CSV atomically (temporary file, rename) and its sidecar; folders it had to create are
-    removed on failure or interruption.
+    removed on failure or interruption. With ``replace=False`` (``out`` was absent when checked) a file
+    that appeared at ``out`` meanwhile is kept (:class:`OutputChangedError`).
 
-    ``chunks`` yields ``(ids, id_name, first_row, scores, flagged, top)`` per chunk of rows, written as
-    they come (the header from the first); returns the id column's name (None: rows numbered)."""
+    The temporary file is created before the first chunk is read (proving the place writable: a
+    DetectError, exit 2, if it is not). ``chunks`` yields ``(ids, id_name, first_row, scores, flagged,
+    top)`` per chunk of rows, written as they come (the header from the first); returns the id column's
+    name (None: rows numbered)."""
     out = Path(out)
-    created = make_dirs(out.parent)
-    tmp = None
+    tmp = side_tmp = None
     side = scores_sidecar(out)
     try:
-        _remove_stale(out.parent, out.name)
-        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(out.name), suffix=".tmp", dir=out.parent)
+        created = make_dirs(out.parent)
+    except OSError as exc:
+        raise DetectError(f"`out` {show_path(out)}: {oserror_line(exc, 'create a folder in')}") from None
+    try:
+        try:
+            remove_stale(out.parent, out.name)
+            fd, tmp = tempfile.mkstemp(prefix=temp_prefix(out.name), suffix=".tmp", dir=out.parent)
+        except OSError as exc:
+            raise DetectError(f"`out` {show_path(out)}: {oserror_line(exc, 'create a file in')}") from None
         id_name = None
         digest = hashlib.sha256()
         size = 0
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            os.fchmod(fd, 0o666 & ~umask())  # mkstemp makes 0600: give the scores file the usual permissions
             for k, (ids, id_name_k, start, scores, flagged, top) in enumerate(chunks):
                 id_name = id_name_k if k == 0 else id_name
                 text = scores_csv(ids, id_name, scores, flagged, top, start, header=k == 0)
@@ -208,13 +236,30 @@ def write_scores_file(out, chunks):
                 size += len(data)
         mark = json.dumps({"rda_scores": 1, "size": size, "sha256": digest.hexdigest()})
         side_tmp = Path(tmp).with_name(Path(tmp).name[:-4] + ".side.tmp")
-        os.replace(tmp, out)
-        side_tmp.write_text(mark)  # the sidecar last: it marks only a complete file
-        os.replace(side_tmp, side)
+        side_tmp.write_text(mark)
+        if replace:
+            os.replace(tmp, out)
+        else:
+            try:
+                rename_noreplace(tmp, out)
+            except FileExistsError:
+                raise OutputChangedError(f"`out` {show_path(out)} appeared while rda score ran; it was not replaced "
+                                         "and the new scores were discarded: run again, or name another file") from None
+        os.replace(side_tmp, side)  # the sidecar last: it marks only a complete file
         return id_name
+    except OSError as exc:
+        _remove_temps(tmp, side_tmp)
+        remove_dirs_if_empty(created)
+        if not exc.filename:  # a write through a file object: say where
+            raise OSError(exc.errno, exc.strerror, str(out)) from None
+        raise
     except BaseException:
-        for t in (tmp, tmp and Path(tmp).with_name(Path(tmp).name[:-4] + ".side.tmp")):
-            if t is not None and os.path.exists(t):
-                os.unlink(t)
+        _remove_temps(tmp, side_tmp)
         remove_dirs_if_empty(created)
         raise
+
+
+def _remove_temps(*paths):
+    for t in paths:
+        if t is not None and os.path.lexists(t):
+            os.unlink(t)

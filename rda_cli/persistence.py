@@ -13,29 +13,30 @@ for reading); ``params.json`` is read to at most :data:`PARAMS_MAX_BYTES`; ``net
 most :data:`NETWORK_MAX_BYTES`, hold only the three members Keras writes, each declaring no more than
 its cap (``config.json`` :data:`CONFIG_MAX_BYTES`, ``metadata.json`` :data:`METADATA_MAX_BYTES`, the
 weights 4 bytes per weight the layers imply plus :data:`WEIGHTS_SLACK_BYTES`) and no more than its
-compression can give; ``arrays.npz`` is read with :class:`rda_cli.arrayfile.NpzArrays` (declared
-sizes checked before anything is allocated). The values must make sense: finite arrays, a prox
+compression can give; ``arrays.npz`` is read with :func:`rda_cli.arrayfile.read_npz` (declared
+sizes checked before anything is allocated, stored members only). The values must make sense: finite arrays, a prox
 threshold of at most :data:`MAX_THRESHOLD`.
 
-A saved folder carries the manifest of :mod:`rda_cli.owned`; :func:`save_model` replaces an existing
-folder only while its whole tree is what an earlier save wrote.
+A saved folder carries the manifest of :mod:`rda_cli.owned`; :func:`save_folder` (every model and
+ensemble save) replaces an existing folder only while its whole tree is what an earlier save wrote.
+``save_model(training_data=False)`` leaves the training data out: ``arrays.npz`` then holds only
+``fill_values`` (a folder of the network's size).
 """
 
 from __future__ import annotations
 
 import math
 import shutil
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from .errors import RdaError
-from .owned import MANIFEST, temp_prefix, tree_problem, write_manifest
-from .safeio import check_regular, parse_json, read_json, replace_dir, write_json, write_npz
+from .owned import claim, place, temp_dir, write_manifest
+from .safeio import check_regular, parse_json, read_json, write_json, write_npz
 
-__all__ = ["NetworkState", "ModelFileError", "save_folder", "check_replaceable", "check_param_types", "MAX_LAYER_WIDTH", "MAX_PARAMETERS", "MAX_THRESHOLD", "PARAMS_MAX_BYTES",
+__all__ = ["NetworkState", "ModelFileError", "save_folder", "check_param_types", "MAX_LAYER_WIDTH", "MAX_PARAMETERS", "MAX_THRESHOLD", "PARAMS_MAX_BYTES",
            "NETWORK_MAX_BYTES", "network_size_problem", "save_model", "load_model"]
 
 MAX_LAYER_WIDTH = 1_000_000  # a network wider than this is refused (by fit and by load_model)
@@ -46,7 +47,6 @@ CONFIG_MAX_BYTES = 1 << 20  # network.keras: config.json (ours: ~200 bytes)
 METADATA_MAX_BYTES = 64 << 10  # network.keras: metadata.json (ours: ~64 bytes)
 WEIGHTS_SLACK_BYTES = 1 << 20  # network.keras: the HDF5 file's own structure beyond 4 bytes per weight
 NETWORK_MAX_BYTES = 4 * MAX_PARAMETERS + (16 << 20)
-MODEL_LAYOUT = {"params.json": None, "network.keras": None, "arrays.npz": None, "scaler.json": None, MANIFEST: None}
 _READ_ERRORS = (OSError, EOFError, KeyError, TypeError, ValueError, zipfile.BadZipFile, RecursionError)
 
 
@@ -139,47 +139,28 @@ def save_model(est, path, network, training_data=True):
         }
         write_json(tmp / "params.json", _plain(meta))
 
-    return save_folder(path, write, "params.json", MODEL_LAYOUT, "a model")
+    return save_folder(path, write, "params.json", "model folder")
 
 
-def save_folder(path, write, marker, layout, what):
-    """Write the folder ``path`` atomically under rda's ownership rule (one function for every folder a
-    model or detector saves): ``write(tmp)`` fills a temporary folder beside ``path``, the manifest of
-    :mod:`rda_cli.owned` is added, and it is renamed to ``path``. An existing ``path`` is replaced only
-    if it is empty or ``what`` folder (one holding ``marker``) whose whole tree is what rda wrote (its
-    manifest; for folders from before manifests, the names of ``layout``), checked again just before
-    the swap; anything else is refused (RdaError) and left as it is."""
+def save_folder(path, write, marker, what):
+    """Write the folder ``path`` under the one ownership rule of :mod:`rda_cli.owned` (every folder a model
+    or detector saves): :func:`~rda_cli.owned.claim` first (``path`` absent, empty, or a folder holding
+    ``marker`` whose whole tree its manifest lists: no manifest, no claim; else NotOwnedError, nothing
+    touched), ``write(tmp)`` fills a :func:`~rda_cli.owned.temp_dir` beside it, the manifest is added, and
+    :func:`~rda_cli.owned.place` puts it in place (what appeared or changed meanwhile is kept: PlaceError).
+    ``what``: the folder's name in messages (``"model folder"``)."""
     path = Path(path)
-
-    def check(folder):
-        check_replaceable(folder, marker, layout, what)
-
-    check(path)
+    claimed = claim(path, marker, what)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(path.name), suffix=".tmp", dir=path.parent))
+    tmp = temp_dir(path)
     try:
         write(tmp)
         write_manifest(tmp)
-        replace_dir(tmp, path, check=check)
+        place(tmp, claimed, what)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
-
-
-def check_replaceable(path, marker, layout, what="a model"):
-    """Refuse (RdaError) to replace ``path`` unless it is absent, an empty folder, or ``what`` folder (one
-    holding ``marker``) whose whole tree is what rda wrote (see :func:`rda_cli.owned.tree_problem`)."""
-    path = Path(path)
-    if path.is_symlink() or (path.exists() and not path.is_dir()):
-        raise RdaError(f"{path} exists and is not {what} folder; refusing to replace it")
-    if not path.exists() or not any(path.iterdir()):
-        return
-    if not (path / marker).is_file():
-        raise RdaError(f"{path} exists and is not {what} folder; refusing to replace it")
-    problem = tree_problem(path, layout)
-    if problem:
-        raise RdaError(f"{path} is not {what} folder as rda wrote it ({problem}); refusing to replace it")
 
 
 def check_param_types(cls, params, where):
@@ -198,8 +179,13 @@ def load_model(cls, path):
     path = Path(path)
     meta = _read_meta(path / "params.json")
     check_param_types(cls, meta["params"], path / "params.json")
+    params = dict(meta["params"])
+    if params.pop("contamination", None) is not None and "lam_" in meta:
+        # files written before the lambda search left the estimator (rda_cli.selection.lambda_for_fraction)
+        # may hold `contamination`, the fraction it searched for: the model is the fit of the lambda found
+        params["lam"] = meta["lam_"]
     try:
-        est = cls(**meta["params"])
+        est = cls(**params)
         est._validate_params()
     except (TypeError, ValueError) as exc:
         raise ModelFileError(f"{path / 'params.json'}: invalid params ({' '.join(str(exc).split())})") from None
@@ -387,4 +373,3 @@ def _check_network_file(path, layers, tied):
         raise ModelFileError(f"{path}: tied={_quote(inner.get('tied'))} differs from params.json's tied={tied!r}")
 
 
-_check_network_config = _check_network_file  # the name of version 0.1.0 (re-exported by rda_cli.rda)

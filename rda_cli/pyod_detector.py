@@ -8,23 +8,23 @@ scikit-learn's ``clone`` / ``get_params``.
 By default (``lam=None``, penalty ``"l21_rows"`` or None, no ``hidden_layers``) it wraps the table
 rule's :class:`~rda_cli.ensemble.RobustAutoencoderEnsemble` (``detector_``; ``n_members`` members,
 robust scaling, :mod:`rda_cli.table_rule`): exactly what ``rda detect`` fits, with PyOD's rule on
-top -- ``threshold_`` at the ``1 - contamination`` quantile of the training scores. With ``lam``
-(or ``hidden_layers``, or the ``l1`` / ``l21_cols`` penalties) it wraps one
+top -- ``threshold_`` at the ``1 - contamination`` quantile of the training scores. With ``lam`` or
+``lam_for_fraction`` (or ``hidden_layers``, or the ``l1`` / ``l21_cols`` penalties) it wraps one
 :class:`~rda_cli.estimator.RobustAutoencoder` on min-max scaled rows, with the table rule's network and
 pilot schedule unless given.
 
 PyOD is an optional dependency (``pip install "rda-cli[pyod]"``); importing this module without it
 raises ImportError saying so.
 
-How ``contamination`` is used by one model
-------------------------------------------
-RDA flags the rows whose sparse part ``S`` is non-zero, so for one model without ``lam``,
-``contamination`` chooses lambda: the estimator's search
-(:func:`~rda_cli.selection.lambda_for_contamination`) finds a lambda that flags about that fraction
-of the training rows. With ``lam`` given, ``lam`` decides and ``contamination`` only feeds PyOD's
-confidence and rejection formulas. Either way ``threshold_ = 0.0`` and ``labels_ ==
-(decision_scores_ > threshold_)``: the flagged rows are those of ``S``. A model that flags no rows --
-the plain autoencoder and ``l21_cols`` -- takes PyOD's usual rule.
+``contamination`` and one model's lambda
+-----------------------------------------
+``contamination`` is PyOD's: the expected fraction of anomalies, a cut-off on the scores; no fit
+depends on it. One model's lambda is ``lam``, else the one for about ``lam_for_fraction`` of the
+training rows flagged (:func:`~rda_cli.selection.lambda_for_fraction`), else the knee rule of
+``rda detect`` (:func:`~rda_cli.detect_lambda.choose_lambda`). A one-model RDA with a row penalty flags
+the rows whose sparse part ``S`` is non-zero: ``threshold_ = 0.0`` and ``labels_ == (decision_scores_ >
+threshold_)``, and ``contamination`` feeds PyOD's confidence and rejection formulas only. A model that
+flags no rows -- the plain autoencoder and ``l21_cols`` -- takes PyOD's quantile rule.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from sklearn.utils.validation import check_is_fitted
 from .ensemble import RobustAutoencoderEnsemble
 from .estimator import RobustAutoencoder
 from .scoring import ROW_PENALTIES
+from .selection import check_fraction
 from .tabular import MinMaxScaler01
 
 __all__ = ["RDA"]
@@ -51,11 +52,15 @@ class RDA(BaseDetector):
     Parameters
     ----------
     contamination : float in (0, 0.5), default=0.1
-        The expected fraction of outliers: the ensemble's cut-off (top fraction), or one model's lambda
-        search unless ``lam`` is given (module docstring).
+        The expected fraction of outliers, PyOD's cut-off on the scores (module docstring); checked
+        here and in ``fit`` by :func:`rda_cli.selection.check_fraction`.
     lam : float or None, default=None
-        None: the ensemble (or, for ``l1`` / ``l21_cols`` / ``hidden_layers``, lambda found from
-        ``contamination``). A float: one model with this penalty weight.
+        None: the ensemble (or, for ``lam_for_fraction`` / ``l1`` / ``l21_cols`` / ``hidden_layers``,
+        one model whose lambda is chosen as the module docstring says). A float: one model with this
+        penalty weight.
+    lam_for_fraction : float in (0, 0.5) or None, default=None
+        One model: lambda searched so that about this fraction of the training rows (columns for
+        ``l21_cols``) is flagged (:func:`rda_cli.selection.lambda_for_fraction`).
     penalty : {"l21_rows", "l1", "l21_cols"} or None, default="l21_rows"
         As for :class:`~rda_cli.estimator.RobustAutoencoder`; None: plain autoencoder(s).
     n_members : int in [1, 8], default=6
@@ -89,12 +94,14 @@ class RDA(BaseDetector):
     Missing values (NaN) are accepted in ``fit`` and ``decision_function``.
     """
 
-    def __init__(self, contamination=0.1, lam=None, penalty="l21_rows", n_members=6, hidden_layers=None,
+    def __init__(self, contamination=0.1, lam=None, lam_for_fraction=None, penalty="l21_rows", n_members=6, hidden_layers=None,
                  outer_iterations=None, inner_epochs=None, batch_size=None, learning_rate=None,
                  lambda_scaling="paper", tied=True, reinitialize=False, preprocessing=True,
                  random_state=None, verbose=0):
+        check_fraction(contamination, "`contamination`")  # refused here as fit would refuse it
         super().__init__(contamination=contamination)
         self.lam = lam
+        self.lam_for_fraction = lam_for_fraction
         self.penalty = penalty
         self.n_members = n_members
         self.hidden_layers = hidden_layers
@@ -110,36 +117,43 @@ class RDA(BaseDetector):
         self.verbose = verbose
 
     def _uses_ensemble(self):
-        return self.lam is None and self.penalty in ("l21_rows", None) and self.hidden_layers is None
-
-    def _check_contamination(self):
-        if not isinstance(self.contamination, (float, int)) or not 0 < self.contamination < 0.5:
-            raise ValueError(f"contamination must be a fraction in (0, 0.5), got {self.contamination!r}")
+        return (self.lam is None and self.lam_for_fraction is None and self.penalty in ("l21_rows", None)
+                and self.hidden_layers is None)
 
     def _seed(self):
         if self.random_state is None:
             return int(np.random.SeedSequence().generate_state(1)[0])
         return int(self.random_state)
 
-    def _estimator(self, width, n_rows):
+    def _estimator_params(self, width, n_rows):
+        """One model's :class:`~rda_cli.estimator.RobustAutoencoder` parameters, ``lam`` aside."""
         from .table_rule import member_settings
 
         rule = member_settings(n_rows, width)
         layers = rule["layers"] if self.hidden_layers is None else [width] + [int(d) for d in self.hidden_layers]
-        use_contamination = self.lam is None and self.penalty is not None
 
         def given(name):
             value = getattr(self, name)
             return rule[name] if value is None else value
 
-        return RobustAutoencoder(
-            layers=layers, penalty=self.penalty, lam=0.0 if self.lam is None else self.lam,
-            contamination=float(self.contamination) if use_contamination else None,
-            lambda_scaling=self.lambda_scaling, outer_iterations=given("outer_iterations"),
+        return dict(
+            layers=layers, penalty=self.penalty, lambda_scaling=self.lambda_scaling,
+            outer_iterations=given("outer_iterations"),
             inner_epochs=given("inner_epochs"), batch_size=min(int(given("batch_size")), n_rows),
             max_steps_per_epoch=rule["max_steps_per_epoch"] if self.inner_epochs is None else None,
             learning_rate=given("learning_rate"), tied=self.tied, reinitialize=self.reinitialize,
-            random_state=self.random_state, verbose=self.verbose)
+            random_state=self._seed(), verbose=self.verbose)
+
+    def _fit_one(self, Xs):
+        """One model on scaled rows ``Xs``, its lambda as the module docstring says."""
+        from .detect_lambda import choose_lambda
+
+        params = self._estimator_params(Xs.shape[1], Xs.shape[0])
+        if self.penalty is None:  # the plain autoencoder: no lambda to choose
+            return RobustAutoencoder(lam=0.0, **params).fit(Xs)
+        if self.lam_for_fraction is not None:
+            check_fraction(self.lam_for_fraction, "`lam_for_fraction`")
+        return choose_lambda(Xs, params, self.penalty, self.lam, self.lam_for_fraction, None)[0]
 
     def _scaled(self, X):
         X = check_array(X, dtype=np.float64, ensure_all_finite="allow-nan")
@@ -149,7 +163,9 @@ class RDA(BaseDetector):
 
     def fit(self, X, y=None):
         """Fit the detector on ``X`` (``y`` is ignored); returns self."""
-        self._check_contamination()
+        check_fraction(self.contamination, "`contamination`")
+        if self.lam is not None and self.lam_for_fraction is not None:
+            raise ValueError("give either `lam` or `lam_for_fraction`, not both")
         X = check_array(X, dtype=np.float64, ensure_all_finite="allow-nan", ensure_min_samples=2)
         self._set_n_classes(y)
         if self._uses_ensemble():
@@ -164,7 +180,7 @@ class RDA(BaseDetector):
             return self
         self.scaler_ = MinMaxScaler01().fit(X) if self.preprocessing else None
         Xs = self._scaled(X) if self.scaler_ is not None else X.astype(np.float32)
-        self.detector_ = self._estimator(X.shape[1], X.shape[0]).fit(Xs)
+        self.detector_ = self._fit_one(Xs)
         self.lam_ = self.detector_.lam_
         self.decision_scores_ = self.detector_.decision_function(Xs)
         self._process_decision_scores()  # PyOD's quantile rule, and what predict_proba(method="unify") uses

@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import shutil
 import stat
 import tempfile
 from pathlib import Path
@@ -21,9 +20,9 @@ import numpy as np
 
 from .errors import RdaError
 
-__all__ = ["read_capped", "read_json", "parse_json", "open_regular", "JSON_MAX_DEPTH", "write_file", "write_json",
-           "write_npz", "check_regular", "file_kind", "replace_dir", "missing_dirs",
-           "make_dirs", "remove_dirs_if_empty", "oserror_line", "check_parent_is_folder", "is_within"]
+__all__ = ["read_capped", "read_json", "parse_json", "open_regular", "JSON_MAX_DEPTH", "check_regular", "file_kind",
+           "missing_dirs", "make_dirs", "remove_dirs_if_empty", "oserror_line", "check_parent_is_folder",
+           "is_within", "umask", "rename_noreplace", "show_path", "write_file", "write_json", "write_npz"]
 
 
 def missing_dirs(path):
@@ -47,9 +46,19 @@ def check_parent_is_folder(path):
 
 
 def make_dirs(path):
-    """Create ``path`` and its missing parents; return the folders created (outermost first)."""
-    created = missing_dirs(path)
-    Path(path).mkdir(parents=True, exist_ok=True)
+    """Create ``path`` and its missing parents; return the folders this call created (outermost first): a
+    folder another process created meanwhile is not among them, so a cleanup never removes another's."""
+    created = []
+    for d in missing_dirs(path):
+        try:
+            os.mkdir(d)
+        except FileExistsError:
+            if not os.path.isdir(d):
+                raise
+            continue
+        created.append(d)
+    if not os.path.isdir(path):
+        raise FileExistsError(errno.EEXIST, "exists and is not a folder", str(path))
     return created
 
 
@@ -69,32 +78,79 @@ def is_within(path, folder):
 
 
 def oserror_line(exc, doing="write"):
-    """``cannot write PATH: No space left on device`` for an OSError."""
-    where = exc.filename if getattr(exc, "filename", None) else None
+    """``cannot write PATH: No space left on device`` for an OSError (of a rename: its destination)."""
+    where = getattr(exc, "filename2", None) or getattr(exc, "filename", None) or None
+    where = show_path(where) if where else None
     cause = exc.strerror or (errno.errorcode.get(exc.errno) if exc.errno else None) or str(exc) or type(exc).__name__
     return f"cannot {doing} {where}: {cause}" if where else f"cannot {doing}: {cause}"
 
 
-def replace_dir(tmp, dest, check=None):
-    """Rename the finished folder ``tmp`` to ``dest``. An existing ``dest`` (the caller has checked that it
-    may be replaced) is moved aside first, put back if the rename fails, and deleted only once ``tmp`` is
-    in its place. ``check(moved)``, if given, is called on the moved-aside folder first: if it raises (the
-    folder changed since the caller's check), the folder is put back and the exception goes on."""
-    dest = Path(dest)
-    if not dest.exists():
-        os.replace(tmp, dest)
+def show_path(path):
+    """``path`` as text for a one-line message: as it is, or quoted (``'a\\nb'``) when it holds a line break,
+    another control character or surrounding spaces, so that a message stays one line and says where."""
+    text = str(path)
+    if text.isprintable() and text.strip() == text:
+        return text
+    return repr(text)
+
+
+def umask():
+    """The process umask (read when a file or folder is made, not at import: importing changes nothing)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_RENAME_NOREPLACE = 1  # linux/fs.h
+_renameat2 = None
+
+
+def _libc_renameat2():
+    global _renameat2
+    if _renameat2 is None:
+        try:
+            import ctypes
+
+            fn = ctypes.CDLL(None, use_errno=True).renameat2
+            fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+            fn.restype = ctypes.c_int
+            _renameat2 = fn
+        except (OSError, AttributeError):  # not Linux, or a C library without renameat2
+            _renameat2 = False
+    return _renameat2
+
+
+def rename_noreplace(src, dst):
+    """Rename ``src`` to ``dst`` only if ``dst`` does not exist (FileExistsError if it does), atomically.
+
+    Linux: ``renameat2(RENAME_NOREPLACE)``. Where the kernel, the file system or the C library cannot
+    (or elsewhere): a file is hard-linked into place (exclusive) and its old name removed; a folder is
+    renamed with plain ``rename``, which never replaces a file or a non-empty folder (only an empty
+    folder, which holds nothing, could be replaced there)."""
+    src, dst = os.fspath(src), os.fspath(dst)
+    fn = _libc_renameat2()
+    if fn:
+        import ctypes
+
+        at_fdcwd = -100
+        if fn(at_fdcwd, os.fsencode(src), at_fdcwd, os.fsencode(dst), _RENAME_NOREPLACE) == 0:
+            return
+        err = ctypes.get_errno()
+        if err not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise OSError(err, os.strerror(err), src, None, dst)
+    if os.path.isdir(src) and not os.path.islink(src):
+        if os.path.lexists(dst) and not (os.path.isdir(dst) and not os.path.islink(dst)):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), src, None, dst)
+        try:
+            os.rename(src, dst)
+        except OSError as exc:
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+                raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), src, None, dst) from None
+            raise
         return
-    old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
-    os.replace(dest, old / dest.name)
-    try:
-        if check is not None:
-            check(old / dest.name)
-        os.replace(tmp, dest)
-    except BaseException:
-        os.replace(old / dest.name, dest)  # put the earlier folder back
-        os.rmdir(old)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+    os.link(src, dst)  # FileExistsError if dst exists
+    os.unlink(src)
+
 
 def write_file(path, fill):
     """Write the file ``path`` atomically: ``fill(fh)`` writes into a temporary file beside it (binary), which
@@ -103,6 +159,7 @@ def write_file(path, fill):
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:100]}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~umask())  # mkstemp creates 0600; give it the usual permissions
         with os.fdopen(fd, "wb") as fh:
             fill(fh)
             fh.flush()

@@ -10,21 +10,39 @@ when no ground truth exists.
   real anomalies are left it levels off. The knee is where the steep part meets the flat part.
 - :func:`contamination_lambda`: the smallest lambda whose flagged fraction is at most an expected
   contamination given by the user.
-- :func:`lambda_for_contamination`: a search for the lambda that flags about a given fraction of
-  the groups, one fit per step (``RobustAutoencoder(contamination=...)`` and
-  the detect service's ``contamination`` use it).
+- :func:`lambda_for_fraction`: a search for the lambda that flags about a given fraction of the
+  groups, one fit per step: the one implementation behind ``rda detect --lam-for-fraction`` and
+  ``RDA(lam_for_fraction=...)``. (``contamination`` is not this: everywhere in rda it is PyOD's
+  expected fraction of anomalies, a cut-off on the scores that the fit does not depend on.)
+- :func:`check_fraction`: the one range check of such a fraction, ``(0, 0.5)`` (:data:`FRACTION`).
 """
 
 from __future__ import annotations
 
 import math
+from numbers import Real
 
 import numpy as np
+from sklearn.utils._param_validation import Interval
 
-__all__ = ["knee_lambda", "knee_index", "contamination_lambda", "lambda_for_contamination", "group_statistics",
-           "n_flagged_groups"]
+from .errors import RdaError
+
+__all__ = ["knee_lambda", "knee_index", "contamination_lambda", "lambda_for_fraction", "group_statistics",
+           "n_flagged_groups", "check_fraction", "FRACTION", "Fitter", "unit_threshold"]
 
 MAX_FITS = 8
+FRACTION = Interval(Real, 0, 0.5, closed="neither")
+"""The range of an expected fraction of anomalies (``contamination``, ``lam_for_fraction``): (0, 0.5),
+as PyOD's detectors take it less their closed end (a half of the rows is no minority). The one
+definition: :func:`check_fraction` and the ensemble's parameter constraints use it."""
+
+
+def check_fraction(value, name):
+    """``value`` as a float if it lies in :data:`FRACTION`, else :class:`~rda_cli.errors.RdaError` (a
+    ValueError) naming ``name`` (e.g. ``"`contamination`"``)."""
+    if isinstance(value, (bool, np.bool_)) or not FRACTION.is_satisfied_by(value):
+        raise RdaError(f"{name} {value!r}: expected a fraction in (0, 0.5)")
+    return float(value)
 
 
 def _sorted_curve(lams, counts):
@@ -163,28 +181,63 @@ def n_flagged_groups(S, penalty):
     return int(np.any(S != 0, axis=0 if penalty == "l21_cols" else 1).sum())
 
 
-def lambda_for_contamination(X, fraction, fit, penalty, unit_threshold, max_fits=MAX_FITS):
+class Fitter:
+    """Fits :class:`~rda_cli.estimator.RobustAutoencoder` on ``X`` with fixed ``params`` but ``lam``,
+    counting its fits (``done``) and reporting ``progress(done, total, label)`` when given."""
+
+    def __init__(self, X, params, progress=None, total=1):
+        self.X, self.params, self.progress, self.total, self.done = X, dict(params), progress, total, 0
+        if progress:
+            progress(0, total, None)
+
+    def __call__(self, lam, plain=False):
+        from .estimator import RobustAutoencoder
+
+        p = dict(self.params, lam=float(lam))
+        if plain:  # the plain autoencoder through the same loop (S = 0)
+            p["penalty"] = None
+        model = RobustAutoencoder(**p).fit(self.X)
+        self.done += 1
+        if self.progress:
+            self.progress(min(self.done, self.total), self.total, f"fit {self.done}")
+        return model
+
+
+def unit_threshold(X, params):
+    """The prox threshold that lambda 1 stands for on ``X`` with these estimator ``params`` (1 when 0)."""
+    from .estimator import effective_threshold
+    from .missing import fill_missing
+
+    return effective_threshold(fill_missing(X), params["penalty"], 1.0, params.get("lambda_scaling", "paper")) or 1.0
+
+
+def pilot_statistics(fit, X, penalty):
+    """Each group's residual statistic (:func:`group_statistics`) after a pilot fit of the plain autoencoder."""
+    pilot = fit(0.0, plain=True)
+    return group_statistics(np.nan_to_num(np.asarray(X) - pilot.L_, nan=0.0), penalty)
+
+
+def lambda_for_fraction(X, fraction, params, fit=None, max_fits=MAX_FITS):
     """The fit whose flagged groups are closest to ``fraction`` of all groups, by a search on lambda.
 
-    A pilot fit of the plain autoencoder (``fit(0, plain=True)``) gives each group's residual
-    statistic ``g`` (:func:`group_statistics`). The target is ``round(fraction * n_groups)`` groups.
-    The first lambda puts the prox threshold at the ``1 - fraction`` quantile of ``g``; then lambda
-    is doubled or halved until the target is bracketed, and bisected on log lambda; each step is one
-    full fit. The search stops when the count is within ``max(1, 10% of the target)`` groups, or
-    after ``max_fits`` fits; the fit whose count is closest to the target (ties: the smaller count)
-    is kept.
+    A pilot fit of the plain autoencoder gives each group's residual statistic ``g``
+    (:func:`group_statistics`). The target is ``round(fraction * n_groups)`` groups. The first lambda
+    puts the prox threshold at the ``1 - fraction`` quantile of ``g``; then lambda is doubled or
+    halved until the target is bracketed, and bisected on log lambda; each step is one full fit. The
+    search stops when the count is within ``max(1, 10% of the target)`` groups, or after ``max_fits``
+    fits; the fit whose count is closest to the target (ties: the smaller count) is kept.
 
     Parameters
     ----------
     X : ndarray of shape (n_samples, n_features)
         The data the fits are on (NaN at missing entries).
     fraction : float in (0, 0.5)
-    fit : callable
-        ``fit(lam, plain=False)`` returns a fitted :class:`~rda_cli.estimator.RobustAutoencoder` with that
-        lambda (``plain``: the plain autoencoder, ``penalty=None``, same network and schedule).
-    penalty : {"l21_rows", "l1", "l21_cols"}
-    unit_threshold : float
-        The prox threshold that lambda 1 stands for on ``X`` (:func:`~rda_cli.estimator.effective_threshold`).
+        Checked by :func:`check_fraction`.
+    params : dict
+        :class:`~rda_cli.estimator.RobustAutoencoder` parameters (``penalty`` one of ``"l21_rows"``,
+        ``"l1"``, ``"l21_cols"``); ``lam`` is what the search sets.
+    fit : Fitter or None
+        The fitter to use (e.g. one reporting progress); None: ``Fitter(X, params)``.
     max_fits : int, default=8
 
     Returns
@@ -193,11 +246,16 @@ def lambda_for_contamination(X, fraction, fit, penalty, unit_threshold, max_fits
         The kept fit, its lambda, and ``{"target", "tolerance", "steps"}`` with one
         ``{"lam", "threshold", "flagged"}`` per fit.
     """
-    pilot = fit(0.0, plain=True)
-    g = group_statistics(np.nan_to_num(np.asarray(X) - pilot.L_, nan=0.0), penalty)
+    fraction = check_fraction(fraction, "`lam_for_fraction`")
+    penalty = params.get("penalty", "l21_rows")
+    if penalty is None:
+        raise RdaError("`lam_for_fraction` needs a penalty: the plain autoencoder (penalty=None) flags nothing")
+    fit = Fitter(X, params) if fit is None else fit
+    g = pilot_statistics(fit, X, penalty)
+    unit = unit_threshold(X, dict(params, penalty=penalty))
     target = int(round(fraction * len(g)))
     tol = max(1, int(round(0.1 * target)))
-    lam = max(float(np.quantile(g, 1.0 - fraction)), 1e-12) / unit_threshold
+    lam = max(float(np.quantile(g, 1.0 - fraction)), 1e-12) / unit
     lo = hi = None  # lo: a lambda flagging too many, hi: one flagging too few
     steps, best = [], None
     for _ in range(max_fits):

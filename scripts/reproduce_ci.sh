@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # CI-scale reproduction: the four experiments, then the claims check (exit 1 if a claim fails).
-# MNIST is found as the data layer does ($RDA_DATA_DIR, Keras' cache, ...). Results: results/ci/.
+# MNIST is found as the data layer does ($RDA_DATA_DIR, ../shared/data/mnist, Keras' cache, ...). Results: results/ci/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${RDA_CI_RESULTS:-results/ci}"

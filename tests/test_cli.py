@@ -2,6 +2,8 @@
 
 import csv
 import json
+import os
+from pathlib import Path
 
 import pytest
 import yaml
@@ -235,3 +237,42 @@ def test_denoise_with_seeds(tmp_path, mnist_dir):
     assert len(summary["lambda_selection"]["per_k_seed"]) == 2
     assert "knee" in (out / "summary.md").read_text()
     assert_png(out / "heatmap.png")
+
+
+def test_outliers_finds_the_shared_mnist_with_no_variable_set(tmp_path, monkeypatch, mnist_dir):
+    """The README's first command: data.path null, no $RDA_DATA_DIR, run from elsewhere: the
+    ../shared/data/mnist copy beside the repository is found (no download)."""
+    import rda_cli.data.mnist as mnist_module
+
+    repo_shared = Path(mnist_module.__file__).resolve().parents[3] / "shared" / "data" / "mnist"
+    if not (repo_shared / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"no MNIST copy at {repo_shared}")
+    monkeypatch.delenv("RDA_DATA_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    cfg = tiny_outliers(mnist_dir)
+    cfg["data"]["path"] = None
+    cfg["baselines"] = {name: {"enabled": False} for name in ("ae", "rpca", "outlier_pursuit", "lof", "ocsvm")}
+    res = invoke("outliers", "--config", write(tmp_path, cfg), "--out", str(tmp_path / "run"), "--quiet")
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "run" / "summary.json").is_file()
+
+
+def test_an_early_failure_imports_no_tensorflow(tmp_path):
+    """A bad config or data path stops before TensorFlow is imported (so none of its start-up lines
+    print), and the command sets TF_CPP_MIN_LOG_LEVEL before anything could import it."""
+    import subprocess
+    import sys
+
+    probe = ("import os, sys\n"
+             "from rda_cli.cli import main\n"
+             "assert 'tensorflow' not in sys.modules and 'TF_CPP_MIN_LOG_LEVEL' not in os.environ\n"
+             "sys.argv = ['rda', 'outliers', '--set', 'data.path=' + sys.argv[1]]\n"
+             "try:\n    main()\nexcept SystemExit as e:\n    code = e.code\n"
+             "print(code, 'tensorflow' in sys.modules, 'keras' in sys.modules, os.environ['TF_CPP_MIN_LOG_LEVEL'])\n")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    out = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "nowhere")], capture_output=True, text=True,
+                         env=env, cwd=tmp_path, timeout=120)
+    assert out.stdout.split() == ["2", "False", "False", "2"], out.stdout + out.stderr
+    assert out.stderr.strip().startswith("rda: error:") and len(out.stderr.strip().splitlines()) == 1, out.stderr

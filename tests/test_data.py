@@ -12,6 +12,9 @@ import numpy as np
 import pytest
 
 from rda_cli.data import DataError, corrupt_pixels, load_mnist, outlier_mix, stuck_pixels
+from rda_cli.data import mnist as mnist_module
+
+SHARED_DIRS = mnist_module.shared_dirs  # the real search, which the isolated tests switch off
 
 MNIST_DIR = Path(
     os.environ.get("RDA_TEST_MNIST")
@@ -34,6 +37,7 @@ def _isolated_env(monkeypatch, tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setattr(mnist_module, "shared_dirs", lambda: [])  # the shared copy: only where a test says
 
 
 @pytest.fixture(scope="module")
@@ -170,6 +174,30 @@ def test_keras_cache_is_used(tmp_path):
              x_test=np.zeros((1, 28, 28), np.uint8), y_test=np.array([3]))
     X, y = load_mnist(split="test", download=False)
     assert X.shape == (1, 784) and y.tolist() == [3]
+
+
+@pytest.mark.parametrize("cwd", [".", "sub"])
+def test_shared_folder_under_the_current_folder(tmp_path, monkeypatch, cwd):
+    """No variable set: shared/data/mnist (or ../shared/data/mnist) from the current folder is found."""
+    monkeypatch.setattr(mnist_module, "shared_dirs", SHARED_DIRS)
+    _, labels = write_idx_set(tmp_path / "shared" / "data" / "mnist", n_images=3)
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / cwd)
+    X, y = load_mnist(download=False)
+    assert X.shape == (3, 784)
+    np.testing.assert_array_equal(y, labels)
+
+
+@needs_mnist
+def test_shared_folder_next_to_the_repository(tmp_path, monkeypatch):
+    """No variable set, run from elsewhere: ../shared/data/mnist beside the repository is found."""
+    monkeypatch.setattr(mnist_module, "shared_dirs", SHARED_DIRS)
+    monkeypatch.chdir(tmp_path)
+    repo_shared = Path(mnist_module.__file__).resolve().parents[3] / "shared" / "data" / "mnist"
+    if not (repo_shared / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"no MNIST copy at {repo_shared}")
+    X, y = load_mnist(split="test", download=False)
+    assert X.shape == (10000, 784) and np.bincount(y).tolist() == TEST_LABEL_COUNTS
 
 
 def test_nothing_found_lists_places(tmp_path):

@@ -55,6 +55,28 @@ def read_scores(path):
     return header, rows
 
 
+def check_explain(run, X, keys=None):
+    """explain.csv holds each flagged row's top features (as scores.csv names them), with the cell as read
+    and L.npy's value there, in the table's units; returns its rows as dicts."""
+    header, rows = read_scores(run / "scores.csv")
+    keys = keys if keys is not None else [str(i) for i in range(len(X))]
+    where = {k: i for i, k in enumerate(keys)}
+    named = {r[0]: [p.split(":") for p in r[3].split(";")] for r in rows if r[2] == "1" and r[3]}
+    L = np.load(run / "L.npy")
+    with open(run / "explain.csv", newline="") as fh:
+        explain = list(csv.DictReader(fh))
+    assert explain and list(explain[0]) == ["row", "feature", "value", "expected", "share"]
+    got = {}
+    for e in explain:
+        i, j = where[e["row"]], int(e["feature"][1:])
+        got.setdefault(e["row"], []).append([e["feature"], e["share"]])
+        value = X[i, j]
+        assert (e["value"] == "") if np.isnan(value) else float(e["value"]) == pytest.approx(value, rel=1e-5)
+        assert float(e["expected"]) == pytest.approx(L[i, j], rel=1e-5, abs=1e-9)
+    assert got == named  # the same rows and features, in the same order, as top_features
+    return explain
+
+
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory):
     """One default (the RDA ensemble) detect run on a CSV with a header and an id column."""
@@ -104,6 +126,11 @@ def test_detect_end_to_end(fitted):
     assert report.count("| r") >= 20  # the top-20 table names rows by their ids
     assert (run / "score_hist.png").read_bytes().startswith(PNG)
     assert json.loads((run / "model" / "scaler.json").read_text())["id_column"] == "id"
+    # explain.csv: rows named by their ids; the report says what S is for the ensemble
+    check_explain(run, X, fitted["ids"])
+    s_rows = int(np.any(S != 0, axis=1).sum())
+    assert f"({s_rows} rows here)" in report and "`S` does not say which rows are flagged" in report
+    assert json.loads((run / "detect.json").read_text())["lam"] is None
 
 
 def test_score_new_rows(fitted, tmp_path):
@@ -136,11 +163,15 @@ def test_contamination_flags_about_that_fraction(tmp_path):
     n_flagged = sum(int(r[2]) for r in rows)
     assert n_flagged == 20  # the ensemble flags the top 5% of its scores
     assert "top 0.05 of the scores" in (tmp_path / "run" / "report.md").read_text()
-    # the single model (with --penalty l1) still searches lambda for about that fraction
-    res = invoke("detect", "--data", tmp_path / "data.npy", "--penalty", "l1", "--contamination", 0.05, "--out",
+    # a single model searches lambda for about a fraction with --lam-for-fraction; --contamination (a cut-off)
+    # is the ensemble's, refused for it with what to use instead
+    res = invoke("detect", "--data", tmp_path / "data.npy", "--penalty", "l1", "--lam-for-fraction", 0.05, "--out",
                  tmp_path / "run_l1", *FAST)
     assert res.exit_code == 0, res.output
-    assert "contamination 0.05" in (tmp_path / "run_l1" / "report.md").read_text()
+    assert "lam_for_fraction 0.05" in (tmp_path / "run_l1" / "report.md").read_text()
+    res = invoke("detect", "--data", tmp_path / "data.npy", "--penalty", "l1", "--contamination", 0.05, "--out",
+                 tmp_path / "run_l1c", *FAST)
+    assert res.exit_code == 2 and "--lam-for-fraction" in res.output and not (tmp_path / "run_l1c").exists()
 
 
 # ------------------------------------------------------------------ bad input
@@ -178,9 +209,10 @@ BAD_DETECT = [
     ("npy nan", lambda d: np.save(d / "x.npy", np.array([[1.0, np.nan], [2.0, 3.0]])) or d / "x.npy",
      ["--missing", "refuse"], "finite"),
     ("npy 1-D", lambda d: np.save(d / "x.npy", np.arange(5.0)) or d / "x.npy", [], "2-D"),
-    ("lam and contamination", _csv_text(_good_rows()), ["--lam", "0.001", "--contamination", "0.1"],
-     "either --lam or --contamination"),
+    ("lam and lam-for-fraction", _csv_text(_good_rows()), ["--lam", "0.001", "--lam-for-fraction", "0.1"],
+     "either --lam or --lam-for-fraction"),
     ("contamination too big", _csv_text(_good_rows()), ["--contamination", "0.7"], "(0, 0.5)"),
+    ("lam-for-fraction too big", _csv_text(_good_rows()), ["--lam-for-fraction", "0.5"], "(0, 0.5)"),
     ("unknown setting", _csv_text(_good_rows()), ["--set", "inner_epoch=3"], "did you mean 'inner_epochs'"),
     ("bad setting value", _csv_text(_good_rows()), ["--set", "batch_size=0"], "batch_size"),
     ("bad layers", _csv_text(_good_rows()), ["--layers", "4,x"], "--layers"),
@@ -317,6 +349,16 @@ def test_top_features_name_the_planted_columns(planted_columns):
     report = (tmp / "run" / "report.md").read_text()
     assert "top_rows.png" in report and "top features" in report
     assert (tmp / "run" / "top_rows.png").read_bytes().startswith(PNG)
+    # in the table's units: a planted cell's value lies far from what the model expected there, the
+    # expected value inside the column's range
+    explain = check_explain(tmp / "run", X, [f"r{i}" for i in range(len(X))])
+    span = X.max(axis=0) - X.min(axis=0)
+    planted = [e for e in explain if int(e["row"][1:]) in cols and int(e["feature"][1:]) in cols[int(e["row"][1:])]]
+    assert len(planted) >= 30
+    for e in planted:
+        j = int(e["feature"][1:])
+        assert abs(float(e["value"]) - float(e["expected"])) > 0.3 * span[j], e
+        assert X[:, j].min() - 0.1 * span[j] <= float(e["expected"]) <= X[:, j].max() + 0.1 * span[j], e
 
 
 def test_score_streams_chunks_with_the_same_result(planted_columns, tmp_path, monkeypatch):
@@ -363,6 +405,7 @@ def test_detect_and_score_with_missing_cells(tmp_path):
     scores = np.array([float(r[1]) for r in read_scores(tmp_path / "run" / "scores.csv")[1]])
     assert roc_auc_score(truth, scores) >= 0.9
     assert "missing values:" in (tmp_path / "run" / "report.md").read_text()
+    check_explain(tmp_path / "run", Xm)  # a missing cell: no value; expected: its imputed value
     res = invoke("score", "--model", tmp_path / "run" / "model", "--data", tmp_path / "m.csv", "--out", tmp_path / "s.csv")
     assert res.exit_code == 0, res.output
     res = invoke("score", "--model", tmp_path / "run" / "model", "--data", tmp_path / "m.csv", "--out",
@@ -396,6 +439,7 @@ def test_detect_and_score_with_the_l1_penalty(tmp_path):
     # the planted cell is the top feature of its flagged row
     hits = [rows[i][3].split(":")[0] == f"f{c}" for i, c in zip(bad, cols) if flagged[i]]
     assert hits and np.mean(hits) >= 0.8, hits
+    check_explain(tmp_path / "run", X)  # rows numbered as scores.csv numbers them
     assert not (tmp_path / "run" / "columns.csv").exists()
     out = tmp_path / "scored.csv"
     res = invoke("score", "--model", tmp_path / "run" / "model", "--data", data, "--out", out)
@@ -412,7 +456,7 @@ def test_detect_and_score_with_the_l21_cols_penalty(tmp_path):
     rng = np.random.default_rng(6)
     X[:, [4, 11]] = SHIFT[[4, 11]] + SCALE[[4, 11]] * rng.random((len(X), 2)) * 3
     data = write_csv(tmp_path / "cols.csv", X)
-    res = invoke("detect", "--data", data, "--penalty", "l21_cols", "--contamination", 0.1, "--out", tmp_path / "run",
+    res = invoke("detect", "--data", data, "--penalty", "l21_cols", "--lam-for-fraction", 0.1, "--out", tmp_path / "run",
                  *FAST, "--set", "reinitialize=auto")
     assert res.exit_code == 0, res.output
     run = tmp_path / "run"
@@ -421,7 +465,7 @@ def test_detect_and_score_with_the_l21_cols_penalty(tmp_path):
     flagged_cols = [r["column"] for r in table if r["flagged"] == "1"]
     assert len(table) == D and set(flagged_cols[:2]) == {"f4", "f11"}  # the corrupted ones, largest S norms first
     n_cols = len(flagged_cols)
-    assert n_cols <= 3  # contamination 0.1 of 20 columns: 2, within the search's tolerance of 1
+    assert n_cols <= 3  # lam_for_fraction 0.1 of 20 columns: 2, within the search's tolerance of 1
     assert f"{n_cols} of {D} columns flagged" in res.output
     report = (run / "report.md").read_text()
     assert f"**{n_cols} of {D} columns**" in report and "| f4 |" in report and "| f11 |" in report

@@ -19,6 +19,7 @@ from rda_cli import RobustAutoencoderEnsemble
 from rda_cli.cli import main
 from rda_cli.detect import detect
 from rda_cli.errors import RdaError
+from rda_cli.owned import NotOwnedError
 from rda_cli.experiments import benchmark as B
 from rda_cli.experiments.config import validate
 from rda_cli.persistence import ModelFileError
@@ -196,7 +197,8 @@ def test_a_saved_ensemble_holds_no_training_data(small, tmp_path):
 
 
 def test_save_replaces_only_its_own_folders(small, tmp_path):
-    """Issue 27 item 3: what a user added is never deleted; a folder with foreign files is not replaced."""
+    """Issue 27 item 3: the one ownership rule (rda_cli.owned): what a user added is never deleted, a folder
+    with foreign files is not replaced, and no manifest, no claim."""
     _, _, ens = small
     m = tmp_path / "m"
     ens.save(m)
@@ -204,33 +206,27 @@ def test_save_replaces_only_its_own_folders(small, tmp_path):
     for added in ("NOTES.md", "member_0/plots/"):
         target = m / added.rstrip("/")
         target.mkdir() if added.endswith("/") else target.write_text("mine")
-        with pytest.raises(RdaError, match="refusing to replace"):
+        with pytest.raises(NotOwnedError, match="it is not replaced"):
             ens.save(m)
         assert target.exists()
         shutil.rmtree(target) if target.is_dir() else target.unlink()
     (m / "scaler.json").write_text((m / "scaler.json").read_text().replace("1", "2", 1))  # edited by hand
-    with pytest.raises(RdaError, match="changed since rda wrote it"):
+    with pytest.raises(NotOwnedError, match="changed since rda wrote it"):
         ens.save(m)
-    thesis = tmp_path / "thesis"
-    thesis.mkdir()
-    (thesis / "ensemble.json").write_text("{}")
-    (thesis / "thesis.tex").write_text("\\chapter{}")
-    with pytest.raises(RdaError, match="refusing to replace"):
-        ens.save(thesis)
-    assert (thesis / "thesis.tex").read_text() == "\\chapter{}"
-    mine = tmp_path / "mine"
-    mine.mkdir()
-    (mine / "a.txt").write_text("a")
-    with pytest.raises(RdaError, match="not an ensemble folder"):
-        ens.save(mine)
-    old = tmp_path / "old"  # a folder of version 1 (no manifest at the top): replaced while it holds rda's names only
+    for name, files in (("thesis", {"ensemble.json": "{}", "thesis.tex": "\\chapter{}"}), ("mine", {"a.txt": "a"})):
+        folder = tmp_path / name
+        folder.mkdir()
+        for f, text in files.items():
+            (folder / f).write_text(text)
+        with pytest.raises(NotOwnedError, match="holds files rda did not write"):
+            ens.save(folder)
+        assert {p.name: p.read_text() for p in folder.iterdir()} == files
+    old = tmp_path / "old"  # a folder of version 1: no manifest at its top, so not claimed
     shutil.copytree(ENSEMBLE_V1, old)
-    ens.save(old)
-    assert RobustAutoencoderEnsemble.load(old).n_members == ens.n_members
-    shutil.copytree(ENSEMBLE_V1, tmp_path / "old2")
-    (tmp_path / "old2" / "thesis.tex").write_text("x")
-    with pytest.raises(RdaError, match="thesis.tex"):
-        ens.save(tmp_path / "old2")
+    with pytest.raises(NotOwnedError, match="no .rda-files.json"):
+        ens.save(old)
+    assert sorted(p.relative_to(old) for p in old.rglob("*")) == sorted(p.relative_to(ENSEMBLE_V1)
+                                                                        for p in ENSEMBLE_V1.rglob("*"))
 
 
 def _npy_header(shape, descr="<f8"):

@@ -146,6 +146,24 @@ def test_missing_values_and_plain_autoencoder(data):
     assert roc_auc_score(y_test, plain.decision_function(X_test)) >= ROC_FLOOR
 
 
-def test_bad_contamination_is_refused(data):
+@pytest.mark.parametrize("value", [0.5, 0.0, -0.1, True, "0.1"])
+def test_bad_contamination_is_refused_at_construction_and_fit(data, value):
     with pytest.raises(ValueError, match="contamination"):
-        RDA(contamination=0.5).fit(data[0])
+        RDA(contamination=value)
+    clf = RDA()
+    clf.contamination = value  # set behind __init__'s back: fit applies the same check
+    with pytest.raises(ValueError, match="contamination"):
+        clf.fit(data[0])
+
+
+def test_lam_for_fraction_chooses_one_models_lambda(data):
+    """One model's lambda for a flagged fraction (selection.lambda_for_fraction); contamination stays a cut-off
+    that the fit does not depend on."""
+    X_train, y_train, _, _ = data
+    d = RDA(lam_for_fraction=0.1, contamination=0.2, random_state=0).fit(X_train)
+    assert abs(d.labels_.mean() - 0.1) <= 0.02 and d.lam_ == d.detector_.lam_
+    np.testing.assert_array_equal(d.labels_, d.detector_.labels_)
+    e = RDA(lam_for_fraction=0.1, contamination=0.05, random_state=0).fit(X_train)
+    np.testing.assert_array_equal(d.decision_scores_, e.decision_scores_)
+    with pytest.raises(ValueError, match="lam_for_fraction"):
+        RDA(lam=0.01, lam_for_fraction=0.1).fit(X_train)

@@ -6,7 +6,7 @@ from sklearn.base import clone
 from sklearn.metrics import f1_score, roc_auc_score
 
 from rda_cli import RobustAutoencoder
-from rda_cli.rda import effective_threshold
+from rda_cli.estimator import effective_threshold
 from synthetic import with_outlier_rows, with_spikes
 
 FAST = dict(layers=[50, 25, 5], batch_size=64, learning_rate=0.01, random_state=0)
@@ -159,8 +159,6 @@ def test_no_retracing_across_outer_iterations_or_fits(outlier_data):
         (dict(), np.ones(10), "2D array"),
         (dict(), np.array([[0.1, np.nan], [0.2, np.nan]]), "column\\(s\\) with no observed value"),
         (dict(), np.array([[np.nan, np.nan], [0.2, 0.3]]), "row\\(s\\) with no observed value"),
-        (dict(contamination=0.6), np.ones((20, 4)), "contamination"),
-        (dict(penalty=None, contamination=0.1), np.ones((20, 4)), "contamination needs a penalty"),
         (dict(), np.array([[0.1, np.inf], [0.2, 0.3]]), "infinity"),
         (dict(penalty="l3"), np.ones((20, 4)), "penalty"),
         (dict(lam=-1.0), np.ones((20, 4)), "lam"),
@@ -194,7 +192,7 @@ def test_reinitialize_auto_keeps_training_on_a_short_schedule():
     """12 outer x 15 epochs on a 3-D manifold with 6% planted rows, the estimator's other defaults:
     re-drawing the network every outer iteration leaves it unfitted when S is updated ("auto"
     does not re-draw below REINIT_MIN_EPOCHS epochs), while the authors' 20 x 50 still re-draws."""
-    from rda_cli.rda import REINIT_MIN_EPOCHS
+    from rda_cli.estimator import REINIT_MIN_EPOCHS
 
     X, truth = with_outlier_rows(n=1000, d=50, fraction=0.06, seed=0, latent=3)
     f1 = {}
@@ -278,11 +276,21 @@ def test_model_files_from_before_prox_threshold_are_read(outlier_data, tmp_path)
     assert old.prox_threshold_ == a.prox_threshold_ and old.threshold_ == 0.0 and old.lam_ == a.lam
     np.testing.assert_array_equal(old.decision_function(X[:30] * 0.9), a.decision_function(X[:30] * 0.9))
 
+    # files from when the estimator ran the lambda search itself hold `contamination`: the lambda found is kept
+    meta = json.loads((tmp_path / "m" / "params.json").read_text())
+    meta["params"].update(contamination=0.05, lam=0.5)
+    meta["lam_"] = a.lam
+    (tmp_path / "m" / "params.json").write_text(json.dumps(meta))
+    old = RobustAutoencoder.load(tmp_path / "m")
+    assert "contamination" not in old.get_params() and old.lam == old.lam_ == a.lam
 
-def test_contamination_chooses_lambda(outlier_data):
+
+def test_lambda_for_fraction_chooses_lambda(outlier_data):
+    from rda_cli.selection import lambda_for_fraction
+
     X, truth = outlier_data
-    m = RobustAutoencoder(contamination=0.05, outer_iterations=10, inner_epochs=10, **FAST).fit(X)
-    search = m.contamination_search_
+    m, lam, search = lambda_for_fraction(X, 0.05, dict(outer_iterations=10, inner_epochs=10, **FAST))
+    assert m.lam_ == lam
     assert search["target"] == 50 and m.lam_ in [s["lam"] for s in search["steps"]]
     assert abs(int(m.labels_.sum()) - 50) <= search["tolerance"]
     assert m.prox_threshold_ == pytest.approx(effective_threshold(X, "l21_rows", m.lam_))

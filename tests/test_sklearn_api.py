@@ -13,7 +13,7 @@ SKIPPED = {
     # scikit-learn's +1 / -1; see the class docstring's Notes) and it flags exactly the rows whose
     # S row is non-zero, which may be none of the checks' blobs.
     "check_outliers_train": "PyOD sign convention; flags may be empty on the check's blobs",
-    "check_outliers_fit_predict": "flags only rows with non-zero S; with contamination about, not exactly, that many",
+    "check_outliers_fit_predict": "flags only rows with non-zero S (lambda decides how many), which may be none",
     # The network is sigmoid-bounded and fitted with Adam: results are not exactly invariant
     # to sample order or to being fitted on a subset of rows.
     "check_methods_subset_invariance": "transform of a row depends on its S row, found per batch",

@@ -143,7 +143,7 @@ def test_force_folder_changed_during_the_run_is_kept(result, tmp_path, monkeypat
 
     monkeypatch.setattr("rda_cli.detect.write_result", write_while_user_edits)
     line = one_error_line(invoke("detect", "--data", data, "--out", prev, "--force", *FAST), 1,
-                          "changed while rda detect ran")
+                          "changed while rda ran")
     assert "model/late_notes.txt" in line and "discarded" in line
     assert (prev / "model" / "late_notes.txt").read_text() == "written during training"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prev"]  # nothing else left behind

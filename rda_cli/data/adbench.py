@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .mnist import DataError
+from .mnist import DataError, shared_dirs
 
 __all__ = ["AdbenchError", "ENV_VAR", "default_adbench_dir", "find_sets", "load_adbench", "set_name"]
 
@@ -55,9 +55,7 @@ def default_adbench_dir():
     env = os.environ.get(ENV_VAR)
     if env:
         return Path(env).expanduser()
-    repo = Path(__file__).resolve().parents[2]
-    for candidate in (Path("shared/data/adbench"), Path("../shared/data/adbench"),
-                      repo.parent / "shared" / "data" / "adbench"):
+    for candidate in shared_dirs("adbench"):
         if candidate.is_dir():
             return candidate
     return None

@@ -5,8 +5,11 @@ Sources, in lookup order:
 1. the ``path`` argument (a folder holding IDX files or ``mnist.npz``, or an
    ``.npz`` file),
 2. the ``RDA_DATA_DIR`` environment variable (same forms),
-3. the Keras cache ``~/.keras/datasets/mnist.npz`` (or ``$KERAS_HOME``),
-4. a download through ``keras.datasets.mnist.load_data()`` (only when
+3. ``shared/data/mnist`` and ``../shared/data/mnist`` under the current folder, then
+   ``../shared/data/mnist`` next to the repository that holds this package (the same places
+   :func:`rda_cli.data.adbench.default_adbench_dir` searches for ADBench),
+4. the Keras cache ``~/.keras/datasets/mnist.npz`` (or ``$KERAS_HOME``),
+5. a download through ``keras.datasets.mnist.load_data()`` (only when
    ``download=True``).
 
 Nothing is cached on disk by this module.
@@ -233,8 +236,21 @@ def _keras_cache_paths() -> list[Path]:
     return unique
 
 
+def shared_dirs(name: str = "mnist") -> list[Path]:
+    """The ``shared/data/<name>`` folders searched after the environment variable, in order.
+
+    ``shared/data/<name>`` and ``../shared/data/<name>`` under the current folder, then
+    ``../shared/data/<name>`` next to the repository holding this package (MNIST and ADBench alike).
+    """
+    repo = Path(__file__).resolve().parents[2]
+    return [Path("shared/data") / name, Path("../shared/data") / name, repo.parent / "shared" / "data" / name]
+
+
 def _download(split: str):
-    import keras  # lazy: heavy import, only needed for downloading
+    from .._process import quiet_native_stderr
+
+    with quiet_native_stderr():  # TensorFlow's start-up lines, under the command's quiet setting
+        import keras  # lazy: heavy import, only needed for downloading
 
     (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
     images, labels = (x_train, y_train) if split == "train" else (x_test, y_test)
@@ -247,7 +263,7 @@ def load_mnist(path=None, split: str = "train", download: bool = True):
     ``X`` is float32 of shape ``(n, rows*cols)`` scaled to [0, 1]; ``y`` is uint8.
     ``path`` may be a folder with IDX files (``.gz`` or plain) or ``mnist.npz``,
     or an ``.npz`` file.  Without ``path`` the ``RDA_DATA_DIR`` environment
-    variable, then the Keras cache are tried, then (if ``download``) Keras
+    variable, then the shared folders (:func:`shared_dirs`), then the Keras cache are tried, then (if ``download``) Keras
     downloads the data.  Raises :class:`DataError` with a one-line message.
     """
     if split not in _IDX_NAMES:
@@ -261,6 +277,10 @@ def load_mnist(path=None, split: str = "train", download: bool = True):
         return _load_from(Path(env_value).expanduser(), split, f"${ENV_VAR}")
 
     looked = ["path argument (not given)", f"${ENV_VAR} (not set)"]
+    for folder in shared_dirs():
+        if folder.is_dir():
+            return _load_from(folder, split, "the shared data folder")
+        looked.append(f"{folder} (absent)")
     for cache in _keras_cache_paths():
         if cache.is_file():
             return _load_npz(cache, split)

@@ -99,7 +99,7 @@ def preflight_data(build, what="data"):
 
 def data_path_field():
     return Field("str", None, nullable=True,
-                 doc="MNIST folder (IDX files or mnist.npz); null: RDA_DATA_DIR, Keras' cache, then download")
+                 doc="MNIST folder (IDX files or mnist.npz); null: RDA_DATA_DIR, [../]shared/data/mnist, Keras' cache, then download")
 
 
 def mnist_data_schema(n_images, doc):
