@@ -21,7 +21,7 @@ from .errors import RdaError
 
 __all__ = ["read_capped", "read_json", "parse_json", "open_regular", "JSON_MAX_DEPTH", "check_regular", "file_kind",
            "replace_dir", "missing_dirs", "make_dirs", "remove_dirs_if_empty", "oserror_line", "check_parent_is_folder",
-           "is_within", "umask", "rename_noreplace", "show_path"]
+           "is_within", "umask", "rename_noreplace", "show_path", "atomic_write_bytes", "atomic_write_text"]
 
 
 def missing_dirs(path):
@@ -149,6 +149,29 @@ def rename_noreplace(src, dst):
         return
     os.link(src, dst)  # FileExistsError if dst exists
     os.unlink(src)
+
+
+def atomic_write_bytes(path, data: bytes):
+    """Write ``data`` to the file ``path`` whole or not at all: a temporary file beside it (permissions as the
+    umask gives), ``fsync``, rename. Its missing folders are created."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:100]}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), 0o666 & ~umask())  # mkstemp creates 0600
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path, text: str):
+    atomic_write_bytes(path, text.encode())
 
 
 def replace_dir(tmp, dest, check=None):
