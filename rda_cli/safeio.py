@@ -22,7 +22,8 @@ from .errors import RdaError
 
 __all__ = ["read_capped", "read_json", "parse_json", "open_regular", "JSON_MAX_DEPTH", "check_regular", "file_kind",
            "missing_dirs", "make_dirs", "remove_dirs_if_empty", "oserror_line", "check_parent_is_folder",
-           "is_within", "umask", "rename_noreplace", "show_path", "write_file", "write_json", "write_npz"]
+           "is_within", "umask", "rename_noreplace", "show_path", "write_file", "write_json", "write_npz",
+           "atomic_write_bytes", "atomic_write_text"]
 
 
 def missing_dirs(path):
@@ -186,6 +187,16 @@ def write_npz(path, **arrays):
         if np.asarray(a).dtype.hasobject:
             raise TypeError(f"array {name!r} holds Python objects; rda writes numbers only")
     return write_file(path, lambda fh: np.savez(fh, **arrays))
+
+
+def atomic_write_bytes(path, data: bytes):
+    """``data`` into ``path`` by :func:`write_file`, its missing folders made first."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return write_file(path, lambda fh: fh.write(data))
+
+
+def atomic_write_text(path, text: str):
+    return atomic_write_bytes(path, text.encode())
 
 
 _KIND_OF_FILE = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a device"),

@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from ..owned import pid_alive
-from ..safeio import oserror_line, write_file
+from ..safeio import atomic_write_bytes, atomic_write_text, oserror_line
 from .cells import CELL_MAX_BYTES, FINGERPRINT_KEY, CellFiles, read_json
 from .config import CONFIG_MAX_BYTES, ConfigError, dump_config, quote, read_yaml
 
@@ -61,16 +61,6 @@ _DEBRIS = re.compile(r"\.(manifest\.json|config\.yaml|lock)\..+\.tmp")
 
 class RunDirError(ConfigError):
     """The run folder cannot be used (another config, another experiment, in use, not a run folder)."""
-
-
-def atomic_write_bytes(path, data: bytes):
-    """``data`` into ``path`` (its folder made if missing) by the one atomic file writer, :func:`rda_cli.safeio.write_file`."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    write_file(path, lambda fh: fh.write(data))
-
-
-def atomic_write_text(path, text: str):
-    atomic_write_bytes(path, text.encode())
 
 
 def _now():
