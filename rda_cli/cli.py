@@ -400,6 +400,7 @@ def detect(data_path, penalty, lam, contamination, lam_for_fraction, members, la
     its residual norm (a ranking, > 0 for any row the network does not fit exactly).
     """
     from .detect import detect as run_detect
+    from .detect_report import plural
     from .progress import listening
     from .safeio import show_path
 
@@ -417,7 +418,7 @@ def detect(data_path, penalty, lam, contamination, lam_for_fraction, members, la
         flagged = f"{info['n_flagged']} of {info['n_rows']} rows flagged"
     what = "columns" if penalty == "l21_cols" else "rows"
     if info.get("detector") == "ensemble":
-        click.echo(f"rda detect: {flagged} by the RDA ensemble ({info['n_members']} members; cut-off "
+        click.echo(f"rda detect: {flagged} by the RDA ensemble ({plural(info['n_members'], 'member')}; cut-off "
                    f"{info['threshold']:.4g}) -> {show_path(info['out_dir'])}")
         return
     click.echo(f"rda detect: {flagged} at lambda={info['lam']:.4g} (threshold {info['threshold']:.4g}; {what} "

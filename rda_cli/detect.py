@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .detect_report import TOP_FEATURES, plural, top_columns
 from .errors import DetectError
 from .outputs import check_out_dir, check_score_out, located, place_result, start_output, write_result, write_scores_file
 from .scoring import ROW_PENALTIES
@@ -40,7 +41,6 @@ PENALTY_CHOICES = ("l21_rows", "l1", "l21_cols")
 RESERVED = {"penalty": "`penalty`", "lam": "`lam` or `lam_for_fraction`", "lam_for_fraction": "`lam_for_fraction`",
             "contamination": "`contamination`",
             "layers": "`layers`"}
-TOP_FEATURES = 3  # features named per flagged row in scores.csv
 
 
 # ---------------------------------------------------------------------------- options
@@ -124,11 +124,8 @@ def top_features(shares, names, flagged, k=TOP_FEATURES):
     :meth:`~rda_cli.estimator.RobustAutoencoder.feature_contributions`, so they sum to at most 1), with the
     table's column names, largest first, shares below 0.005 left out; ``""`` for the other rows."""
     out = [""] * len(shares)
-    rows = np.flatnonzero(flagged)
-    if rows.size:
-        order = np.argsort(-shares[rows], axis=1, kind="stable")[:, :k]
-        for i, cols in zip(rows, order):
-            out[i] = ";".join(f"{names[j]}:{shares[i, j]:.2f}" for j in cols if shares[i, j] >= 0.005)
+    for i, cols in top_columns(shares, flagged, k).items():
+        out[i] = ";".join(f"{names[j]}:{shares[i, j]:.2f}" for j in cols)
     return out
 
 
@@ -329,13 +326,13 @@ def _fit_ensemble_and_write(table, ens, data_path, out_dir, tmp, id_column, prog
     L, S = scaler.inverse_transform(L_s), scaler.inverse_scale(S_s)
     first = ens.member_info_[0]
     rule = ens.rule()
-    how = (f"the table rule's RDA ensemble ({len(ens.members_)} members; rda_cli/table_rule.py): rows flagged "
+    how = (f"the table rule's RDA ensemble ({plural(len(ens.members_), 'member')}; rda_cli/table_rule.py): rows flagged "
            + (f"in the top {ens.contamination:g} of the scores" if ens.contamination is not None else
               f"above median + {rule.flag_mads:g} x 1.4826 MAD of the scores"))
     info = {
         "data": str(data_path), "array": table.array_name, "n_rows": table.n_rows, "n_features": table.n_features,
         "penalty": "l21_rows", "detector": "ensemble", "n_members": len(ens.members_),
-        "layers": [i["layers"] for i in ens.member_info_], "lam": first.get("threshold", 0.0),
+        "layers": [i["layers"] for i in ens.member_info_], "lam": None,
         "threshold": float(ens.threshold_), "how": how, "search": {},
         "member_thresholds": [i.get("threshold") for i in ens.member_info_],
         "first_flagged": [i.get("first_flagged") for i in ens.member_info_],
@@ -345,6 +342,7 @@ def _fit_ensemble_and_write(table, ens, data_path, out_dir, tmp, id_column, prog
         "batch_size": first["batch_size"], "max_steps_per_epoch": None, "learning_rate": rule.pilot_learning_rate,
         "reinitialize": False, "random_state": ens.random_state, "lambda_scaling": "absolute",
         "contamination": ens.contamination,
+        "s_nonzero_rows": int(np.any(S != 0, axis=1).sum()),
     }
     info["seconds"] = time.perf_counter() - t0
     imputed = np.where(np.isnan(table.X), L, table.X) if info["n_missing"] else None
@@ -417,8 +415,9 @@ def _table_chunks(model, scaler, data_path, array, missing):
     from .tabular import iter_table
 
     id_column = scaler.id_column
-    stream = model.penalty != "l21_cols" and Path(data_path).suffix.lower() == ".csv" and array is None
-    if id_column is not None and Path(data_path).suffix.lower() == ".csv":
+    named = Path(data_path).suffix.lower() in (".csv", ".parquet")  # files with column names (streamed)
+    stream = model.penalty != "l21_cols" and named and array is None
+    if id_column is not None and named:
         try:
             first = iter_table(data_path, id_column, missing) if stream else iter(
                 [read_table(data_path, id_column=id_column, min_rows=1, array=array, missing=missing)])

@@ -13,9 +13,12 @@ import io
 
 import numpy as np
 
-__all__ = ["TOP_ROWS", "scores_csv", "columns_csv", "histogram", "top_rows_chart", "report_markdown"]
+__all__ = ["TOP_ROWS", "TOP_FEATURES", "top_columns", "scores_csv", "explain_csv", "columns_csv", "histogram",
+           "top_rows_chart", "report_markdown"]
 
 TOP_ROWS = 20
+TOP_FEATURES = 3  # features named per flagged row in scores.csv and explain.csv
+MIN_SHARE = 0.005  # smaller shares are not named
 CHART_ROWS = 6  # flagged rows drawn in top_rows.png
 CHART_FEATURES = 8  # bars per row
 
@@ -36,8 +39,37 @@ def scores_csv(ids, id_name, scores, flagged, top=None, start=0, header=True):
     return buf.getvalue()
 
 
-def top_rows_chart(path, ids, scores, flagged, shares, names):
-    """Bar charts of the feature shares of the ``CHART_ROWS`` highest-scoring flagged rows (no file if none)."""
+def top_columns(shares, flagged, k=TOP_FEATURES):
+    """``{row: [column, ...]}`` for each flagged row: its ``k`` largest feature shares, largest first,
+    shares below :data:`MIN_SHARE` left out."""
+    rows = np.flatnonzero(flagged)
+    if not rows.size:
+        return {}
+    order = np.argsort(-shares[rows], axis=1, kind="stable")[:, :k]
+    return {int(i): [int(j) for j in cols if shares[i, j] >= MIN_SHARE] for i, cols in zip(rows, order)}
+
+
+def explain_csv(ids, X, expected, shares, flagged, names, start=0, header=True):
+    """``row,feature,value,expected,share`` for each flagged row and each of its top features
+    (:func:`top_columns`), in the table's own units: ``value`` is the cell as read (empty when missing),
+    ``expected`` what the model reconstructs there (for a missing cell: its imputed value). ``row`` is
+    the id when ``ids`` is given, else the row number counted from ``start`` (as ``scores.csv``)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    if header:
+        w.writerow(["row", "feature", "value", "expected", "share"])
+    for i, cols in top_columns(shares, flagged).items():
+        for j in cols:
+            value = X[i, j]
+            w.writerow([ids[i] if ids is not None else start + i, names[j], "" if np.isnan(value) else fmt(value),
+                        fmt(expected[i, j]), f"{shares[i, j]:.2f}"])
+    return buf.getvalue()
+
+
+def top_rows_chart(path, labels, scores, flagged, pairs):
+    """Bar charts of the ``CHART_ROWS`` highest-scoring flagged rows: each row's named features and their
+    shares (``pairs``: ``{row index: [(feature, share), ...]}``, as ``explain.csv`` holds them) and the rest
+    of its anomaly as "other"; no file if no row is flagged. ``labels``: each row's name (id or number)."""
     rows = [i for i in np.argsort(-np.asarray(scores), kind="stable")[:CHART_ROWS] if flagged[i]]
     if not rows:
         return False
@@ -46,20 +78,29 @@ def top_rows_chart(path, ids, scores, flagged, shares, names):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(rows), 1, figsize=(7, 1.6 * len(rows) + 0.6), squeeze=False)
+    fig, axes = plt.subplots(len(rows), 1, figsize=(7, 1.3 * len(rows) + 0.6), squeeze=False)
     try:
         for ax, i in zip(axes[:, 0], rows):
-            order = np.argsort(-shares[i], kind="stable")[:CHART_FEATURES]
-            ax.barh([str(names[j]) for j in order][::-1], shares[i, order][::-1], color="tab:red")
+            named = pairs.get(int(i), [])
+            other = max(0.0, 1.0 - sum(share for _, share in named))
+            bars = [(str(name), share) for name, share in named] + [("(other features)", other)]
+            ax.barh([b[0] for b in bars][::-1], [b[1] for b in bars][::-1],
+                    color=["tab:gray"] + ["tab:red"] * len(named))
             ax.set_xlim(0, 1)
-            ax.set_title(f"{ids[i] if ids is not None else i}: score {fmt(scores[i])}", fontsize=9, loc="left")
+            ax.set_title(f"{labels[i]}: score {fmt(scores[i])}", fontsize=9, loc="left")
             ax.tick_params(labelsize=8)
-        axes[-1, 0].set_xlabel("share of the row's anomaly (S_ij^2 / ||S_i||^2)")
+        axes[-1, 0].set_xlabel("share of the row's anomaly (its squared residual, scaled units)")
         fig.tight_layout()
         fig.savefig(path, dpi=110)
     finally:
         plt.close(fig)
     return True
+
+
+def chart_pairs(shares, flagged, names):
+    """``{row: [(feature, share), ...]}`` of the flagged rows' top features (what :func:`top_rows_chart` draws)."""
+    return {i: [(names[j], round(float(shares[i, j]), 2)) for j in cols]
+            for i, cols in top_columns(shares, flagged).items()}
 
 
 def columns_csv(col_rows):
@@ -72,10 +113,39 @@ def columns_csv(col_rows):
     return buf.getvalue()
 
 
-def histogram(path, scores, flagged, title, rows_flagged=True):
+XLABELS = {
+    "ensemble": "score: the members' robust z-scores averaged, minus the cut-off (> 0: flagged)",
+    "rows": "score (> 0: flagged, the norm of the row of S; <= 0: how far the row is below the threshold)",
+    "columns": "score: the residual row norm ||x - l|| (a column penalty flags columns, not rows)",
+}
+
+
+def score_kind(info):
+    """Which score a result's rows carry: ``"ensemble"``, ``"rows"`` (one model, a row penalty) or
+    ``"columns"`` (``l21_cols``: no row is flagged)."""
+    if info.get("penalty") == "l21_cols":
+        return "columns"
+    return "ensemble" if info.get("detector") == "ensemble" else "rows"
+
+
+def plural(n, word):
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def histogram_title(info, command="rda detect"):
+    """The title of ``score_hist.png``: the data, and the detector (the ensemble's cut-off, or lambda)."""
+    from pathlib import Path
+
+    name = Path(info["data"]).name
+    if score_kind(info) == "ensemble":
+        return f"{command}: {name}, RDA ensemble of {plural(info['n_members'], 'member')}, cut-off {info['threshold']:.4g}"
+    return f"{command}: {name}, lambda = {info['lam']:.4g}"
+
+
+def histogram(path, scores, flagged, title, kind="rows"):
     """The score histogram (log counts), flagged rows in red; returns the Figure's drawn data as
-    ``{label: counts}`` (for tests). ``rows_flagged=False`` (a column penalty): one histogram of the
-    residual row norms, no flagging boundary."""
+    ``{label: counts}`` (for tests). ``kind`` (:func:`score_kind`) names the score on the x axis;
+    ``"columns"`` (a column penalty): one histogram of the residual row norms, no flagging boundary."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -90,11 +160,9 @@ def histogram(path, scores, flagged, title, rows_flagged=True):
         drawn = {}
         for values, color, label in groups:
             drawn[label] = ax.hist(values, bins=40, color=color, alpha=0.8, label=label)[0]
-        if rows_flagged:
+        if kind != "columns":
             ax.axvline(0, color="k", ls="--", lw=1, label="flagging boundary (score 0)")
-            ax.set_xlabel("score (> 0: flagged, the norm of the row of S; <= 0: how far the row is below the threshold)")
-        else:
-            ax.set_xlabel("score: the residual row norm ||x - l|| (a column penalty flags columns, not rows)")
+        ax.set_xlabel(XLABELS[kind])
         ax.set_yscale("log")
         ax.set_ylabel("rows (log scale)")
         ax.set_title(title, fontsize=10)
@@ -104,6 +172,13 @@ def histogram(path, scores, flagged, title, rows_flagged=True):
     finally:
         plt.close(fig)
     return drawn
+
+
+def detect_figures(folder, info, labels, scores, flagged, pairs):
+    """``score_hist.png`` and ``top_rows.png`` of a detect result into ``folder`` (the second only when a
+    row is flagged); returns whether ``top_rows.png`` was drawn."""
+    histogram(folder / "score_hist.png", scores, flagged, histogram_title(info), score_kind(info))
+    return top_rows_chart(folder / "top_rows.png", labels, scores, flagged, pairs)
 
 
 def _single_lines(info, id_name, col_rows):
@@ -133,7 +208,7 @@ def _ensemble_lines(info, id_name):
     return [
         f"- rows: {info['n_rows']}, feature columns: {info['n_features']}"
         + (f" (id column `{id_name}` excluded)" if id_name else ""),
-        f"- detector: the RDA ensemble of the table rule (`rda_cli/table_rule.py`), **{info['n_members']} members**, "
+        f"- detector: the RDA ensemble of the table rule (`rda_cli/table_rule.py`), **{plural(info['n_members'], 'member')}**, "
         f"layers {', '.join(info['layers'])}; columns scaled robustly (1st..99th percentile -> [0, 1])",
         f"- each member: a pilot autoencoder ({rule['pilot_outer']} x about {rule['pilot_steps']} steps at learning "
         f"rate {rule['pilot_learning_rate']}), lambda = its {rule['lambda_quantile']} quantile of the residual row "
@@ -187,8 +262,15 @@ def report_markdown(info, ids, id_name, scores, flagged, col_rows, top=None, cha
                   "|---|---|"]
         lines += [f"| {name} | {fmt(v)} |" for name, v, flagged_col in col_rows if flagged_col] or ["| (none) | |"]
         lines += ["", "Every column's S norm and flag: `columns.csv`."]
-    lines += ["", "Files: `scores.csv` (row, score, flagged, top_features), `L.npy` and `S.npy` (original units: "
-              "X ~ L + S), `model/` (the network plus `scaler.json`; score new rows with "
-              "`rda score --model <this folder>/model --data FILE`)."]
+    lines += ["", "Files: `scores.csv` (row, score, flagged, top_features), "
+              + ("" if col_rows is not None else "`explain.csv` (each flagged row's top features: its value, what "
+                 "the model expected there and the feature's share, in the table's units), ")
+              + "`L.npy` and `S.npy` (original units: X ~ L + S), `model/` (the network plus `scaler.json`; score "
+              "new rows with `rda score --model <this folder>/model --data FILE`)."]
+    if info.get("detector") == "ensemble":
+        lines += ["", f"`L.npy` and `S.npy` of the ensemble are its members' `L` and `S` averaged. A row of `S` is "
+                  f"non-zero where any member's l2,1 prox kept it ({info.get('s_nonzero_rows', '?')} rows here), so "
+                  f"`S` does not say which rows are flagged: the flags ({info['n_flagged']} rows) come from the "
+                  "averaged robust z-scores against the cut-off (`scores.csv`)."]
     return "\n".join(lines) + "\n"
 

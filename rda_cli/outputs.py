@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .detect_report import columns_csv, histogram, report_markdown, scores_csv, top_rows_chart
+from .detect_report import chart_pairs, columns_csv, detect_figures, explain_csv, report_markdown, scores_csv
 from .errors import DetectError
 from .owned import (MANIFEST, claim, is_owned, place, remove_stale, sha256_file, temp_dir, temp_prefix,
                     write_manifest, _stem)
@@ -37,7 +37,7 @@ __all__ = ["MARKER", "OUTPUT_NAMES", "OutputChangedError", "check_out_dir", "sta
            "owning_folder", "located"]
 
 MARKER = "detect.json"  # the file that says a folder holds an rda detect result
-OUTPUT_NAMES = frozenset({"scores.csv", "columns.csv", "L.npy", "S.npy", "imputed.npy", "model", "score_hist.png",
+OUTPUT_NAMES = frozenset({"scores.csv", "explain.csv", "columns.csv", "L.npy", "S.npy", "imputed.npy", "model", "score_hist.png",
                           "top_rows.png", "report.md", MARKER, MANIFEST})
 # a folder holding one of these (or params.json beside network.keras) is a model or result folder of rda's:
 # rda score writes no file inside it
@@ -142,7 +142,7 @@ def check_score_out(out, data_path, model_dir, force=False):
         raise DetectError(f"`out` {shown} is a folder; give a file name such as {show_path(out / 'scores.csv')}")
     if Path(data_path).exists() and is_within(out, data_path):
         raise DetectError(f"`out` {shown} is the input file; it is never overwritten: name another file")
-    owner = Path(model_dir) if is_within(out, model_dir) else owning_folder(out)
+    owner = owning_folder(out)  # the model folder too (``model_dir``: kept for the callers; the folder says it)
     if owner is not None:
         raise DetectError(f"`out` {shown} is inside {show_path(owner)}, a folder rda wrote as a whole (a model or "
                           "a result); name a file elsewhere")
@@ -182,16 +182,17 @@ def write_result(tmp, out_dir, info, table, scores, flagged, L, S, model, scaler
     (tmp / "scores.csv").write_text(scores_csv(table.ids, info["id_column"], scores, flagged, top))
     if col_rows is not None:
         (tmp / "columns.csv").write_text(columns_csv(col_rows))
+    elif shares is not None:  # the flagged rows' top features in the table's units
+        (tmp / "explain.csv").write_text(explain_csv(table.ids, table.X, L, shares, flagged, table.feature_names))
     np.save(tmp / "L.npy", L)
     np.save(tmp / "S.npy", S)
     if imputed is not None:
         np.save(tmp / "imputed.npy", imputed)
-    chart = shares is not None and top_rows_chart(tmp / "top_rows.png", table.ids, scores, flagged, shares,
-                                                  table.feature_names)
     model.save(tmp / "model")
     scaler.save(tmp / "model" / "scaler.json")
-    histogram(tmp / "score_hist.png", scores, flagged,
-              f"rda detect: {Path(info['data']).name}, lambda = {info['lam']:.4g}", rows_flagged=col_rows is None)
+    labels = [str(v) for v in table.ids] if table.ids is not None else [str(i) for i in range(len(scores))]
+    pairs = chart_pairs(shares, flagged, table.feature_names) if shares is not None else {}
+    chart = detect_figures(tmp, info, labels, scores, flagged, pairs)
     (tmp / "report.md").write_text(report_markdown(info, table.ids, info["id_column"], scores, flagged, col_rows,
                                                    top, chart))
     (tmp / MARKER).write_text(json.dumps(info, indent=1, default=float))

@@ -54,6 +54,28 @@ def read_scores(path):
     return header, rows
 
 
+def check_explain(run, X, keys=None):
+    """explain.csv holds each flagged row's top features (as scores.csv names them), with the cell as read
+    and L.npy's value there, in the table's units; returns its rows as dicts."""
+    header, rows = read_scores(run / "scores.csv")
+    keys = keys if keys is not None else [str(i) for i in range(len(X))]
+    where = {k: i for i, k in enumerate(keys)}
+    named = {r[0]: [p.split(":") for p in r[3].split(";")] for r in rows if r[2] == "1" and r[3]}
+    L = np.load(run / "L.npy")
+    with open(run / "explain.csv", newline="") as fh:
+        explain = list(csv.DictReader(fh))
+    assert explain and list(explain[0]) == ["row", "feature", "value", "expected", "share"]
+    got = {}
+    for e in explain:
+        i, j = where[e["row"]], int(e["feature"][1:])
+        got.setdefault(e["row"], []).append([e["feature"], e["share"]])
+        value = X[i, j]
+        assert (e["value"] == "") if np.isnan(value) else float(e["value"]) == pytest.approx(value, rel=1e-5)
+        assert float(e["expected"]) == pytest.approx(L[i, j], rel=1e-5, abs=1e-9)
+    assert got == named  # the same rows and features, in the same order, as top_features
+    return explain
+
+
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory):
     """One default (the RDA ensemble) detect run on a CSV with a header and an id column."""
@@ -100,6 +122,11 @@ def test_detect_end_to_end(fitted):
     assert report.count("| r") >= 20  # the top-20 table names rows by their ids
     assert (run / "score_hist.png").read_bytes().startswith(PNG)
     assert json.loads((run / "model" / "scaler.json").read_text())["id_column"] == "id"
+    # explain.csv: rows named by their ids; the report says what S is for the ensemble
+    check_explain(run, X, fitted["ids"])
+    s_rows = int(np.any(S != 0, axis=1).sum())
+    assert f"({s_rows} rows here)" in report and "`S` does not say which rows are flagged" in report
+    assert json.loads((run / "detect.json").read_text())["lam"] is None
 
 
 def test_score_new_rows(fitted, tmp_path):
@@ -318,6 +345,16 @@ def test_top_features_name_the_planted_columns(planted_columns):
     report = (tmp / "run" / "report.md").read_text()
     assert "top_rows.png" in report and "top features" in report
     assert (tmp / "run" / "top_rows.png").read_bytes().startswith(PNG)
+    # in the table's units: a planted cell's value lies far from what the model expected there, the
+    # expected value inside the column's range
+    explain = check_explain(tmp / "run", X, [f"r{i}" for i in range(len(X))])
+    span = X.max(axis=0) - X.min(axis=0)
+    planted = [e for e in explain if int(e["row"][1:]) in cols and int(e["feature"][1:]) in cols[int(e["row"][1:])]]
+    assert len(planted) >= 30
+    for e in planted:
+        j = int(e["feature"][1:])
+        assert abs(float(e["value"]) - float(e["expected"])) > 0.3 * span[j], e
+        assert X[:, j].min() - 0.1 * span[j] <= float(e["expected"]) <= X[:, j].max() + 0.1 * span[j], e
 
 
 def test_score_streams_chunks_with_the_same_result(planted_columns, tmp_path, monkeypatch):
@@ -364,6 +401,7 @@ def test_detect_and_score_with_missing_cells(tmp_path):
     scores = np.array([float(r[1]) for r in read_scores(tmp_path / "run" / "scores.csv")[1]])
     assert roc_auc_score(truth, scores) >= 0.9
     assert "missing values:" in (tmp_path / "run" / "report.md").read_text()
+    check_explain(tmp_path / "run", Xm)  # a missing cell: no value; expected: its imputed value
     res = invoke("score", "--model", tmp_path / "run" / "model", "--data", tmp_path / "m.csv", "--out", tmp_path / "s.csv")
     assert res.exit_code == 0, res.output
     res = invoke("score", "--model", tmp_path / "run" / "model", "--data", tmp_path / "m.csv", "--out",
@@ -397,6 +435,7 @@ def test_detect_and_score_with_the_l1_penalty(tmp_path):
     # the planted cell is the top feature of its flagged row
     hits = [rows[i][3].split(":")[0] == f"f{c}" for i, c in zip(bad, cols) if flagged[i]]
     assert hits and np.mean(hits) >= 0.8, hits
+    check_explain(tmp_path / "run", X)  # rows numbered as scores.csv numbers them
     assert not (tmp_path / "run" / "columns.csv").exists()
     out = tmp_path / "scored.csv"
     res = invoke("score", "--model", tmp_path / "run" / "model", "--data", data, "--out", out)
