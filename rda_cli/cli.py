@@ -416,7 +416,8 @@ def detect(data_path, penalty, lam, contamination, lam_for_fraction, members, la
     chosen label-free at the knee of the number of flagged groups vs lambda over 8 lambdas (9 fits).
 
     Writes scores.csv (row,score,flagged,top_features; for the row penalties score > 0 means flagged; a flagged
-    row's top features by share of its S row), L.npy and S.npy in the original units, imputed.npy (with missing
+    row's top features by share of its S row), explain.csv (each flagged row's top features: value, expected
+    value and share, in the table's units), L.npy and S.npy in the original units, imputed.npy (with missing
     cells), model/ (for rda score), score_hist.png, top_rows.png and report.md. With --penalty l21_cols the
     columns are what is flagged (columns.csv: each column's S norm and flag); no row is, and a row's score is
     its residual norm (a ranking, > 0 for any row the network does not fit exactly).
