@@ -387,7 +387,7 @@ def plot(run_dir):
 @click.option("--members", type=click.IntRange(1, 8), default=None, metavar="N",
               help="members of the RDA ensemble (the default detector)  [default: 6; 1: a single RDA]")
 @click.option("--layers", default=None, metavar="H1,H2,...",
-              help="hidden layer sizes; the input width is put in front  [default: rda.default_layers(width): "
+              help="hidden layer sizes; the input width is put in front  [default: rda_cli.estimator.default_layers(width): "
                    "max(2, ceil(width/2)), max(1, ceil(width/4))]")
 @click.option("--id-column", default=None, metavar="NAME", help="CSV column holding row ids (not a feature)")
 @click.option("--array", "array_name", default=None, metavar="NAME",

@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import math
 import re
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,7 +39,12 @@ MISSING_TOKENS = ("", "na", "n/a", "nan", "+nan", "-nan", "null")  # compared ca
 BLOCK_BYTES = 1 << 24  # bytes of CSV text per block of the vectorised reader (16 MiB)
 MAX_LINE = BLOCK_BYTES  # characters in one CSV line (16 Mi; a longer one is refused): a line that fits a
 # block is read by both readers, a longer one only by the exact reader, so both give the same outcome
-EXACT_CHUNK_ROWS = 1 << 16  # rows per chunk of the exact reader
+EXACT_CHUNK_ROWS = 1 << 16  # rows per chunk of the exact reader, at most
+EXACT_CHUNK_CELLS = 1 << 22  # cells per chunk of the exact reader, at most (wide tables: fewer rows)
+ARROW_BLOCK_BYTES = 1 << 20  # pyarrow's block (parsed in parallel); a piece with a longer line: one block
+ARROW_MAX_COLUMNS = 1000  # wider tables go to NumPy's reader (pyarrow's cost and memory grow per column)
+MAX_COLUMNS = 1_000_000  # columns of a table (as wide as a network layer may be, persistence.MAX_LAYER_WIDTH)
+NAMES_SHOWN = 10  # column names a message lists at most
 
 
 def _is_number(text):
@@ -94,17 +100,18 @@ def _layout(path, first, id_column, line=1):
     The row is the header iff one of its cells is a name: neither a number nor a missing token nor
     something Python's float() would read (``1_000``, Unicode digits: refused below, as in any row).
     So ``1,NA,3`` is a row of data, ``id,400,450`` a header."""
+    width = len(first)
+    check_width(path, width, f"line {line}")
     first = [cell.strip() for cell in first]
     has_header = any(not _is_number(c) and not _is_missing(c) and not _float_would_take(c) for c in first)
-    width = len(first)
     if has_header:
         names = first
-        if any(not n for n in names):
+        if "" in names:
             raise TableError(f"{path}: the header row (line {line}) has an empty column name (column "
                              f"{names.index('') + 1})")
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise TableError(f"{path}: the header names column {dup[0]!r} more than once")
+        if len(set(names)) != width:
+            dup = min(name for name, count in Counter(names).items() if count > 1)
+            raise TableError(f"{path}: the header names column {dup!r} more than once")
     else:
         names = [f"x{j + 1}" for j in range(width)]
     id_index = None
@@ -112,18 +119,39 @@ def _layout(path, first, id_column, line=1):
         if not has_header:
             raise TableError(f"{path} has no header row (line {line} holds only numbers and missing values), so it "
                              f"has no column named {id_column!r} (`id_column` needs a header)")
-        if id_column not in names:
-            import difflib
-
-            close = difflib.get_close_matches(id_column, names, n=1, cutoff=0.5)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise TableError(f"{path}: no column named {id_column!r}{hint} (columns: {', '.join(names)})")
-        id_index = names.index(id_column)
+        id_index = column_index(path, names, id_column)
     feat_idx = [j for j in range(width) if j != id_index]
     if not feat_idx:
         raise TableError(f"{path} has no feature columns besides the id column {id_column!r}")
     return _Layout(names, has_header, id_index, feat_idx, skip_lines=line if has_header else 0,
                    header=names if has_header else None)
+
+
+def check_width(path, width, where):
+    """Refuse a table of more than :data:`MAX_COLUMNS` columns (``where``: the line or file part that says so)."""
+    if width > MAX_COLUMNS:
+        raise TableError(f"{path}: {where} has {width:,} columns, more than the {MAX_COLUMNS:,} rda reads")
+
+
+def shown_names(names, limit=NAMES_SHOWN):
+    """At most ``limit`` column names for a message, each quoted to 40 characters, then how many more."""
+    shown = ", ".join(n if len(n) <= 40 else n[:39] + "\u2026" for n in names[:limit])
+    return shown + (f", \u2026 ({len(names) - limit:,} more)" if len(names) > limit else "")
+
+
+def column_index(path, names, name):
+    """The index of column ``name`` among ``names``, or one TableError line naming a close match and at most
+    :data:`NAMES_SHOWN` of the columns."""
+    try:
+        return names.index(name)
+    except ValueError:
+        pass
+    import difflib
+
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.5) if len(names) <= 10_000 else \
+        [n for n in names if n.lower() == name.lower()][:1]
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise TableError(f"{path}: no column named {name!r}{hint} (columns: {shown_names(names)})")
 
 
 def _cell_value(cell, missing, path, line, name):
@@ -195,10 +223,11 @@ def _content_end(path):
     return 0
 
 
-def _exact_chunks(path, id_column, missing, rows=EXACT_CHUNK_ROWS):
+def _exact_chunks(path, id_column, missing, rows=None):
     """The reference CSV reader, streamed: ``(layout, X, ids, offset)`` per chunk of at most ``rows`` rows
-    (``offset``: the chunk's first row). Python's csv module and :data:`_NUMBER` per cell: slow, but it
-    names the line and column of the first bad cell.
+    (default: :data:`EXACT_CHUNK_ROWS`, fewer for wide tables; ``offset``: the chunk's first row).
+    Python's csv module and :data:`_NUMBER` per cell: slow, but it names the line and column of the
+    first bad cell.
 
     Rows: every record after the header (or from line 1 when there is none), except empty lines at
     the end of the file (and before a header). An empty line or a row of empty cells inside the data
@@ -214,6 +243,7 @@ def _exact_chunks(path, id_column, missing, rows=EXACT_CHUNK_ROWS):
                 continue
             lay = _layout(path, row, id_column, line)
             width = len(lay.names)
+            rows = rows or max(1, min(EXACT_CHUNK_ROWS, EXACT_CHUNK_CELLS // width))
             if lay.has_header:
                 pending = []
                 continue
@@ -309,11 +339,19 @@ def _arrow_batches(path, lay, block_bytes=None):
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    read, parse, convert = _arrow_options(lay)
+    read, parse, convert = _arrow_options(lay, min(ARROW_BLOCK_BYTES, BLOCK_BYTES))
     for k, piece in enumerate(_segments(path, lay, block_bytes or BLOCK_BYTES)):
         if k == 1:
             read.skip_rows = 0
-        yield pacsv.read_csv(pa.BufferReader(piece), read, parse, convert)
+        try:  # blocks of ARROW_BLOCK_BYTES are parsed by pyarrow's threads in parallel
+            table = pacsv.read_csv(pa.BufferReader(piece), read, parse, convert)
+        except pa.ArrowInvalid:
+            # a line (or the header) longer than a block: the whole piece as one block (a line is at most
+            # MAX_LINE); a file pyarrow cannot take fails again here (and the exact reader decides)
+            whole = _arrow_options(lay, BLOCK_BYTES)[0]
+            whole.skip_rows = read.skip_rows
+            table = pacsv.read_csv(pa.BufferReader(piece), whole, parse, convert)
+        yield table
 
 
 def _arrow_options(lay, block_size=None):
@@ -335,8 +373,6 @@ def _from_arrow(batch, lay, missing):
     """``(X, ids)`` of an Arrow table or record batch read with :func:`_arrow_options`, or None when the
     exact reader must decide: a null (missing token) with ``missing="refuse"``, a NaN that is not one
     of the missing tokens (pyarrow reads ``nan(1)``), or a row without any value (its line is named)."""
-    import pyarrow.compute as pc
-
     cols = [batch.column(j) for j in range(len(lay.names))]
     X = np.column_stack([cols[j].to_numpy(zero_copy_only=False) for j in lay.feat_idx]).astype(np.float64, copy=False)
     nulls = sum(cols[j].null_count for j in lay.feat_idx)
@@ -344,6 +380,8 @@ def _from_arrow(batch, lay, missing):
         return None
     ids = None
     if lay.id_index is not None:
+        import pyarrow.compute as pc  # imported only here: it takes longer to import than a table to read
+
         ids = pc.utf8_trim_whitespace(cols[lay.id_index]).to_pylist()
     return X, ids
 

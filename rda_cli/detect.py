@@ -545,8 +545,9 @@ def _table_chunks(model, scaler, data_path, array, missing, id_column=None):
 
     given = id_column is not None
     id_column = id_column if given else scaler.id_column
-    stream = model.penalty != "l21_cols" and Path(data_path).suffix.lower() == ".csv" and array is None
-    if id_column is not None and not given and Path(data_path).suffix.lower() == ".csv":
+    named = Path(data_path).suffix.lower() in (".csv", ".parquet")  # files with column names (streamed)
+    stream = model.penalty != "l21_cols" and named and array is None
+    if id_column is not None and not given and named:
         try:
             first = iter_table(data_path, id_column, missing) if stream else iter(
                 [read_table(data_path, id_column=id_column, min_rows=1, array=array, missing=missing)])

@@ -142,7 +142,7 @@ def check_score_out(out, data_path, model_dir, force=False):
         raise DetectError(f"`out` {shown} is a folder; give a file name such as {show_path(out / 'scores.csv')}")
     if Path(data_path).exists() and is_within(out, data_path):
         raise DetectError(f"`out` {shown} is the input file; it is never overwritten: name another file")
-    owner = Path(model_dir) if is_within(out, model_dir) else owning_folder(out)
+    owner = owning_folder(out)  # the model folder too (``model_dir``: kept for the callers; the folder says it)
     if owner is not None:
         raise DetectError(f"`out` {shown} is inside {show_path(owner)}, a folder rda wrote as a whole (a model or "
                           "a result); name a file elsewhere")

@@ -352,4 +352,3 @@ def _check_network_file(path, layers, tied):
         raise ModelFileError(f"{path}: tied={_quote(inner.get('tied'))} differs from params.json's tied={tied!r}")
 
 
-_check_network_config = _check_network_file  # the name of version 0.1.0 (re-exported by rda_cli.rda)

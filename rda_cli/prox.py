@@ -167,7 +167,8 @@ def l21_shrink(S, threshold, groups="rows", out=None):
 def _group_scale(norms, threshold):
     """``max(1 - threshold / norm, 0)`` per group, overwriting ``norms``; a zero norm gives 0."""
     np.maximum(norms, np.finfo(norms.dtype).tiny, out=norms)
-    np.divide(threshold, norms, out=norms)
+    with np.errstate(over="ignore"):  # threshold / a tiny norm is inf, and the group's scale 0: as meant
+        np.divide(threshold, norms, out=norms)
     np.subtract(1.0, norms, out=norms)
     return np.maximum(norms, 0.0, out=norms)
 

@@ -45,9 +45,19 @@ def check_parent_is_folder(path):
 
 
 def make_dirs(path):
-    """Create ``path`` and its missing parents; return the folders created (outermost first)."""
-    created = missing_dirs(path)
-    Path(path).mkdir(parents=True, exist_ok=True)
+    """Create ``path`` and its missing parents; return the folders this call created (outermost first): a
+    folder another process created meanwhile is not among them, so a cleanup never removes another's."""
+    created = []
+    for d in missing_dirs(path):
+        try:
+            os.mkdir(d)
+        except FileExistsError:
+            if not os.path.isdir(d):
+                raise
+            continue
+        created.append(d)
+    if not os.path.isdir(path):
+        raise FileExistsError(errno.EEXIST, "exists and is not a folder", str(path))
     return created
 
 

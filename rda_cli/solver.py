@@ -26,7 +26,8 @@ from .missing import fill_missing, observed_mask, observed_scale
 from .progress import outer_iteration
 from .prox import l1_shrink, l21_shrink, penalty_value
 
-__all__ = ["Schedule", "SparsePart", "SolverResult", "BankOfOne", "alternate", "record", "sparse_part_of"]
+__all__ = ["Schedule", "SparsePart", "SolverResult", "BankOfOne", "alternate", "record", "sparse_part_of",
+           "sparse_step"]
 
 
 @dataclass(frozen=True)
@@ -220,6 +221,15 @@ def alternate(X, parts, bank, schedule, S, LS_prev):
         if not active:  # every model finishes by its last outer iteration
             break
     return results
+
+
+def sparse_step(X, L, part):
+    """``S = prox(X - L)``: one S-step of ``part`` on data ``X`` (NaN: missing, where the residual is zero and
+    an l2,1 group's threshold scales as in :meth:`SparsePart.prox`) given a reconstruction ``L``; a new
+    float32 array. The one way to start the loop from a network fitted elsewhere (a pilot's ``L``)."""
+    mask = observed_mask(X)
+    R = np.asarray(X - L if mask is None else np.where(mask, X - L, 0.0), np.float32)
+    return part.prox(R, mask)
 
 
 def sparse_part_of(X, mask, reconstruct, part, n_iter=10):

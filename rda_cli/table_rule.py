@@ -3,7 +3,7 @@
 ``rda detect``, ``rda benchmark`` (its ``rda``/``ae``/``rda-ens`` cells), :class:`rda_cli.pyod_detector.RDA`
 and :class:`rda_cli.ensemble.RobustAutoencoderEnsemble` all take their settings from here, and fit a
 member through the one function :func:`fit_member`. The rule is computed from the table's shape and
-its unlabeled rows only, the same on every table (measured in ``docs/probe_table_rule.md``):
+its unlabeled rows only, the same on every table (measured in ``docs/benchmark.md``, "The table rule"):
 
 * **scaling** -- robust: each column's 1st..99th training percentile -> [0, 1], not clipped
   (:class:`rda_cli.scaling.RobustScaler01`);
@@ -150,7 +150,7 @@ def fit_member(Z, seed=0, penalty="l21_rows", rule=DEFAULT_RULE, width=1.0, dept
         outer iteration) and ``n_flagged``.
     """
     from .estimator import RobustAutoencoder
-    from .prox import l21_shrink
+    from .solver import SparsePart, sparse_step
 
     n, d = Z.shape
     settings = member_settings(n, d, rule, width, depth)
@@ -162,8 +162,7 @@ def fit_member(Z, seed=0, penalty="l21_rows", rule=DEFAULT_RULE, width=1.0, dept
     if penalty != "l21_rows":
         raise ValueError(f"the table rule's members use penalty 'l21_rows' or None, got {penalty!r}")
     threshold = float(np.quantile(pilot.residual_scores_, rule.lambda_quantile))
-    R = np.where(np.isnan(Z), 0.0, Z - pilot.L_).astype(np.float32)  # the pilot's residual (0 where missing)
-    S0 = l21_shrink(R, threshold, "rows")
+    S0 = sparse_step(Z, pilot.L_, SparsePart("l21_rows", threshold))  # prox of the pilot's residual
     epochs, cap = phase_schedule(rule.warm_steps, n, settings["batch_size"])
     warm = dict(settings, outer_iterations=rule.warm_outer, inner_epochs=epochs, max_steps_per_epoch=cap,
                 learning_rate=rule.warm_learning_rate)

@@ -45,13 +45,14 @@ import numpy as np
 # from here too (tests and scripts reach tabular's private helpers and patch _have_arrow, _csv_layout,
 # _read_csv_exact here: _read_csv and iter_table below look them up in this module).
 from .csvread import (  # noqa: F401
-    BLOCK_BYTES, EXACT_CHUNK_ROWS, MAX_LINE, MISSING_TOKENS, _NUMBER, _arrow_batches, _arrow_options,
+    ARROW_MAX_COLUMNS, BLOCK_BYTES, EXACT_CHUNK_ROWS, MAX_LINE, MISSING_TOKENS, _NUMBER, _arrow_batches, _arrow_options,
     _cell_value, _content_end, _csv_layout, _exact_chunks, _finish, _float_would_take, _from_arrow,
     _is_empty_line, _is_missing, _is_number, _Layout, _layout, _NotPlain, _null_spellings, _plain_lines,
     _read_csv_arrow, _read_csv_exact, _read_csv_numpy, _records, _segments, _text_lines)
 from .persistence import MAX_LAYER_WIDTH, ModelFileError
 from .safeio import read_json
 from .table import Table, TableError, _check_finite, _check_observed, column_names  # noqa: F401
+from .csvread import check_width, column_index
 
 __all__ = ["TableError", "ScalerFileError", "Table", "read_table", "MinMaxScaler01"]
 
@@ -73,6 +74,12 @@ def _have_arrow():
     return True
 
 
+def _arrow_for(lay):
+    """Whether pyarrow reads a CSV file of layout ``lay``: when installed, for tables of at most
+    :data:`ARROW_MAX_COLUMNS` columns (NumPy's reader is faster and far smaller on wider ones)."""
+    return len(lay.names) <= ARROW_MAX_COLUMNS and _have_arrow()
+
+
 def _read_csv(path, id_column, missing="refuse", columns=True):
     """Read a CSV file: vectorised (pyarrow's CSV reader when installed, else NumPy's ``loadtxt``), and
     the exact reader when the fast one cannot read the file as it stands, so that a bad cell is
@@ -80,7 +87,7 @@ def _read_csv(path, id_column, missing="refuse", columns=True):
     lay = _csv_layout(path, id_column)
     fast = None
     if lay is not None:
-        fast = _read_csv_arrow(path, lay, missing) if _have_arrow() else _read_csv_numpy(path, lay, missing)
+        fast = _read_csv_arrow(path, lay, missing) if _arrow_for(lay) else _read_csv_numpy(path, lay, missing)
     if fast is None or fast[0].shape[0] == 0:
         return _read_csv_exact(path, id_column, missing, columns)
     return _finish(fast[0], path, lay, fast[1], id_column, missing, columns)
@@ -139,45 +146,94 @@ def _read_array(path, suffix, array=None, missing="refuse", columns=True):
             from None
 
 
-def _read_parquet(path, id_column, missing, columns=True):
-    """A Parquet file (pyarrow needed): numeric columns, plus the id column if named; nulls are missing values."""
+PARQUET_BATCH_ROWS = 1 << 16  # rows per batch read from a Parquet file
+
+
+def _parquet_file(path, id_column):
+    """``(ParquetFile, layout, n_rows)`` of a Parquet file, from its metadata alone (pyarrow needed): the
+    column count within :data:`~rda_cli.csvread.MAX_COLUMNS`, every feature column numeric, at least one
+    row, and ``rows x features`` float64 values within :func:`~rda_cli.arrayfile.memory_cap` -- all
+    checked before any data page is read (a small compressed file may declare billions of rows)."""
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
         raise TableError(f"{path}: reading Parquet files needs pyarrow (pip install rda-cli[arrow])") from None
+    from .arrayfile import _size, memory_cap
+
     try:
-        table = pq.read_table(path)
+        pf = pq.ParquetFile(path)
+        schema = pf.schema_arrow
+        n_rows = pf.metadata.num_rows
     except (pa.ArrowException, OSError) as exc:
         raise TableError(f"{path}: cannot read it as Parquet ({' '.join(str(exc).split())[:200]})") from None
-    names = list(table.column_names)
-    if id_column is not None and id_column not in names:
-        raise TableError(f"{path}: no column named {id_column!r} (columns: {', '.join(names)})")
-    features = [n for n in names if n != id_column]
+    check_width(path, len(schema), "its schema")
+    names = list(schema.names)
+    if len(set(names)) != len(names):
+        raise TableError(f"{path}: the schema names a column more than once")
+    id_index = None if id_column is None else column_index(path, names, id_column)
+    features = [j for j in range(len(names)) if j != id_index]
     if not features:
         raise TableError(f"{path} has no feature columns besides the id column {id_column!r}")
-    for name in features:
-        t = table.schema.field(name).type
+    for j in features:
+        t = schema.field(j).type
         if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)):
-            raise TableError(f"{path}: column {name!r} has type {t}; every feature column must be numeric "
+            raise TableError(f"{path}: column {names[j]!r} has type {t}; every feature column must be numeric "
                              "(name a text id column with `id_column`)")
-    if table.num_rows == 0:
+    if n_rows <= 0:
         raise TableError(f"{path} has no data rows")
-    X = np.column_stack([table.column(n).to_numpy(zero_copy_only=False).astype(np.float64) for n in features])
-    ids = None
-    if id_column is not None:
-        ids = ["" if v is None else str(v).strip() for v in table.column(id_column).to_pylist()]
-    lay = _Layout(names, True, None if id_column is None else names.index(id_column),
-                  [j for j, n in enumerate(names) if n != id_column], lines=False)
-    return _finish(X, path, lay, ids, id_column, missing, columns)
+    need = n_rows * len(features) * 8
+    if need > memory_cap():
+        raise TableError(f"{path} declares {n_rows:,} rows x {len(features):,} columns ({_size(need)} as float64), "
+                         f"more than rda reads into memory ({_size(memory_cap())}, half the physical memory)")
+    lay = _Layout(names, True, id_index, features, lines=False, header=names)
+    return pf, lay, n_rows
+
+
+def _parquet_chunks(path, pf, lay, n_rows, batch_rows=PARQUET_BATCH_ROWS):
+    """``(X, ids, offset)`` per batch of at most ``batch_rows`` rows of a Parquet file checked by
+    :func:`_parquet_file`; a file holding more or fewer rows than its metadata declares is refused."""
+    import pyarrow as pa
+
+    offset = 0
+    try:
+        for batch in pf.iter_batches(batch_size=batch_rows, use_threads=False):
+            if offset + batch.num_rows > n_rows:
+                offset += batch.num_rows
+                break
+            X = np.empty((batch.num_rows, len(lay.feat_idx)))
+            for k, j in enumerate(lay.feat_idx):
+                X[:, k] = batch.column(j).to_numpy(zero_copy_only=False)
+            ids = None
+            if lay.id_index is not None:
+                ids = ["" if v is None else str(v).strip() for v in batch.column(lay.id_index).to_pylist()]
+            yield X, ids, offset
+            offset += batch.num_rows
+    except (pa.ArrowException, OSError) as exc:
+        raise TableError(f"{path}: cannot read it as Parquet ({' '.join(str(exc).split())[:200]})") from None
+    if offset != n_rows:
+        raise TableError(f"{path}: its metadata declares {n_rows:,} rows but it holds "
+                         f"{'more' if offset > n_rows else f'{offset:,}'}: damaged or crafted")
+
+
+def _read_parquet(path, id_column, missing, columns=True):
+    """A Parquet file (pyarrow needed): numeric columns, plus the id column if named; nulls are missing
+    values. Memory: the float64 table (allocated once, from the checked metadata) and one batch."""
+    pf, lay, n_rows = _parquet_file(path, id_column)
+    X, ids = np.empty((n_rows, len(lay.feat_idx))), []
+    for part, part_ids, offset in _parquet_chunks(path, pf, lay, n_rows):
+        X[offset:offset + len(part)] = part
+        ids += part_ids or []
+    return _finish(X, path, lay, ids if id_column is not None else None, id_column, missing, columns)
 
 
 def iter_table(path, id_column=None, missing="refuse", block_bytes=None):
     """Yield the rows of a table in consecutive :class:`Table` chunks, for scoring files larger than memory.
 
     A CSV file is streamed with pyarrow's reader (``block_bytes`` of text per chunk, default
-    :data:`BLOCK_BYTES`), when installed;
-    any other file, or a CSV file without pyarrow, comes as one chunk from :func:`read_table`. Each
+    :data:`BLOCK_BYTES`) when it is installed and the table has at most :data:`ARROW_MAX_COLUMNS`
+    columns; a Parquet file in batches of :data:`PARQUET_BATCH_ROWS` rows (its metadata checked
+    first); any other file comes as one chunk from :func:`read_table`. Each
     chunk is checked as :func:`read_table` checks a table (except that a column may have no value:
     the network fills it in). When the fast reader meets a cell it cannot take, the exact reader
     streams the file: it either names the bad cell (TableError, one line, as :func:`read_table`
@@ -185,30 +241,38 @@ def iter_table(path, id_column=None, missing="refuse", block_bytes=None):
     their float64 rows, whatever the file's length.
     """
     path = Path(path)
-    if path.suffix.lower() != ".csv" or not _have_arrow():
+    if path.suffix.lower() == ".parquet":
+        _check_missing(missing)
+        _check_path(path)
+        pf, lay, n_rows = _parquet_file(path, id_column)
+        for X, ids, offset in _parquet_chunks(path, pf, lay, n_rows):
+            yield _finish(X, path, lay, ids, id_column, missing, False, offset)
+        return
+    lay = None
+    if path.suffix.lower() == ".csv" and _have_arrow():
+        _check_missing(missing)
+        _check_path(path)
+        lay = _csv_layout(path, id_column)
+    if lay is None or not _arrow_for(lay):
         yield _read_checked(path, id_column, 1, None, missing, columns=False)
         return
-    _check_missing(missing)
-    _check_path(path)
-    lay = _csv_layout(path, id_column)
-    done = 0
-    if lay is not None:
-        import pyarrow as pa
+    import pyarrow as pa
 
-        try:
-            for batch in _arrow_batches(path, lay, block_bytes):
-                fast = _from_arrow(batch, lay, missing)
-                if fast is None:
-                    break
-                if len(fast[0]):
-                    table = _finish(*fast[:1], path, lay, fast[1], id_column, missing, False, done)
-                    done += len(fast[0])
-                    yield table
-            else:
-                if done:
-                    return
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeDecodeError, TableError, _NotPlain):
-            pass
+    done = 0
+    try:
+        for batch in _arrow_batches(path, lay, block_bytes):
+            fast = _from_arrow(batch, lay, missing)
+            if fast is None:
+                break
+            if len(fast[0]):
+                table = _finish(*fast[:1], path, lay, fast[1], id_column, missing, False, done)
+                done += len(fast[0])
+                yield table
+        else:
+            if done:
+                return
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeDecodeError, TableError, _NotPlain):
+        pass
     for lay, X, ids, offset in _exact_chunks(path, id_column, missing):  # names the bad cell, or reads the rest
         skip = max(0, done - offset)
         if skip < len(X):

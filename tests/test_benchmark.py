@@ -150,7 +150,7 @@ def test_detectors_never_see_labels(tmp_path, monkeypatch):
     from sklearn.svm import OneClassSVM
 
     from rda_cli.baselines import RobustPCA
-    from rda_cli.rda import RobustAutoencoder
+    from rda_cli.estimator import RobustAutoencoder
 
     assert "y" not in inspect.signature(B.run_detector).parameters
     classes = [IsolationForest, LocalOutlierFactor, OneClassSVM, RobustPCA, RobustAutoencoder]

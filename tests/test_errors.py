@@ -30,10 +30,8 @@ def test_every_error_class_is_an_rda_error_and_a_value_error():
     from rda_cli.experiments.config import ConfigError
     from rda_cli.experiments.rundir import RunDirError
     from rda_cli.persistence import ModelFileError
-    from rda_cli.rda import ModelFileError as old_path
     from rda_cli.tabular import TableError
 
-    assert old_path is ModelFileError
     for cls in (ConfigError, RunDirError, DataError, AdbenchError, TableError, DetectError, ModelFileError):
         assert issubclass(cls, RdaError) and issubclass(cls, ValueError), cls
 

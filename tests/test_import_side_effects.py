@@ -47,7 +47,7 @@ DEPS = "numpy,scipy,sklearn,yaml,click"
 
 @pytest.mark.parametrize("deps, modules", [
     ("", ["rda_cli"]),
-    (DEPS, ["rda_cli.rda"]),
+    (DEPS, ["rda_cli.estimator"]),
     (DEPS, ["rda_cli.experiments.runner", "rda_cli.experiments.outliers"]),
     (DEPS + ",matplotlib.pyplot,tensorflow,keras", ["rda_cli.experiments.figures", "rda_cli.stacked"]),
 ])

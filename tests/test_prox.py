@@ -124,3 +124,30 @@ def test_out_of_wrong_shape_or_dtype_rejected():
         l21_shrink(S, 0.1, out=np.empty((3, 4), np.float32))
     with pytest.raises(ValueError, match="out must be"):
         l1_shrink(S, 0.1, out=np.empty((4, 3), np.float64))
+
+
+def test_tiny_groups_under_a_large_threshold_shrink_to_zero_without_a_warning():
+    import warnings
+
+    S = np.zeros((3, 4), np.float32)
+    S[1, 2] = 1e-30  # a norm far below the threshold: threshold / norm overflows, as meant
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for groups in ("rows", "columns"):
+            assert not l21_shrink(S, 1e10, groups).any()
+
+
+def test_sparse_step_is_the_solvers_prox_of_the_residual():
+    """``solver.sparse_step`` (the one way to start the loop from a pilot's L): the prox of ``X - L``, zero at
+    missing entries, with the l2,1 threshold scaled by the observed share of a group as in the loop."""
+    from rda_cli.solver import SparsePart, sparse_step
+
+    rng = np.random.default_rng(3)
+    X, L = rng.random((30, 6)), rng.random((30, 6)).astype(np.float32)
+    part = SparsePart("l21_rows", 0.8)
+    np.testing.assert_array_equal(sparse_step(X, L, part), l21_shrink((X - L).astype(np.float32), 0.8, "rows"))
+    X[rng.random(X.shape) < 0.2] = np.nan
+    S = sparse_step(X, L, part)
+    mask = ~np.isnan(X)
+    assert S.dtype == np.float32 and not S[~mask].any()
+    np.testing.assert_array_equal(S, part.prox(np.where(mask, X - L, 0).astype(np.float32), mask))

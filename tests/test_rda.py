@@ -6,7 +6,7 @@ from sklearn.base import clone
 from sklearn.metrics import f1_score, roc_auc_score
 
 from rda_cli import RobustAutoencoder
-from rda_cli.rda import effective_threshold
+from rda_cli.estimator import effective_threshold
 from synthetic import with_outlier_rows, with_spikes
 
 FAST = dict(layers=[50, 25, 5], batch_size=64, learning_rate=0.01, random_state=0)
@@ -192,7 +192,7 @@ def test_reinitialize_auto_keeps_training_on_a_short_schedule():
     """12 outer x 15 epochs on a 3-D manifold with 6% planted rows, the estimator's other defaults:
     re-drawing the network every outer iteration leaves it unfitted when S is updated ("auto"
     does not re-draw below REINIT_MIN_EPOCHS epochs), while the authors' 20 x 50 still re-draws."""
-    from rda_cli.rda import REINIT_MIN_EPOCHS
+    from rda_cli.estimator import REINIT_MIN_EPOCHS
 
     X, truth = with_outlier_rows(n=1000, d=50, fraction=0.06, seed=0, latent=3)
     f1 = {}

@@ -231,7 +231,7 @@ def test_detect_unwritable_out_is_found_before_training(tmp_path, monkeypatch):
 
     monkeypatch.setattr(tempfile, "mkdtemp", erofs)
     fits = []
-    import rda_cli.rda as rda_module
+    import rda_cli.estimator as rda_module
 
     monkeypatch.setattr(rda_module.RobustAutoencoder, "fit", lambda self, X, y=None: fits.append(1))
     line = one_error_line(invoke("detect", "--data", data, "--out", tmp_path / "ro" / "out", *FAST), code=2)

@@ -121,3 +121,80 @@ def test_streamed_chunks_equal_the_whole_table(tmp_path, text, missing):
     X = np.vstack([c.X for c in chunks])
     ids = sum((c.ids for c in chunks), [])
     assert ("table", X.tobytes(), X.shape, chunks[0].feature_names, ids, True) == whole
+
+
+@settings(max_examples=20, **SETTINGS)
+@given(width=st.integers(2, 40_000), dup=st.data())
+def test_a_wide_header_is_checked_in_linear_time(width, dup):
+    """A repeated column name is named at any width (the check is a set, not a quadratic scan)."""
+    from rda_cli import csvread
+
+    names = [f"c{j}" for j in range(width)]
+    i = dup.draw(st.integers(0, width - 1))
+    j = dup.draw(st.integers(0, width - 1).filter(lambda k: k != i))
+    assert csvread._layout("t.csv", names, None).names == names
+    names[j] = names[i]
+    with pytest.raises(TableError, match=f"names column '{names[i]}' more than once"):
+        csvread._layout("t.csv", names, None)
+
+
+@pytest.mark.parametrize("arrow", [True, False])
+def test_wide_tables_are_read_and_bounded(tmp_path, monkeypatch, arrow):
+    """Wider than ARROW_MAX_COLUMNS: NumPy's reader (same table); wider than MAX_COLUMNS: refused, one line."""
+    from rda_cli import csvread
+
+    monkeypatch.setattr(tabular, "_have_arrow", lambda: arrow)
+    width = tabular.ARROW_MAX_COLUMNS + 5
+    X = np.arange(3 * width, dtype=float).reshape(3, width)
+    path = tmp_path / "w.csv"
+    rows = "\n".join(",".join(map(str, r)) for r in X)
+    path.write_text(",".join(f"c{j}" for j in range(width)) + "\n" + rows + "\n")
+    np.testing.assert_array_equal(read_table(path).X, X)
+    chunks = list(tabular.iter_table(path))
+    np.testing.assert_array_equal(np.vstack([c.X for c in chunks]), X)
+    monkeypatch.setattr(csvread, "MAX_COLUMNS", width - 1)
+    with pytest.raises(TableError, match=f"line 1 has {width:,} columns, more than the {width - 1:,} rda reads"):
+        read_table(path)
+
+
+def test_an_unknown_id_column_names_few_columns(tmp_path):
+    path = tmp_path / "w.csv"
+    path.write_text(",".join(f"column_{j}" for j in range(10_000)) + "\n" + ",".join(["1"] * 10_000) + "\n")
+    with pytest.raises(TableError) as err:
+        read_table(path, id_column="nope")
+    assert len(str(err.value)) < 300 and "(9,990 more)" in str(err.value)
+
+
+def test_small_arrow_blocks_equal_one_block(tmp_path, monkeypatch):
+    """pyarrow parses blocks of ARROW_BLOCK_BYTES in parallel; a longer line (or header) is read with
+    the piece as one block: the same table."""
+    from rda_cli import csvread
+
+    path = tmp_path / "t.csv"
+    X = np.random.default_rng(0).normal(size=(200, 30))
+    rows = "\n".join(",".join(repr(float(v)) for v in r) for r in X)
+    path.write_text(",".join(f"column{j}" for j in range(30)) + "\n" + rows)
+    monkeypatch.setattr(csvread, "ARROW_BLOCK_BYTES", 64)
+    lay = csvread._csv_layout(path, None)
+    np.testing.assert_array_equal(csvread._read_csv_arrow(path, lay, "refuse")[0], X)
+
+
+def test_parquet_metadata_is_checked_before_reading(tmp_path, monkeypatch):
+    """Rows x columns from the metadata against the memory cap, before any data page is read; Parquet
+    files are streamed in batches (rda score)."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    from rda_cli import arrayfile
+
+    n = 200_000
+    pq.write_table(pa.table({"a": np.zeros(n), "b": np.ones(n)}), tmp_path / "z.parquet", compression="zstd")
+    monkeypatch.setattr(arrayfile, "memory_cap", lambda: n * 16 - 1)
+    with pytest.raises(TableError, match=f"declares {n:,} rows x 2 columns .3.2 MB as float64., more than rda reads"):
+        read_table(tmp_path / "z.parquet")
+    monkeypatch.setattr(arrayfile, "memory_cap", lambda: n * 16)
+    t = read_table(tmp_path / "z.parquet")
+    assert t.X.shape == (n, 2) and t.X[:, 1].all() and not t.X[:, 0].any()
+    chunks = list(tabular.iter_table(tmp_path / "z.parquet"))
+    assert len(chunks) == -(-n // tabular.PARQUET_BATCH_ROWS)
+    np.testing.assert_array_equal(np.vstack([c.X for c in chunks]), t.X)

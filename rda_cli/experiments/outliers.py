@@ -305,7 +305,7 @@ def _start_from_pilot(model, config, X, seed):
     in this process): its weights, ``S0 = prox(X - L_pilot)`` and continued training. Returns the
     pilot's fit seconds (0 when reused)."""
     from ..estimator import effective_threshold
-    from ..prox import l21_shrink
+    from ..solver import SparsePart, sparse_step
 
     key = (int(seed), json.dumps(config["model"], sort_keys=True, default=str),
            json.dumps(config["data"], sort_keys=True, default=str))
@@ -315,7 +315,7 @@ def _start_from_pilot(model, config, X, seed):
         _PILOT.update(key=key, model=make_estimator(config["model"], None, 0.0, seed).fit(X))
     pilot = _PILOT["model"]
     threshold = effective_threshold(X, "l21_rows", model.lam, model.lambda_scaling)
-    S0 = l21_shrink(np.asarray(X - pilot.L_, np.float32), threshold, "rows")
+    S0 = sparse_step(X, pilot.L_, SparsePart("l21_rows", threshold))
     model.set_params(reinitialize=False)  # re-drawing the network would throw the pilot away
     model.set_warm_state(S0, pilot.L_, pilot.get_weights())
     return time.perf_counter() - t0

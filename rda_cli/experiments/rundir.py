@@ -43,6 +43,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..owned import pid_alive
+from ..safeio import oserror_line, umask
 from .cells import CELL_MAX_BYTES, FINGERPRINT_KEY, CellFiles, read_json
 from .config import CONFIG_MAX_BYTES, ConfigError, dump_config, quote, read_yaml
 
@@ -62,19 +64,12 @@ class RunDirError(ConfigError):
     """The run folder cannot be used (another config, another experiment, in use, not a run folder)."""
 
 
-def _umask():
-    """The process umask, read when a file is written (not at import: importing changes nothing)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def atomic_write_bytes(path, data: bytes):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give it the usual permissions
+        os.chmod(tmp, 0o666 & ~umask())  # mkstemp creates 0600; give it the usual permissions
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -151,6 +146,16 @@ def is_run_dir(path):
     return Path(path).is_dir() and _manifest_of(path) is not None
 
 
+def _raw(path):
+    """The bytes of a lock file (at most 4 KiB), or None if it cannot be read."""
+    from ..safeio import read_capped
+
+    try:
+        return read_capped(path, 4096, "lock")
+    except (OSError, ValueError):
+        return None
+
+
 def _is_rda_lock(path):
     lock, _ = read_json(path, 4096, "lock")
     return isinstance(lock, dict) and isinstance(lock.get("pid"), int) and isinstance(lock.get("host"), str)
@@ -164,16 +169,6 @@ def _only_debris(folder):
         if _DEBRIS.fullmatch(entry.name) and entry.is_file():
             continue
         return False
-    return True
-
-
-def _pid_alive(pid):
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError, ValueError):
-        return True  # exists, owned by someone else (or a value we cannot judge: assume alive)
     return True
 
 
@@ -194,7 +189,8 @@ class RunDir(CellFiles):
         self.check_cell = check_cell
         self.warn = warn or (lambda message: None)
         self.fingerprint = config_fingerprint(config)
-        self.created = []  # the folders open() made (outermost first)
+        self.created = []  # the folders open() made (outermost first); emptied by abandon()
+        self.removed = False  # whether abandon() removed the run folder
         self._lock = None
         self._recover = None  # set by check_usable: the number of cells whose fingerprint proves the folder ours
         self._stamped = None  # whether the manifest stamps fingerprints (read when first needed)
@@ -284,6 +280,7 @@ class RunDir(CellFiles):
             try:
                 self._create_lock(json.dumps(me))
             except FileExistsError:
+                seen = _raw(lock)
                 owner, _ = read_json(lock, 4096, "lock")
                 try:
                     pid, host = int(owner["pid"]), str(owner["host"])
@@ -294,20 +291,40 @@ class RunDir(CellFiles):
                 if owner is not None and host != me["host"]:
                     raise RunDirError(f"run folder {self.path} is in use by process {pid} on host {quote(host)} "
                                       f"(its lock file {lock}); wait for it to finish or use another folder{hint}")
-                if pid is not None and pid != me["pid"] and _pid_alive(pid):
+                if pid is not None and pid != me["pid"] and pid_alive(pid):
                     raise RunDirError(f"run folder {self.path} is in use by process {pid} on this host "
                                       f"(since {quote(owner.get('start'))}); wait for it to finish or use another "
                                       f"folder{hint}")
-                self.warn(f"taking over the lock of {self.path} left by "
-                          + (f"process {pid}, which is no longer running" if pid else "an unreadable lock file"))
-                try:
-                    lock.unlink()
-                except FileNotFoundError:
-                    pass
+                if self._remove_stale_lock(seen):
+                    self.warn(f"taking over the lock of {self.path} left by "
+                              + (f"process {pid}, which is no longer running" if pid else "an unreadable lock file"))
                 continue
+            except OSError as exc:  # a read-only folder or file system, no permission: refused before any work
+                raise RunDirError(f"run folder {self.path} cannot be written: {oserror_line(exc, 'create')}") from None
             self._lock = me
             return self
         raise RunDirError(f"run folder {self.path}: could not take its lock file {lock}")
+
+    def _remove_stale_lock(self, seen):
+        """Remove ``.lock`` if it still holds the bytes ``seen`` (a dead owner's); False if another process
+        changed or took it first. The lock is renamed aside first (only one process can), so a lock a
+        live run has just created is never deleted: it is put back if it was moved by mistake."""
+        lock = self._lock_path()
+        aside = self.path / f".lock.{os.getpid()}.stale.tmp"
+        try:
+            os.rename(lock, aside)
+        except FileNotFoundError:
+            return False
+        try:
+            if _raw(aside) == seen:
+                return True
+            try:  # another run's fresh lock: back into place, unless yet another has been created since
+                os.link(aside, lock)
+            except OSError:
+                pass
+            return False
+        finally:
+            aside.unlink(missing_ok=True)
 
     def release_lock(self):
         if self._lock is None:
@@ -327,25 +344,35 @@ class RunDir(CellFiles):
         from ..safeio import make_dirs
 
         self.check_usable()
-        self.created = make_dirs(self.path)
-        self.acquire_lock()
         try:
+            self.created = make_dirs(self.path)
+        except OSError as exc:
+            raise RunDirError(f"out_dir {self.path}: {oserror_line(exc, 'create a folder in')}") from None
+        try:
+            self.acquire_lock()
             self._open(identity_keys_ignored)
         except BaseException:
-            self.release_lock()
+            self.abandon()
             raise
         return self
 
-    def discard_if_empty(self):
-        """Remove the folders this run created if no cell was finished in them (after a failure)."""
-        import shutil
-
+    def abandon(self):
+        """After a failure or an interruption: remove the folder if this run created it, holds its lock and
+        finished no cell in it; then release the lock. A run that does not hold the lock (refused: another
+        run has it) removes nothing -- not the other's folder, not its lock. Safe to call again."""
         from ..safeio import remove_dirs_if_empty
 
-        if not self.created or any(self.cells_dir.glob("*.json")):
-            return
-        shutil.rmtree(self.path, ignore_errors=True)
-        remove_dirs_if_empty(self.created[:-1])
+        created, self.created = self.created, []
+        if self._lock is not None and created and created[-1] == self.path \
+                and not any(self.cells_dir.glob("*.json")):
+            import shutil
+
+            # the lock is held while the folder goes: no other run can have started in it
+            shutil.rmtree(self.path, ignore_errors=True)
+            self._lock = None
+            self.removed = True
+        self.release_lock()
+        remove_dirs_if_empty(created)
 
     def _open(self, identity_keys_ignored):
         for entry in self.path.iterdir():  # temp files of writes a kill interrupted (not another run's lock-to-be)
@@ -414,6 +441,8 @@ class RunDir(CellFiles):
         atomic_write_text(self.path / "manifest.json", json.dumps(manifest, indent=1))
 
     def finish(self, **extra):
+        """Record the end of this session in the manifest (the lock is released by the caller:
+        :meth:`release_lock`, or :meth:`abandon` after a failure)."""
         manifest = self.manifest()
         if manifest.get("sessions"):
             manifest["sessions"][-1]["end"] = _now()
@@ -421,7 +450,6 @@ class RunDir(CellFiles):
         manifest["end"] = _now()
         manifest.update(extra)
         self._write_manifest(manifest)
-        self.release_lock()
 
     # ------------------------------------------------------------ cells
     def finished_cells(self):

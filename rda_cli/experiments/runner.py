@@ -61,22 +61,22 @@ def run_experiment(experiment, config, out_dir, cells=None, executor="local", wo
             if hasattr(module, "preflight"):
                 module.preflight(config)
             run.open()
-            return _run_cells(module, run, config, cells, executor, workers, scheduler, progress)
-        except KeyboardInterrupt as exc:
+            result = _run_cells(module, run, config, cells, executor, workers, scheduler, progress)
             run.release_lock()
-            run.discard_if_empty()
+            return result
+        except KeyboardInterrupt as exc:
+            run.abandon()
             code = EXIT_SIGTERM if isinstance(exc, Terminated) else EXIT_SIGINT
             raise Interrupted(_what_was_kept(run, "by SIGTERM" if code == EXIT_SIGTERM else ""), code) from None
         except BaseException:
-            run.release_lock()
-            run.discard_if_empty()
+            run.abandon()
             raise
 
 
 def _what_was_kept(run, how=""):
     """The line an interrupted run ends with: where its finished cells are, or that nothing was kept."""
     what = f"interrupted {how}".strip()
-    if run.created and not run.path.exists():
+    if run.removed:
         return f"{what} before any cell finished; nothing was kept (the run folder {run.path} it created was removed)"
     if not run.path.exists():
         return f"{what} before anything was written"
