@@ -595,6 +595,7 @@ def _scored_chunks(model, scaler, tables):
 
 # ---------------------------------------------------------------------------- plot
 DETECT_JSON_MAX_BYTES = 16 * 2**20
+RESULT_CSV_MAX_BYTES = 1 << 30  # scores.csv / explain.csv / a figure of a detect result read back by replot
 
 
 def replot(folder):
@@ -606,13 +607,11 @@ def replot(folder):
     ``--force`` may still replace it; else the manifest is left as it is (and the folder stays someone
     else's). Bad or missing files: one DetectError line."""
     import csv
-    import json
-    import os
-    import tempfile
+    import io
 
     from .detect_report import detect_figures
-    from .owned import MANIFEST, MANIFEST_MAX_BYTES, ownership_problem, sha256_file, temp_prefix
-    from .safeio import read_json
+    from .owned import MANIFEST, MANIFEST_MAX_BYTES, ownership_problem, sha256_file, temp_dir
+    from .safeio import atomic_write_bytes, read_capped, read_json, write_json
 
     folder = Path(folder)
     shown = show_path(folder)
@@ -620,48 +619,45 @@ def replot(folder):
     if not isinstance(info, dict) or "data" not in info:
         raise DetectError(f"{show_path(folder / MARKER)} is not a detect.json rda wrote")
     owned = ownership_problem(folder, MARKER) is None
+
+    def csv_rows(name):
+        text = read_capped(folder / name, RESULT_CSV_MAX_BYTES, name, error=DetectError)
+        return csv.reader(io.StringIO(text.decode("utf-8"), newline=""))
+
     try:
-        with open(folder / "scores.csv", newline="", encoding="utf-8") as fh:
-            rows = list(csv.reader(fh))[1:]
+        rows = list(csv_rows("scores.csv"))[1:]
         labels = [r[0] for r in rows]
         scores = np.array([float(r[1]) for r in rows])
         flagged = np.array([r[2] == "1" for r in rows])
         where = {label: i for i, label in enumerate(labels)}
         pairs = {}
         if (folder / "explain.csv").is_file():
-            with open(folder / "explain.csv", newline="", encoding="utf-8") as fh:
-                for e in csv.DictReader(fh):
-                    pairs.setdefault(where[e["row"]], []).append((e["feature"], float(e["share"])))
+            explain = csv_rows("explain.csv")
+            head = next(explain)
+            for e in (dict(zip(head, r)) for r in explain):
+                pairs.setdefault(where[e["row"]], []).append((e["feature"], float(e["share"])))
         else:  # a folder written before explain.csv: the shares scores.csv names
             for i, r in enumerate(rows):
                 if len(r) > 3 and r[3]:
                     pairs[i] = [(p.rsplit(":", 1)[0], float(p.rsplit(":", 1)[1])) for p in r[3].split(";")]
     except FileNotFoundError as exc:
         raise DetectError(f"{shown}: {Path(exc.filename).name} is missing; nothing to redraw") from None
-    except (ValueError, IndexError, KeyError) as exc:
+    except (ValueError, IndexError, KeyError, StopIteration) as exc:
         raise DetectError(f"{shown}: scores.csv or explain.csv is not as rda detect wrote it ({exc})") from None
-    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(folder.name), suffix=".tmp", dir=folder.parent))
+    tmp = temp_dir(folder)
     try:
         chart = detect_figures(tmp, info, labels, scores, flagged, pairs)
         names = ["score_hist.png"] + (["top_rows.png"] if chart else [])
         for name in names:
-            os.chmod(tmp / name, 0o666 & ~_umask())
-            os.replace(tmp / name, folder / name)
+            figure = read_capped(tmp / name, RESULT_CSV_MAX_BYTES, name, error=DetectError)
+            atomic_write_bytes(folder / name, figure)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if owned:  # the figures' manifest entries, nothing else (a file added meanwhile stays unlisted)
         listing = read_json(folder / MANIFEST, MANIFEST_MAX_BYTES, "manifest", error=DetectError)
         for name in names:
-            listing["files"][name] = [os.path.getsize(folder / name), sha256_file(folder / name)]
-        fd, side = tempfile.mkstemp(prefix=temp_prefix(MANIFEST), suffix=".tmp", dir=folder)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(json.dumps(listing, indent=1))
-        os.chmod(side, 0o666 & ~_umask())
-        os.replace(side, folder / MANIFEST)
+            listing["files"][name] = [(folder / name).stat().st_size, sha256_file(folder / name)]
+        write_json(folder / MANIFEST, listing)
     return len(rows), names
 
 
-def _umask():
-    from .safeio import umask
-
-    return umask()
