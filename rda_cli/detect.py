@@ -29,7 +29,7 @@ from .detect_report import TOP_FEATURES, plural, top_columns
 from .errors import DetectError
 from .outputs import (MARKER, check_out_dir, check_score_out, located, place_result, start_output, write_marked,
                       write_result, write_scores_file)
-from .safeio import show_path
+from .safeio import show_path, umask
 from .scoring import ROW_PENALTIES
 from .detect_lambda import choose_lambda
 from .progress import Phases, listening
@@ -657,7 +657,7 @@ def replot(folder):
         chart = detect_figures(tmp, info, labels, scores, flagged, pairs)
         names = ["score_hist.png"] + (["top_rows.png"] if chart else [])
         for name in names:
-            os.chmod(tmp / name, 0o666 & ~_umask())
+            os.chmod(tmp / name, 0o666 & ~umask())
             os.replace(tmp / name, folder / name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -668,12 +668,6 @@ def replot(folder):
         fd, side = tempfile.mkstemp(prefix=temp_prefix(MANIFEST), suffix=".tmp", dir=folder)
         with os.fdopen(fd, "w") as fh:
             fh.write(json.dumps(listing, indent=1))
-        os.chmod(side, 0o666 & ~_umask())
+        os.chmod(side, 0o666 & ~umask())
         os.replace(side, folder / MANIFEST)
     return len(rows), names
-
-
-def _umask():
-    from .safeio import umask
-
-    return umask()
