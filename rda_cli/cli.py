@@ -20,6 +20,7 @@ from pathlib import Path
 import click
 
 from . import __version__
+from .table_rule import DEFAULT_RULE as RULE
 
 EXECUTOR_CHOICES = click.Choice(["local", "processes", "dask"])
 
@@ -385,10 +386,10 @@ def plot(run_dir):
               help="one RDA: lambda by bisection so that about F of the rows (columns for l21_cols) are flagged "
                    "(rda_cli.selection.lambda_for_fraction)  [default: without --lam, the knee rule]")
 @click.option("--members", type=click.IntRange(1, 8), default=None, metavar="N",
-              help="members of the RDA ensemble (the default detector)  [default: 6; 1: a single RDA]")
+              help=f"members of the RDA ensemble (the default detector)  [default: {RULE.n_members}; 1: a single RDA]")
 @click.option("--layers", default=None, metavar="H1,H2,...",
-              help="hidden layer sizes; the input width is put in front  [default: rda_cli.estimator.default_layers(width): "
-                   "max(2, ceil(width/2)), max(1, ceil(width/4))]")
+              help="one RDA's hidden layer sizes; the input width is put in front  [default: the table rule's, "
+                   f"h = clip(ceil(width/2), {RULE.hidden_min}, {RULE.hidden_max}), ceil(h/2)]")
 @click.option("--id-column", default=None, metavar="NAME", help="CSV column holding row ids (not a feature)")
 @click.option("--array", "array_name", default=None, metavar="NAME",
               help=".npz input: the array to read  [default: 'X', or the only 2-D array]")
@@ -405,15 +406,17 @@ def detect(data_path, penalty, lam, contamination, lam_for_fraction, members, la
     """Find outlying rows (or cells, or columns) in your own table with an RDA.
 
     Default: the RDA ensemble of the table rule (rda_cli/table_rule.py): columns scaled robustly (1st..99th
-    percentile -> [0, 1]), 6 members (--members), each a pilot autoencoder then a warm l2,1 RDA; a row's score
+    percentile -> [0, 1]), {RULE.n_members} members (--members), each a pilot autoencoder then a warm l2,1 RDA; a row's score
     is the members' averaged robust z-score minus the cut-off (> 0: flagged); --set changes the rule's
     settings (e.g. pilot_steps=100, random_state=1).
 
-    With --lam, --lam-for-fraction, or --penalty l1 / l21_cols: one RDA on min-max scaled features ([0, 1], constant columns to
-    0.5); the scaler is saved with the model. Its schedule: outer_iterations=10, inner_epochs=10, batch_size=max(133, ceil(rows/256)) (at most the
-    rows: an epoch is at most 256 steps), learning_rate=0.001,
-    reinitialize=false, random_state=0 (change with --set). Without --lam or --lam-for-fraction, lambda is
-    chosen label-free at the knee of the number of flagged groups vs lambda over 8 lambdas (9 fits).
+    With --lam, --lam-for-fraction, or --penalty l1 / l21_cols: one RDA on min-max scaled features ([0, 1],
+    constant columns to 0.5; the scaler is saved with the model), the table rule's single model (as
+    rda_cli.pyod_detector.RDA fits it): its network from the width (--layers), {RULE.pilot_outer} outer
+    iterations of about {RULE.pilot_steps} gradient steps at learning rate {RULE.pilot_learning_rate:g}, batch
+    min(rows, max({RULE.batch_min}, ceil(rows/{RULE.max_steps_per_epoch}))), no re-initialisation, random_state=0
+    (change with --set). Without --lam or --lam-for-fraction, lambda is chosen label-free at the knee of the number
+    of flagged groups vs lambda over 8 lambdas (9 fits).
 
     Writes scores.csv (row,score,flagged,top_features; for the row penalties score > 0 means flagged; a flagged
     row's top features by share of its S row), explain.csv (each flagged row's top features: value, expected
@@ -451,6 +454,9 @@ def detect(data_path, penalty, lam, contamination, lam_for_fraction, members, la
 
         click.echo(f"rda detect: no row flagged: {none_flagged_line(info)}")
 
+
+
+detect.help = detect.help.format(RULE=RULE)  # the table rule's numbers, from their one home
 
 @main.command()
 @click.option("--model", "model_dir", required=True, metavar="DIR",

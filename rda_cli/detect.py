@@ -35,19 +35,15 @@ from .detect_lambda import choose_lambda
 from .progress import Phases, listening
 from .tabular import MinMaxScaler01, TableError, read_table
 
-__all__ = ["DetectError", "DEFAULT_SCHEDULE", "detect", "score", "parse_overrides", "parse_layers",
+__all__ = ["DetectError", "detect", "score", "parse_overrides", "parse_layers",
            "estimator_params"]
 
 PENALTY_CHOICES = ("l21_rows", "l1", "l21_cols")
 # The schedule used unless `overrides` change it: short, for tables of a few hundred to a few
 # thousand rows (the estimator's own defaults are the paper's 20 x 50 epochs on 5000 images).
-DEFAULT_SCHEDULE = {"outer_iterations": 10, "inner_epochs": 10, "batch_size": 133, "learning_rate": 0.001,
-                    "reinitialize": False, "random_state": 0}
 RESERVED = {"penalty": "`penalty`", "lam": "`lam` or `lam_for_fraction`", "lam_for_fraction": "`lam_for_fraction`",
             "contamination": "`contamination`",
             "layers": "`layers`"}
-MAX_STEPS_PER_EPOCH = 256  # the batch grows with the rows beyond this (see batch_size_for)
-MAX_AUTO_BATCH = 1024  # ... up to this; beyond 262,144 rows an epoch visits a random 262,144 of them
 
 
 # ---------------------------------------------------------------------------- options
@@ -110,11 +106,9 @@ def parse_overrides(items):
 
 
 def parse_layers(text, width):
-    """``"64,32"`` (hidden sizes) -> ``[width, 64, 32]``; None -> ``default_layers(width)``."""
-    from .estimator import default_layers
-
+    """``"64,32"`` (hidden sizes) -> ``[width, 64, 32]``; None -> None (the table rule's network)."""
     if text is None or not str(text).strip():
-        return default_layers(width)
+        return None
     try:
         hidden = [int(v) for v in str(text).replace(" ", "").split(",")]
     except ValueError:
@@ -128,15 +122,6 @@ def parse_layers(text, width):
     return [int(width)] + hidden
 
 
-def batch_size_for(n_rows):
-    """The default batch size for ``n_rows`` rows: 133 (the paper's), or more for large tables, so that an
-    epoch takes at most ``MAX_STEPS_PER_EPOCH`` (256) gradient steps: ``min(1024, max(133, ceil(n_rows /
-    256)))``, and never more than the rows. 34,048 rows or fewer keep 133; 100,000 get 391; from 261,889
-    rows on, 1024 (and ``max_steps_per_epoch=256`` then bounds an epoch to 262,144 random rows)."""
-    n_rows = int(n_rows)
-    return min(MAX_AUTO_BATCH, max(DEFAULT_SCHEDULE["batch_size"], -(-n_rows // MAX_STEPS_PER_EPOCH)), n_rows)
-
-
 def top_features(shares, names, flagged, k=TOP_FEATURES):
     """``"f3:0.41;f17:0.22;..."`` for each flagged row: its ``k`` largest feature shares (from
     :meth:`~rda_cli.estimator.RobustAutoencoder.feature_contributions`, so they sum to at most 1), with the
@@ -148,18 +133,21 @@ def top_features(shares, names, flagged, k=TOP_FEATURES):
 
 
 def estimator_params(width, n_rows, penalty, layers=None, overrides=None):
-    """The RobustAutoencoder settings of a detect run, validated (raises DetectError)."""
+    """The RobustAutoencoder settings of a single-model detect run: the table rule's single model
+    (:func:`rda_cli.table_rule.one_model_settings`, what ``pyod_detector.RDA`` fits too) with ``overrides``,
+    validated (raises DetectError)."""
     from sklearn.utils._param_validation import InvalidParameterError
 
     from .estimator import RobustAutoencoder
+    from .table_rule import one_model_settings
 
     if penalty not in PENALTY_CHOICES:
         raise DetectError(f"`penalty` {penalty!r}: expected one of {', '.join(PENALTY_CHOICES)}")
-    params = dict(DEFAULT_SCHEDULE)
-    params["batch_size"] = batch_size_for(n_rows)
-    params["max_steps_per_epoch"] = MAX_STEPS_PER_EPOCH if n_rows > MAX_STEPS_PER_EPOCH * MAX_AUTO_BATCH else None
-    params.update(overrides or {})
-    params.update(penalty=penalty, layers=parse_layers(layers, width), lam=0.0)
+    given = dict(overrides or {}, penalty=penalty)
+    hidden = parse_layers(layers, width)
+    if hidden is not None:
+        given["layers"] = hidden
+    params = dict(one_model_settings(n_rows, width, given), lam=0.0)
     try:
         RobustAutoencoder(**params)._validate_params()
     except InvalidParameterError as exc:  # scikit-learn's parameter check: one line for the user

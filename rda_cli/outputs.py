@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import numpy as np
 
 from .detect_report import chart_pairs, columns_csv, detect_figures, explain_csv, report_markdown, scores_csv
 from .errors import DetectError
-from .owned import (MANIFEST, claim, is_owned, place, remove_stale, sha256_file, temp_dir, temp_prefix,
+from .owned import (MANIFEST, claim, place, remove_stale, sha256_file, temp_dir, temp_prefix,
                     write_manifest, _stem)
 from .safeio import (check_parent_is_folder, is_within, make_dirs, oserror_line, read_json, remove_dirs_if_empty,
                      rename_noreplace, show_path, umask)
@@ -144,8 +143,8 @@ def check_score_out(out, data_path, model_dir, force=False):
         raise DetectError(f"`out` {shown} is the input file; it is never overwritten: name another file")
     owner = owning_folder(out)  # the model folder too (``model_dir``: kept for the callers; the folder says it)
     if owner is not None:
-        raise DetectError(f"`out` {shown} is inside {show_path(owner)}, a folder rda wrote as a whole (a model or "
-                          "a result); name a file elsewhere")
+        raise DetectError(f"`out` {shown} is inside {show_path(owner)}, a model folder or result folder that rda wrote "
+                          "as a whole; name a file elsewhere")
     try:
         check_parent_is_folder(out)
     except NotADirectoryError as exc:

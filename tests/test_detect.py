@@ -2,6 +2,9 @@
 
 import csv
 import json
+import os
+import stat
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +13,7 @@ from sklearn.metrics import roc_auc_score
 
 from rda_cli.cli import main
 from rda_cli.detect import parse_overrides
+from rda_cli.errors import RdaError
 from rda_cli.selection import knee_index
 from rda_cli.tabular import MinMaxScaler01, TableError, read_table
 
@@ -109,10 +113,13 @@ def test_detect_end_to_end(fitted):
 
     model = RobustAutoencoderEnsemble.load(run / "model")
     scaler = RobustScaler01.load(run / "model" / "scaler.json")
-    L_s, S_s = model.decompose()
-    np.testing.assert_allclose(S, S_s * scaler.span, rtol=1e-6, atol=1e-9)
-    Xs = scaler.transform(X)
-    np.testing.assert_allclose((X - L - S) / scaler.span, Xs - L_s - S_s, atol=1e-4)
+    # the model folder holds the networks, the scaler and the training rows' scores, not L and S
+    model_bytes = sum(p.stat().st_size for p in (run / "model").rglob("*.npz"))
+    assert model_bytes < (run / "L.npy").stat().st_size
+    with pytest.raises(RdaError, match="keeps no training data"):
+        model.decompose()
+    # the members' L and S in scaled units are L.npy and S.npy mapped back: S is on the data's scale
+    assert np.isfinite(scaler.transform(L)).all() and np.isfinite(S / scaler.span).all()
     # the flagged rows' S is on the scale of the data, not of [0, 1]
     assert np.abs(S).max() > 10
     np.testing.assert_allclose(scores, model.decision_scores_ - model.threshold_, atol=1e-4)
@@ -625,3 +632,174 @@ def test_detect_and_score_with_the_l21_cols_penalty(tmp_path):
     np.save(tmp_path / "one.npy", X[:1])  # a single row is scored too
     res = invoke("score", "--model", run / "model", "--data", tmp_path / "one.npy", "--out", out)
     assert res.exit_code == 0, res.output
+
+
+# ------------------------------------------------------------------ where results go: one ownership rule
+# (rda_cli/owned.py, rda_cli/outputs.py; docs/reliability.md). A single fast model where training is needed.
+QUICK = ["--lam", "0.01", "--set", "outer_iterations=1", "--set", "inner_epochs=1", "--quiet"]
+
+
+def tree(folder):
+    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None) for p in sorted(folder.rglob("*"))}
+
+
+def one_line(res, code, text):
+    assert res.exit_code == code, res.output
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("rda: error:") and "Traceback" not in res.output, res.output
+    assert text in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture
+def small(tmp_path):
+    X, _ = with_outlier_rows(n=60, d=5, fraction=0.05, seed=0)
+    data = tmp_path / "d.csv"
+    np.savetxt(data, X, delimiter=",", header="a,b,c,d,e", comments="")
+    return data
+
+
+def test_force_claims_no_folder_without_its_manifest(fitted, small, tmp_path):
+    """rda-like names are no claim; nor is a real result whose top manifest was deleted."""
+    u = tmp_path / "u"
+    u.mkdir()
+    (u / "detect.json").write_text("{}")
+    (u / "scores.csv").write_text("id,mine\n")
+    (u / "report.md").write_text("# my report\n")
+    before = tree(u)
+    line = one_line(invoke("detect", "--data", small, "--out", u, "--force", *QUICK), 2, "did not write")
+    assert str(u) in line and ".rda-files.json" in line and tree(u) == before
+    import shutil
+
+    r = tmp_path / "r"
+    shutil.copytree(fitted["run"], r)
+    (r / ".rda-files.json").unlink()
+    (r / "report.md").write_text("# my edits\n")
+    before = tree(r)
+    one_line(invoke("detect", "--data", small, "--out", r, "--force", *QUICK), 2, str(r))
+    assert tree(r) == before and sorted(p.name for p in tmp_path.iterdir()) == ["d.csv", "r", "u"]
+
+
+def test_a_folder_that_appears_during_detect_is_kept(small, tmp_path, monkeypatch):
+    import rda_cli.detect as detect_module
+
+    out = tmp_path / "X"
+    real = detect_module.write_result
+
+    def user_makes_the_folder(*args, **kw):
+        out.mkdir()
+        (out / "report.md").write_text("notes")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(detect_module, "write_result", user_makes_the_folder)
+    line = one_line(invoke("detect", "--data", small, "--out", out, *QUICK), 1, "appeared")
+    assert str(out) in line and "discarded" in line
+    assert tree(out) == {"report.md": b"notes"} and sorted(p.name for p in tmp_path.iterdir()) == ["X", "d.csv"]
+
+
+def test_two_detect_runs_on_one_new_folder_the_later_loses_loudly(small, tmp_path, monkeypatch):
+    """Run B claims the new folder, then run A starts, finishes and puts its result there while B trains:
+    B loses (one line, exit 1) and A's result is intact."""
+    import rda_cli.detect as detect_module
+    from rda_cli.owned import ownership_problem
+
+    out = tmp_path / "X"
+    real = detect_module.write_result
+    started = []
+
+    def a_finishes_first(*args, **kw):
+        if not started:
+            started.append(True)
+            detect_module.detect(small, out, lam=0.01, overrides=("outer_iterations=1", "inner_epochs=1"))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(detect_module, "write_result", a_finishes_first)
+    one_line(invoke("detect", "--data", small, "--out", out, *QUICK), 1, "appeared or was filled while rda ran")
+    assert ownership_problem(out, "detect.json") is None  # A's result, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["X", "d.csv"]
+
+
+def test_score_writes_into_no_folder_rda_owns(fitted, tmp_path):
+    """Not the model folder, not a member folder, not the result folder: so the result stays replaceable."""
+    from rda_cli.owned import claim
+
+    run = fitted["run"]
+    data = write_csv(tmp_path / "new.csv", fitted["X"][:5], fitted["ids"][:5])
+    for out in (run / "model" / "s.csv", run / "model" / "member_0" / "s.csv", run / "s.csv",
+                run / "model" / "member_0" / "sub" / "s.csv"):
+        one_line(invoke("score", "--model", run / "model", "--data", data, "--out", out), 2,
+                 "model folder or result folder that rda wrote as a whole")
+        assert not out.exists()
+    assert claim(run, "detect.json").state == "owned"  # rda detect --out run --force may replace it
+
+
+def test_score_output_messages_and_permissions(fitted, tmp_path, monkeypatch):
+    import errno
+
+    import rda_cli.outputs as outputs
+
+    model = fitted["run"] / "model"
+    data = write_csv(tmp_path / "new.csv", fitted["X"][:5], fitted["ids"][:5])
+    out = tmp_path / "s.csv"
+    (tmp_path / ".s.csv.rda-scores.json").mkdir()  # the sidecar's name taken by a folder: named, not a temp file
+    line = one_line(invoke("score", "--model", model, "--data", data, "--out", out), 2, "sidecar")
+    assert str(tmp_path / ".s.csv.rda-scores.json") in line and ".tmp" not in line
+    (tmp_path / ".s.csv.rda-scores.json").rmdir()
+
+    def read_only(*args, **kw):
+        raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / ".s.csv.rda-x.tmp"))
+
+    with monkeypatch.context() as m:  # cannot create the file: refused before any row is read (exit 2)
+        m.setattr(outputs.tempfile, "mkstemp", read_only)
+        one_line(invoke("score", "--model", model, "--data", data, "--out", out), 2, "Read-only file system")
+
+    def disk_full(*args, **kw):
+        raise OSError(errno.ENOSPC, "No space left on device")  # a write through a file object: no name
+
+    with monkeypatch.context() as m:
+        m.setattr(outputs, "scores_csv", disk_full)
+        line = one_line(invoke("score", "--model", model, "--data", data, "--out", out), 1, "No space left")
+        assert str(out) in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new.csv"]
+    old = os.umask(0o022)
+    try:
+        odd = tmp_path / "s\nnew.csv"
+        res = invoke("score", "--model", model, "--data", data, "--out", odd)
+        assert res.exit_code == 0 and len(res.output.strip().splitlines()) == 1 and repr(str(odd)) in res.output
+        assert stat.S_IMODE(odd.stat().st_mode) == 0o644
+    finally:
+        os.umask(old)
+
+
+def test_detect_result_follows_the_umask_with_a_long_name_and_a_line_break(small, tmp_path):
+    name = "r\n" + "x" * 248  # 250 characters: temporary names must still fit the 255-byte limit
+    out = tmp_path / name
+    old = os.umask(0o022)
+    try:
+        res = invoke("detect", "--data", small, "--out", out, *QUICK)
+    finally:
+        os.umask(old)
+    assert res.exit_code == 0, res.output
+    assert len(res.output.strip().splitlines()) == 1 and repr(str(out)) in res.output
+    assert stat.S_IMODE(out.stat().st_mode) == 0o755
+    assert {stat.S_IMODE((out / f).stat().st_mode) for f in ("scores.csv", "report.md", "detect.json")} == {0o644}
+
+
+def test_a_full_disk_in_detect_names_the_folder(small, tmp_path, monkeypatch):
+    import errno
+
+    import rda_cli.detect as detect_module
+
+    def disk_full(*args, **kw):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(detect_module, "write_result", disk_full)
+    line = one_line(invoke("detect", "--data", small, "--out", tmp_path / "o", *QUICK), 1, "No space left")
+    assert str(tmp_path / "o") in line and sorted(p.name for p in tmp_path.iterdir()) == ["d.csv"]
+
+
+def test_a_data_file_named_dot_csv_does_not_make_the_default_out_the_detect_folder():
+    from rda_cli.detect import default_out_dir
+
+    assert default_out_dir("..csv") == default_out_dir("...csv") != Path("results") / "detect"
+    assert default_out_dir("data/train.csv") == Path("results") / "detect" / "train"
