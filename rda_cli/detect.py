@@ -29,7 +29,7 @@ from .detect_report import TOP_FEATURES, plural, top_columns
 from .errors import DetectError
 from .outputs import (MARKER, check_out_dir, check_score_out, located, place_result, start_output, write_marked,
                       write_result, write_scores_file)
-from .safeio import show_path, umask
+from .safeio import show_path
 from .scoring import ROW_PENALTIES
 from .detect_lambda import choose_lambda
 from .progress import Phases, listening
