@@ -32,7 +32,7 @@ from .safeio import (check_parent_is_folder, is_within, make_dirs, oserror_line,
                      rename_noreplace, show_path, umask)
 
 __all__ = ["MARKER", "OUTPUT_NAMES", "OutputChangedError", "check_out_dir", "start_output", "place_result",
-           "is_scores_file", "scores_sidecar", "check_score_out", "write_result", "write_scores_file",
+           "is_scores_file", "scores_sidecar", "write_marked", "check_score_out", "write_result", "write_scores_file",
            "owning_folder", "located"]
 
 MARKER = "detect.json"  # the file that says a folder holds an rda detect result
@@ -200,14 +200,29 @@ def write_result(tmp, out_dir, info, table, scores, flagged, L, S, model, scaler
 
 
 def write_scores_file(out, chunks, replace=True):
-    """Write a scores CSV atomically (temporary file, rename) and its sidecar; folders it had to create are
-    removed on failure or interruption. With ``replace=False`` (``out`` was absent when checked) a file
-    that appeared at ``out`` meanwhile is kept (:class:`OutputChangedError`).
+    """Write a scores CSV atomically (temporary file, rename) and its sidecar (:func:`write_marked`).
 
-    The temporary file is created before the first chunk is read (proving the place writable: a
-    DetectError, exit 2, if it is not). ``chunks`` yields ``(ids, id_name, first_row, scores, flagged,
-    top)`` per chunk of rows, written as they come (the header from the first); returns the id column's
-    name (None: rows numbered)."""
+    ``chunks`` yields ``(ids, id_name, first_row, scores, flagged, top)`` per chunk of rows, written as
+    they come (the header from the first); returns the id column's name (None: rows numbered)."""
+    id_name = None
+
+    def pieces():
+        nonlocal id_name
+        for k, (ids, id_name_k, start, scores, flagged, top) in enumerate(chunks):
+            id_name = id_name_k if k == 0 else id_name
+            yield scores_csv(ids, id_name, scores, flagged, top, start, header=k == 0).encode("utf-8")
+
+    write_marked(out, pieces(), replace)
+    return id_name
+
+
+def write_marked(out, pieces, replace=True):
+    """Write the bytes ``pieces`` yields to ``out`` atomically (temporary file, rename), mode 0666 less the
+    umask, then its sidecar (:func:`scores_sidecar`: size and SHA-256, so that a later run may replace
+    it); folders it had to create are removed on failure or interruption. With ``replace=False`` (``out``
+    was absent when checked) a file that appeared at ``out`` meanwhile is kept
+    (:class:`OutputChangedError`). The temporary file is created before the first piece is made
+    (proving the place writable: a DetectError, exit 2, if it is not)."""
     out = Path(out)
     tmp = side_tmp = None
     side = scores_sidecar(out)
@@ -221,16 +236,12 @@ def write_scores_file(out, chunks, replace=True):
             fd, tmp = tempfile.mkstemp(prefix=temp_prefix(out.name), suffix=".tmp", dir=out.parent)
         except OSError as exc:
             raise DetectError(f"`out` {show_path(out)}: {oserror_line(exc, 'create a file in')}") from None
-        id_name = None
         digest = hashlib.sha256()
         size = 0
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            os.fchmod(fd, 0o666 & ~umask())  # mkstemp makes 0600: give the scores file the usual permissions
-            for k, (ids, id_name_k, start, scores, flagged, top) in enumerate(chunks):
-                id_name = id_name_k if k == 0 else id_name
-                text = scores_csv(ids, id_name, scores, flagged, top, start, header=k == 0)
-                fh.write(text)
-                data = text.encode("utf-8")
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fd, 0o666 & ~umask())  # mkstemp makes 0600: give the file the usual permissions
+            for data in pieces:
+                fh.write(data)
                 digest.update(data)
                 size += len(data)
         mark = json.dumps({"rda_scores": 1, "size": size, "sha256": digest.hexdigest()})
@@ -245,7 +256,6 @@ def write_scores_file(out, chunks, replace=True):
                 raise OutputChangedError(f"`out` {show_path(out)} appeared while rda score ran; it was not replaced "
                                          "and the new scores were discarded: run again, or name another file") from None
         os.replace(side_tmp, side)  # the sidecar last: it marks only a complete file
-        return id_name
     except OSError as exc:
         _remove_temps(tmp, side_tmp)
         remove_dirs_if_empty(created)

@@ -57,7 +57,7 @@ SCHEMA = {
     ),
     "forest": {
         "n_estimators": Field("int", 50, minimum=1, doc="random forest trees"),
-        "test_size": Field("float", 1 / 3, minimum=0.05, maximum=0.95, doc="held-out fraction"),
+        "test_size": Field("float", 0.3333333333, minimum=0.05, maximum=0.95, doc="held-out fraction"),
     },
     "selection": {
         "knee_scale": Field("choice", "log", choices=("linear", "log"),

@@ -53,7 +53,7 @@ SCHEMA = {
                           "(stuck_pixels as it is)"),
     },
     "model": dict(
-        model_schema(layers=[784, 196, 49], outer_iterations=4, inner_epochs=60, batch_size=64,
+        model_schema(layers=[784, 196, 49], outer_iterations=4, inner_epochs=30, batch_size=64,
                      learning_rate=0.005, reinitialize=True),
         lambdas=Field("float_list", [0.0025, 0.003, 0.0035, 0.004, 0.0045, 0.005, 0.0055, 0.006], minimum=0,
                       min_length=1, doc="lambda grid (paper scaling: column threshold = lambda * n_images)"),
