@@ -377,17 +377,19 @@ class RobustAutoencoder(ScoringMixin, OutlierMixin, TransformerMixin, BaseEstima
         self.threshold_ = 0.0  # PyOD's cut-off: decision_scores_ is 0 exactly where no row is flagged
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path):
+    def save(self, path, training_data=True):
         """Save the fitted model into folder ``path`` (``network.keras``, ``arrays.npz``, ``params.json``).
 
+        ``training_data=False``: without ``L_`` and ``S_`` (a folder of the network's size, not the data's);
+        the loaded model then scores every row as new data and has no ``S_``, ``L_`` or training scores.
         Atomic: written into a temporary folder next to ``path``, then renamed; an existing ``path``
         is replaced only if it is a model folder. No pickle is used (:mod:`rda_cli.persistence`).
         """
         from .persistence import save_model
 
-        check_is_fitted(self, "S_")
+        check_is_fitted(self, "network_")
         with self._trainer() as net:
-            return save_model(self, path, net.model)
+            return save_model(self, path, net.model, training_data)
 
     @classmethod
     def load(cls, path):
