@@ -29,7 +29,7 @@ from .detect_report import TOP_FEATURES, plural, top_columns
 from .errors import DetectError
 from .outputs import (MARKER, check_out_dir, check_score_out, located, place_result, start_output, write_marked,
                       write_result, write_scores_file)
-from .safeio import show_path, umask
+from .safeio import atomic_write_bytes, atomic_write_text, show_path
 from .scoring import ROW_PENALTIES
 from .detect_lambda import choose_lambda
 from .progress import Phases, listening
@@ -645,17 +645,12 @@ def replot(folder):
         chart = detect_figures(tmp, info, labels, scores, flagged, pairs)
         names = ["score_hist.png"] + (["top_rows.png"] if chart else [])
         for name in names:
-            os.chmod(tmp / name, 0o666 & ~umask())
-            os.replace(tmp / name, folder / name)
+            atomic_write_bytes(folder / name, (tmp / name).read_bytes())
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if owned:  # the figures' manifest entries, nothing else (a file added meanwhile stays unlisted)
         listing = read_json(folder / MANIFEST, MANIFEST_MAX_BYTES, "manifest", error=DetectError)
         for name in names:
             listing["files"][name] = [os.path.getsize(folder / name), sha256_file(folder / name)]
-        fd, side = tempfile.mkstemp(prefix=temp_prefix(MANIFEST), suffix=".tmp", dir=folder)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(json.dumps(listing, indent=1))
-        os.chmod(side, 0o666 & ~umask())
-        os.replace(side, folder / MANIFEST)
+        atomic_write_text(folder / MANIFEST, json.dumps(listing, indent=1))
     return len(rows), names
