@@ -181,7 +181,8 @@ class RobustAutoencoder(ScoringMixin, OutlierMixin, TransformerMixin, BaseEstima
     Notes
     -----
     :meth:`predict` is scikit-learn's (+1 inlier, -1 outlier); :meth:`decision_function` is PyOD's
-    (higher is more abnormal, > 0 flagged), :meth:`score_samples` its negative. Missing values (NaN)
+    (higher is more abnormal; for the row penalties > 0 flagged, for ``l21_cols`` and None the residual
+    row norm, a ranking that flags nothing), :meth:`score_samples` its negative. Missing values (NaN)
     are left out of the loss and the scores and imputed in ``L_``. Fitted state is numpy arrays
     only; computing runs on a compiled trainer the process caches per shape. ``docs/estimator.md``
     gives each of these rules in full.
@@ -395,22 +396,26 @@ class RobustAutoencoder(ScoringMixin, OutlierMixin, TransformerMixin, BaseEstima
         self.threshold_ = 0.0  # PyOD's cut-off: decision_scores_ is 0 exactly where no row is flagged
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path):
+    def save(self, path, training_data=True):
         """Save the fitted model into folder ``path`` (``network.keras``, ``arrays.npz``, ``params.json``).
 
+        ``training_data=False``: without ``L_`` and ``S_`` (a folder of the network's size, not the data's);
+        the loaded model then scores every row as new data and has no ``S_``, ``L_`` or training scores.
         Atomic: written into a temporary folder next to ``path``, then renamed; an existing ``path``
         is replaced only if it is a model folder. No pickle is used (:mod:`rda_cli.persistence`).
         """
         from .persistence import save_model
 
-        check_is_fitted(self, "S_")
-        arrays = {"L_": self.L_, "S_": self.S_, "residual_scores_": self.residual_scores_,
-                  **{f"weights[{i}]": w for i, w in enumerate(self.network_.weights)}}
+        check_is_fitted(self, "network_")
+        arrays = {f"weights[{i}]": w for i, w in enumerate(self.network_.weights)}
+        for name in ("L_", "S_", "residual_scores_"):
+            if training_data and getattr(self, name, None) is not None:
+                arrays[name] = getattr(self, name)
         bad = next((k for k, a in arrays.items() if not np.isfinite(a).all()), None)
         if bad is not None:  # load() refuses such a folder: none is written
             raise RdaError(f"the fitted {bad} holds NaN or infinite values; the model is not saved")
         with self._trainer() as net:
-            return save_model(self, path, net.model)
+            return save_model(self, path, net.model, training_data)
 
     @classmethod
     def load(cls, path):

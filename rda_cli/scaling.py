@@ -11,15 +11,14 @@ It is saved as JSON (``kind: "robust01"``) and checked field by field when loade
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
-from pathlib import Path
 
 import numpy as np
 
+from .safeio import read_json, write_json
 from .table import column_names
-from .tabular import CLIP, MinMaxScaler01, TableError
+from .tabular import CLIP, SCALER_MAX_BYTES, MinMaxScaler01, ScalerFileError, TableError
 
 __all__ = ["RobustScaler01", "load_scaler", "PERCENTILES"]
 
@@ -98,27 +97,28 @@ class RobustScaler01:
                 "id_column": self.id_column}
 
     def save(self, path):
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1))
+        write_json(path, self.to_dict())
         return path
 
     @classmethod
     def from_dict(cls, d, where):
-        """A scaler from its JSON dict, every field checked (raises :class:`TableError` naming ``where``)."""
+        """A scaler from its JSON dict, every field checked (raises :class:`~rda_cli.tabular.ScalerFileError`, a
+        TableError and ModelFileError, naming ``where``)."""
         if not isinstance(d, dict) or d.get("kind") != cls.KIND:
-            raise TableError(f"{where} is not a robust scaler written by rda")
+            raise ScalerFileError(f"{where} is not a robust scaler written by rda")
         lo, span = d.get("low"), d.get("span")
         if not isinstance(lo, list) or not isinstance(span, list) or len(lo) != len(span) or not lo:
-            raise TableError(f"{where}: malformed low/span")
+            raise ScalerFileError(f"{where}: malformed low/span")
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in lo + span) \
                 or not all(v > 0 for v in span):
-            raise TableError(f"{where}: low/span must be finite numbers, span > 0")
+            raise ScalerFileError(f"{where}: low/span must be finite numbers, span > 0")
         names = d.get("feature_names")
         if names is not None and (not isinstance(names, list) or len(names) != len(lo)
                                   or not all(isinstance(n, str) for n in names)):
-            raise TableError(f"{where}: malformed feature_names")
+            raise ScalerFileError(f"{where}: malformed feature_names")
         id_column = d.get("id_column")
         if id_column is not None and not isinstance(id_column, str):
-            raise TableError(f"{where}: malformed id_column")
+            raise ScalerFileError(f"{where}: malformed id_column")
         return cls(lo, span, names, id_column)
 
     @classmethod
@@ -127,18 +127,13 @@ class RobustScaler01:
 
 
 def _read_json(path):
-    path = Path(path)
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise TableError(f"{path} does not exist") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise TableError(f"{path}: cannot read the scaler ({' '.join(str(exc).split())})") from None
+    """``scaler.json``'s JSON: the bounded reader (a regular file of at most ``SCALER_MAX_BYTES``)."""
+    return read_json(path, SCALER_MAX_BYTES, "", ScalerFileError)
 
 
 def load_scaler(path):
     """The scaler saved at ``path``: a :class:`RobustScaler01` or ``rda detect``'s older
-    :class:`~rda_cli.tabular.MinMaxScaler01` (raises :class:`TableError`, one line)."""
+    :class:`~rda_cli.tabular.MinMaxScaler01` (raises :class:`~rda_cli.tabular.ScalerFileError`, one line)."""
     d = _read_json(path)
     if isinstance(d, dict) and d.get("kind") == RobustScaler01.KIND:
         return RobustScaler01.from_dict(d, path)

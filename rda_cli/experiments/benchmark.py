@@ -30,7 +30,7 @@ import time
 
 import numpy as np
 
-from .benchmark_plan import (AUTOENCODERS, DETECTOR_NAMES, DETECTORS, PYOD_DETECTORS, PYOD_MISSING,  # noqa: F401
+from .benchmark_plan import (AUTOENCODERS, DEFAULT_DETECTORS, DETECTOR_NAMES, DETECTORS, PYOD_DETECTORS, PYOD_MISSING,  # noqa: F401
                              QUADRATIC, data_sets, pyod_available, runnable_detectors)
 from .benchmark_summary import (COLUMNS, ONE_SEED_TIE, build_summary, compare, one_line_summary,  # noqa: F401
                                 summarize, summary_md)
@@ -95,7 +95,7 @@ def rule_schema():
 
 
 SCHEMA = {
-    **header_schema("benchmark", "seeds the split, the subsamples, the forest and the networks"),
+    **header_schema("benchmark", "seeds the split, the subsamples, the forest and the networks", seeds=[0, 1, 2]),
     "protocol": Field("choice", "inductive", choices=("inductive", "transductive"),
                       doc="inductive: fit on a stratified 70%, score the other 30%; transductive: fit and score all rows"),
     "data": {
@@ -110,7 +110,7 @@ SCHEMA = {
                          doc="the baselines' scaling, fitted on the training rows: minmax to [0, 1] (ADBench's "
                              "data generator) or standard (mean 0, variance 1)"),
     },
-    "detectors": Field("str_list", list(DETECTORS), min_length=1, check=_check_detectors,
+    "detectors": Field("str_list", list(DEFAULT_DETECTORS), min_length=1, check=_check_detectors,
                        doc="detectors to run: " + ", ".join(DETECTORS)),
     "quadratic_max_rows": Field("int", 10000, minimum=10, maximum=MAX_ROWS,
                                 doc="OCSVM, LOF and KNN are fitted on a random subsample of at most this many "

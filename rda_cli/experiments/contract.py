@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from ..arrayfile import NpzArrays
+
 __all__ = ["Experiment", "FinishedCells"]
 
 
@@ -26,8 +28,6 @@ class FinishedCells:
         path = Path(self.cells_dir) / f"{cell_id}.npz"
         if not path.exists():
             return None
-        from ..arrayfile import NpzArrays
-
         with NpzArrays(path) as z:  # declared sizes checked before anything is inflated; no pickles
             return {k: z.load(k) for k in z.names}
 

@@ -34,6 +34,7 @@ from .common import (
     seed_list,
     seed_suffix,
     tag_seeds,
+    read_summary,
     untag_seeds,
     write_summary,
 )
@@ -57,7 +58,7 @@ SCHEMA = {
     ),
     "forest": {
         "n_estimators": Field("int", 50, minimum=1, maximum=MAX_TREES, doc="random forest trees"),
-        "test_size": Field("float", 1 / 3, minimum=0.05, maximum=0.95, doc="held-out fraction"),
+        "test_size": Field("float", 0.3333333333, minimum=0.05, maximum=0.95, doc="held-out fraction"),
     },
     "selection": {
         "knee_scale": Field("choice", "log", choices=("linear", "log"),
@@ -269,9 +270,7 @@ def _summary_md(summary):
 
 
 def one_line_summary(run, cells):
-    import json
-
-    s = json.loads((run.path / "summary.json").read_text())
+    s = read_summary(run)
     best = [r for r in s["per_k"] if r.get("ratio") is not None]
     if not best:
         return f"{len(cells)} cells"

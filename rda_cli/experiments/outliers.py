@@ -38,6 +38,7 @@ from .common import (
     seed_list,
     seed_suffix,
     tag_seeds,
+    read_summary,
     untag_seeds,
     write_summary,
 )
@@ -62,8 +63,14 @@ METHOD_NAMES = {
 }
 
 
+def _paper_lam():
+    from ..estimator import RobustAutoencoder
+
+    return RobustAutoencoder().lam
+
+
 def _enabled(doc):
-    return Field("bool", True, doc=doc)
+    return Field("bool", False, doc=doc)  # the packaged outliers.yaml runs Isolation Forest only
 
 
 SCHEMA = {
@@ -75,9 +82,10 @@ SCHEMA = {
         "n_source": Field("int", 50000, minimum=100, maximum=60000, doc="draw from the first N training images"),
     },
     "model": dict(
-        model_schema(layers=[784, 400, 200], outer_iterations=20, inner_epochs=50, batch_size=133,
-                     learning_rate=0.001, reinitialize=True),
-        lam=Field("float", 0.00065, minimum=0, doc="lambda of a single run (no lambda sweep)"),
+        model_schema(layers=[784, 400, 200], outer_iterations=10, inner_epochs=10, batch_size=133,
+                     learning_rate=0.001, reinitialize=False),
+        lam=Field("float", _paper_lam(), minimum=0, doc="lambda of a single run (no lambda sweep): the estimator's "
+                                                        "default, the paper's optimum"),
         lambdas=Field("float_list", PAPER_LAMBDAS, minimum=0, min_length=1, doc="lambda grid of a sweep"),
         warm_start=Field("bool", False, doc="fit the grid in ascending lambda, each lambda starting from the "
                                             "previous one's network and S (local executor only)"),
@@ -502,7 +510,7 @@ def _summary_md(summary):
 
 
 def one_line_summary(run, cells):
-    s = json.loads((run.path / "summary.json").read_text())
+    s = read_summary(run)
     parts = [f"{len(cells)} cells"]
     if "rda" in s:
         parts.append(f"RDA best F1 {s['rda']['f1']:.3f} at λ={s['rda']['lam']:g}")

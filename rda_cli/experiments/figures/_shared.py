@@ -19,6 +19,7 @@ import numpy as np
 from matplotlib.lines import Line2D
 from matplotlib.ticker import LogFormatter
 
+from ...arrayfile import ArrayFileError, NpzArrays
 from ..common import pick_seed
 from ..rundir import atomic_write_bytes
 
@@ -66,8 +67,6 @@ def _load_npz(run_dir: Path, cell: dict, required: Sequence[str], optional: Sequ
     """The ``required`` arrays of a cell's npz, and those of ``optional`` it holds, as a dict; None if the file
     is absent, unreadable or incomplete. Only these members are inflated, each after its declared size is
     checked (against its compression and :data:`FIGURE_ARRAY_MAX_BYTES`), by :class:`~rda_cli.arrayfile.NpzArrays`."""
-    from ...arrayfile import ArrayFileError, NpzArrays
-
     p = _npz_path(run_dir, cell)
     if p is None:
         return None
