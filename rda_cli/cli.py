@@ -20,7 +20,6 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .table_rule import DEFAULT_RULE as RULE
 
 EXECUTOR_CHOICES = click.Choice(["local", "processes", "dask"])
 
@@ -369,7 +368,20 @@ def plot(run_dir):
                + (", ".join(Path(f).name for f in figures) or "no figures"))
 
 
-@main.command()
+class _TableRuleHelp(click.Command):
+    """A command whose help quotes the table rule's numbers (``{RULE.name}``) from their one home,
+    :data:`rda_cli.table_rule.DEFAULT_RULE`, read when the help is shown (importing NumPy at start-up would
+    widen the window in which a signal finds the command without its handlers)."""
+
+    def get_help(self, ctx):
+        import re
+
+        from .table_rule import DEFAULT_RULE
+
+        return re.sub(r"\{RULE\.(\w+)\}", lambda m: f"{getattr(DEFAULT_RULE, m.group(1)):g}", super().get_help(ctx))
+
+
+@main.command(cls=_TableRuleHelp)
 @click.option("--data", "data_path", required=True, metavar="FILE",
               help=".csv (header row optional, detected), .parquet, .npy (2-D) or .npz (array 'X', else the "
                    "first 2-D one)")
@@ -386,10 +398,10 @@ def plot(run_dir):
               help="one RDA: lambda by bisection so that about F of the rows (columns for l21_cols) are flagged "
                    "(rda_cli.selection.lambda_for_fraction)  [default: without --lam, the knee rule]")
 @click.option("--members", type=click.IntRange(1, 8), default=None, metavar="N",
-              help=f"members of the RDA ensemble (the default detector)  [default: {RULE.n_members}; 1: a single RDA]")
+              help="members of the RDA ensemble (the default detector)  [default: {RULE.n_members}; 1: a single RDA]")
 @click.option("--layers", default=None, metavar="H1,H2,...",
               help="one RDA's hidden layer sizes; the input width is put in front  [default: the table rule's, "
-                   f"h = clip(ceil(width/2), {RULE.hidden_min}, {RULE.hidden_max}), ceil(h/2)]")
+                   "h = clip(ceil(width/2), {RULE.hidden_min}, {RULE.hidden_max}), ceil(h/2)]")
 @click.option("--id-column", default=None, metavar="NAME", help="CSV column holding row ids (not a feature)")
 @click.option("--array", "array_name", default=None, metavar="NAME",
               help=".npz input: the array to read  [default: 'X', or the only 2-D array]")
@@ -413,7 +425,7 @@ def detect(data_path, penalty, lam, contamination, lam_for_fraction, members, la
     With --lam, --lam-for-fraction, or --penalty l1 / l21_cols: one RDA on min-max scaled features ([0, 1],
     constant columns to 0.5; the scaler is saved with the model), the table rule's single model (as
     rda_cli.pyod_detector.RDA fits it): its network from the width (--layers), {RULE.pilot_outer} outer
-    iterations of about {RULE.pilot_steps} gradient steps at learning rate {RULE.pilot_learning_rate:g}, batch
+    iterations of about {RULE.pilot_steps} gradient steps at learning rate {RULE.pilot_learning_rate}, batch
     min(rows, max({RULE.batch_min}, ceil(rows/{RULE.max_steps_per_epoch}))), no re-initialisation, random_state=0
     (change with --set). Without --lam or --lam-for-fraction, lambda is chosen label-free at the knee of the number
     of flagged groups vs lambda over 8 lambdas (9 fits).
@@ -455,8 +467,6 @@ def detect(data_path, penalty, lam, contamination, lam_for_fraction, members, la
         click.echo(f"rda detect: no row flagged: {none_flagged_line(info)}")
 
 
-
-detect.help = detect.help.format(RULE=RULE)  # the table rule's numbers, from their one home
 
 @main.command()
 @click.option("--model", "model_dir", required=True, metavar="DIR",

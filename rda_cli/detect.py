@@ -21,15 +21,16 @@ import difflib
 import math
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .detect_report import TOP_FEATURES, plural, top_columns
 from .errors import DetectError
-from .outputs import (MARKER, check_out_dir, check_score_out, located, place_result, start_output, write_marked,
-                      write_result, write_scores_file)
-from .safeio import atomic_write_bytes, atomic_write_text, show_path
+from .outputs import (MARKER, DetectResult, check_out_dir, check_score_out, located, place_result, start_output,
+                      write_marked, write_result, write_scores_file)
+from .safeio import show_path
 from .scoring import ROW_PENALTIES
 from .detect_lambda import choose_lambda
 from .progress import Phases, listening
@@ -236,11 +237,12 @@ def detect(data_path, out_dir=None, penalty="l21_rows", lam=None, contamination=
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(data_path)
     claimed = check_out_dir(out_dir, data_path, force)
     table = read_table(data_path, id_column=id_column, min_rows=2, array=array, missing=missing)
+    run = _Run(table, data_path, id_column, progress, t0)
     if ensemble:  # the table detector
         model = ensemble_for(table, contamination, layers, parse_overrides(overrides), members)
 
         def fit_and_write(tmp):
-            return _fit_ensemble_and_write(table, model, data_path, out_dir, tmp, id_column, progress, t0)
+            return _fit_ensemble_and_write(run, tmp, model)
     else:
         if members is not None:
             raise DetectError("`members` sets the ensemble (penalty l21_rows without `lam`); a single model has none")
@@ -254,8 +256,7 @@ def detect(data_path, out_dir=None, penalty="l21_rows", lam=None, contamination=
         params = estimator_params(table.n_features, table.n_rows, penalty, layers, given)
 
         def fit_and_write(tmp):
-            return _fit_and_write(table, params, data_path, out_dir, tmp, penalty, lam, lam_for_fraction,
-                                  id_column, progress, t0)
+            return _fit_and_write(run, tmp, params, penalty, lam, lam_for_fraction)
     try:
         tmp, created = start_output(out_dir)
     except OSError as exc:
@@ -277,15 +278,45 @@ def detect(data_path, out_dir=None, penalty="l21_rows", lam=None, contamination=
     return info
 
 
-def _fit_and_write(table, params, data_path, out_dir, tmp, penalty, lam, lam_for_fraction, id_column, progress, t0):
-    """Scale, choose lambda, fit, and write every result file into ``tmp``."""
-    scaler = MinMaxScaler01().fit(table.X, table.feature_names, id_column)
+@dataclass
+class _Run:
+    """What one detect run carries from the request to its result files."""
+
+    table: object
+    data_path: object
+    id_column: str | None
+    progress: object
+    t0: float
+
+    def result(self, model, scaler, scores, flagged, L, S, shares, col_rows=None, **fields):
+        """The :class:`~rda_cli.outputs.DetectResult` of a fit: ``info`` (``detect.json``) built here, the one
+        place, from the table and the run (its input, rows, missing cells, flags, seconds) and ``fields``
+        (what the detector says of itself: penalty, layers, lambda, threshold, how, search, fits, schedule)."""
+        table = self.table
+        info = {"data": str(self.data_path), "array": table.array_name, "n_rows": table.n_rows,
+                "n_features": table.n_features, "n_missing": int(np.isnan(table.X).sum()),
+                "n_flagged": int(flagged.sum()), "id_column": self.id_column, **fields}
+        if col_rows is not None:
+            info["flagged_columns"] = [name for name, _, flagged_col in col_rows if flagged_col]
+        info["seconds"] = time.perf_counter() - self.t0
+        imputed = np.where(np.isnan(table.X), L, table.X) if info["n_missing"] else None
+        return DetectResult(info, table, scores, flagged, L, S, model, scaler, col_rows,
+                            top_features(shares, table.feature_names, flagged), shares, imputed)
+
+
+SCHEDULE_KEYS = ("outer_iterations", "inner_epochs", "batch_size", "max_steps_per_epoch", "learning_rate",
+                 "reinitialize", "random_state", "lambda_scaling")
+
+
+def _fit_and_write(run, tmp, params, penalty, lam, lam_for_fraction):
+    """Scale, choose lambda, fit one model, and write every result file into ``tmp``."""
+    table = run.table
+    scaler = MinMaxScaler01().fit(table.X, table.feature_names, run.id_column)
     X = scaler.transform(table.X)
-    model, chosen, search, how, fit = choose_lambda(X, params, penalty, lam, lam_for_fraction, progress)
+    model, chosen, search, how, fit = choose_lambda(X, params, penalty, lam, lam_for_fraction, run.progress)
 
     shares, scores = model.feature_contributions(X, return_scores=True)
     flagged = model.outlier_mask_  # the training rows: the fitted flags (none for a column penalty)
-    top = top_features(shares, table.feature_names, flagged)
     L = scaler.inverse_transform(model.L_)
     S = scaler.inverse_scale(model.S_)
     col_rows = None
@@ -293,27 +324,18 @@ def _fit_and_write(table, params, data_path, out_dir, tmp, penalty, lam, lam_for
         norms = np.linalg.norm(S, axis=0)
         col_rows = [(table.feature_names[j], float(norms[j]), bool(model.column_mask_[j]))
                     for j in np.argsort(-norms, kind="stable")]
-    info = {
-        "data": str(data_path), "array": table.array_name, "n_rows": table.n_rows, "n_features": table.n_features, "penalty": penalty,
-        "layers": model.layers_, "lam": chosen, "threshold": model.prox_threshold_, "how": how, "search": search,
-        "n_missing": int(np.isnan(table.X).sum()),
-        "n_flagged": int(flagged.sum()), "fits": fit.done, "id_column": id_column,
-        **{k: params[k] for k in ("outer_iterations", "inner_epochs", "batch_size", "max_steps_per_epoch", "learning_rate",
-                                  "reinitialize", "random_state")},
-        "lambda_scaling": model.lambda_scaling,
-    }
+    fields = {}
     if col_rows is not None:
-        info["flagged_columns"] = [name for name, _, flagged_col in col_rows if flagged_col]
-        info["column_ratios"] = _column_ratios(X, model, table.feature_names)
-        info["lam_flags_no_column"] = chosen * max(1.0, max(info["column_ratios"].values()))
-    elif info["n_flagged"] == 0 and chosen > 0 and model.prox_threshold_ > 0:
+        fields["column_ratios"] = _column_ratios(X, model, table.feature_names)
+        fields["lam_flags_no_column"] = chosen * max(1.0, max(fields["column_ratios"].values()))
+    elif not flagged.any() and chosen > 0 and model.prox_threshold_ > 0:
         largest = model.prox_threshold_ + float(np.max(scores))  # unflagged: score = residual - threshold
-        info["none_flagged"] = {"largest_residual": largest, "lam_to_flag_one": chosen * largest / model.prox_threshold_}
-
-    info["seconds"] = time.perf_counter() - t0
-    imputed = np.where(np.isnan(table.X), L, table.X) if info["n_missing"] else None
-    write_result(tmp, out_dir, info, table, scores, flagged, L, S, model, scaler, col_rows, top, shares, imputed)
-    return info
+        fields["none_flagged"] = {"largest_residual": largest, "lam_to_flag_one": chosen * largest / model.prox_threshold_}
+    result = run.result(model, scaler, scores, flagged, L, S, shares, col_rows, penalty=penalty, layers=model.layers_,
+                        lam=chosen, threshold=model.prox_threshold_, how=how, search=search, fits=fit.done,
+                        **{k: model.get_params()[k] for k in SCHEDULE_KEYS}, **fields)
+    write_result(tmp, result)
+    return result.info
 
 
 def _column_ratios(X, model, names):
@@ -327,9 +349,10 @@ def _column_ratios(X, model, names):
     return {names[j]: float(ratio[j]) for j in range(X.shape[1])}
 
 
-def _fit_ensemble_and_write(table, ens, data_path, out_dir, tmp, id_column, progress, t0):
+def _fit_ensemble_and_write(run, tmp, ens):
     """Fit the ensemble on the raw rows, score and explain them, write every result file into ``tmp``.
     A row's score is the ensemble's score minus its cut-off (> 0: flagged)."""
+    table, progress = run.table, run.progress
     n = int(ens.n_members)
     phases = [f"member {j + 1}/{n}, " + ("pilot autoencoder" if k == 0 else "warm RDA") for j in range(n)
               for k in range(2 if ens.penalty is not None else 1)]
@@ -340,11 +363,10 @@ def _fit_ensemble_and_write(table, ens, data_path, out_dir, tmp, id_column, prog
     if progress:
         progress(len(phases), len(phases), f"{plural(len(ens.members_), 'member')} fitted")
     scaler = ens.scaler_
-    scaler.feature_names, scaler.id_column = list(table.feature_names), id_column
+    scaler.feature_names, scaler.id_column = list(table.feature_names), run.id_column
     shares, z = ens.feature_contributions(table.X, return_scores=True)
     scores = z - ens.threshold_
     flagged = scores > 0
-    top = top_features(shares, table.feature_names, flagged)
     L_s, S_s = ens.decompose()
     L, S = scaler.inverse_transform(L_s), scaler.inverse_scale(S_s)
     first = ens.member_info_[0]
@@ -352,25 +374,18 @@ def _fit_ensemble_and_write(table, ens, data_path, out_dir, tmp, id_column, prog
     how = (f"the table rule's RDA ensemble ({plural(len(ens.members_), 'member')}; rda_cli/table_rule.py): rows flagged "
            + (f"in the top {ens.contamination:g} of the scores" if ens.contamination is not None else
               f"above median + {rule.flag_mads:g} x 1.4826 MAD of the scores"))
-    info = {
-        "data": str(data_path), "array": table.array_name, "n_rows": table.n_rows, "n_features": table.n_features,
-        "penalty": "l21_rows", "detector": "ensemble", "n_members": len(ens.members_),
-        "layers": [i["layers"] for i in ens.member_info_], "lam": None,
-        "threshold": float(ens.threshold_), "how": how, "search": {},
-        "member_thresholds": [i.get("threshold") for i in ens.member_info_],
-        "first_flagged": [i.get("first_flagged") for i in ens.member_info_],
-        "n_missing": int(np.isnan(table.X).sum()), "n_flagged": int(flagged.sum()),
-        "fits": 2 * len(ens.members_), "id_column": id_column, "rule": rule.__dict__,
-        "outer_iterations": rule.pilot_outer, "inner_epochs": first["inner_epochs"],
-        "batch_size": first["batch_size"], "max_steps_per_epoch": None, "learning_rate": rule.pilot_learning_rate,
-        "reinitialize": False, "random_state": ens.random_state, "lambda_scaling": "absolute",
-        "contamination": ens.contamination,
-        "s_nonzero_rows": int(np.any(S != 0, axis=1).sum()),
-    }
-    info["seconds"] = time.perf_counter() - t0
-    imputed = np.where(np.isnan(table.X), L, table.X) if info["n_missing"] else None
-    write_result(tmp, out_dir, info, table, scores, flagged, L, S, ens, scaler, None, top, shares, imputed)
-    return info
+    result = run.result(
+        ens, scaler, scores, flagged, L, S, shares,
+        penalty="l21_rows", detector="ensemble", n_members=len(ens.members_),
+        layers=[i["layers"] for i in ens.member_info_], lam=None, threshold=float(ens.threshold_), how=how, search={},
+        member_thresholds=[i.get("threshold") for i in ens.member_info_],
+        first_flagged=[i.get("first_flagged") for i in ens.member_info_], fits=2 * len(ens.members_),
+        rule=rule.__dict__, outer_iterations=rule.pilot_outer, inner_epochs=first["inner_epochs"],
+        batch_size=first["batch_size"], max_steps_per_epoch=None, learning_rate=rule.pilot_learning_rate,
+        reinitialize=False, random_state=ens.random_state, lambda_scaling="absolute", contamination=ens.contamination,
+        s_nonzero_rows=int(np.any(S != 0, axis=1).sum()))
+    write_result(tmp, result)
+    return result.info
 
 
 # ---------------------------------------------------------------------------- score
@@ -595,6 +610,7 @@ def _scored_chunks(model, scaler, tables):
 
 # ---------------------------------------------------------------------------- plot
 DETECT_JSON_MAX_BYTES = 16 * 2**20
+RESULT_CSV_MAX_BYTES = 1 << 30  # scores.csv / explain.csv / a figure of a detect result read back by replot
 
 
 def replot(folder):
@@ -606,13 +622,11 @@ def replot(folder):
     ``--force`` may still replace it; else the manifest is left as it is (and the folder stays someone
     else's). Bad or missing files: one DetectError line."""
     import csv
-    import json
-    import os
-    import tempfile
+    import io
 
     from .detect_report import detect_figures
-    from .owned import MANIFEST, MANIFEST_MAX_BYTES, ownership_problem, sha256_file, temp_prefix
-    from .safeio import read_json
+    from .owned import MANIFEST, MANIFEST_MAX_BYTES, ownership_problem, sha256_file, temp_dir
+    from .safeio import atomic_write_bytes, read_capped, read_json, write_json
 
     folder = Path(folder)
     shown = show_path(folder)
@@ -620,37 +634,45 @@ def replot(folder):
     if not isinstance(info, dict) or "data" not in info:
         raise DetectError(f"{show_path(folder / MARKER)} is not a detect.json rda wrote")
     owned = ownership_problem(folder, MARKER) is None
+
+    def csv_rows(name):
+        text = read_capped(folder / name, RESULT_CSV_MAX_BYTES, name, error=DetectError)
+        return csv.reader(io.StringIO(text.decode("utf-8"), newline=""))
+
     try:
-        with open(folder / "scores.csv", newline="", encoding="utf-8") as fh:
-            rows = list(csv.reader(fh))[1:]
+        rows = list(csv_rows("scores.csv"))[1:]
         labels = [r[0] for r in rows]
         scores = np.array([float(r[1]) for r in rows])
         flagged = np.array([r[2] == "1" for r in rows])
         where = {label: i for i, label in enumerate(labels)}
         pairs = {}
         if (folder / "explain.csv").is_file():
-            with open(folder / "explain.csv", newline="", encoding="utf-8") as fh:
-                for e in csv.DictReader(fh):
-                    pairs.setdefault(where[e["row"]], []).append((e["feature"], float(e["share"])))
+            explain = csv_rows("explain.csv")
+            head = next(explain)
+            for e in (dict(zip(head, r)) for r in explain):
+                pairs.setdefault(where[e["row"]], []).append((e["feature"], float(e["share"])))
         else:  # a folder written before explain.csv: the shares scores.csv names
             for i, r in enumerate(rows):
                 if len(r) > 3 and r[3]:
                     pairs[i] = [(p.rsplit(":", 1)[0], float(p.rsplit(":", 1)[1])) for p in r[3].split(";")]
     except FileNotFoundError as exc:
         raise DetectError(f"{shown}: {Path(exc.filename).name} is missing; nothing to redraw") from None
-    except (ValueError, IndexError, KeyError) as exc:
+    except (ValueError, IndexError, KeyError, StopIteration) as exc:
         raise DetectError(f"{shown}: scores.csv or explain.csv is not as rda detect wrote it ({exc})") from None
-    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(folder.name), suffix=".tmp", dir=folder.parent))
+    tmp = temp_dir(folder)
     try:
         chart = detect_figures(tmp, info, labels, scores, flagged, pairs)
         names = ["score_hist.png"] + (["top_rows.png"] if chart else [])
         for name in names:
-            atomic_write_bytes(folder / name, (tmp / name).read_bytes())
+            figure = read_capped(tmp / name, RESULT_CSV_MAX_BYTES, name, error=DetectError)
+            atomic_write_bytes(folder / name, figure)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if owned:  # the figures' manifest entries, nothing else (a file added meanwhile stays unlisted)
         listing = read_json(folder / MANIFEST, MANIFEST_MAX_BYTES, "manifest", error=DetectError)
         for name in names:
-            listing["files"][name] = [os.path.getsize(folder / name), sha256_file(folder / name)]
-        atomic_write_text(folder / MANIFEST, json.dumps(listing, indent=1))
+            listing["files"][name] = [(folder / name).stat().st_size, sha256_file(folder / name)]
+        write_json(folder / MANIFEST, listing)
     return len(rows), names
+
+

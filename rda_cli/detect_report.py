@@ -13,6 +13,8 @@ import io
 
 import numpy as np
 
+from .safeio import write_file
+
 __all__ = ["TOP_ROWS", "TOP_FEATURES", "top_columns", "scores_csv", "explain_csv", "columns_csv", "histogram",
            "top_rows_chart", "report_markdown"]
 
@@ -91,7 +93,7 @@ def top_rows_chart(path, labels, scores, flagged, pairs):
             ax.tick_params(labelsize=8)
         axes[-1, 0].set_xlabel("share of the row's anomaly (its squared residual, scaled units)")
         fig.tight_layout()
-        fig.savefig(path, dpi=110)
+        write_file(path, lambda fh: fig.savefig(fh, format="png", dpi=110))
     finally:
         plt.close(fig)
     return True
@@ -168,7 +170,7 @@ def histogram(path, scores, flagged, title, kind="rows"):
         ax.set_title(title, fontsize=10)
         ax.legend(fontsize=8)
         ax.grid(True, alpha=0.3)
-        fig.savefig(path, dpi=120, bbox_inches="tight")
+        write_file(path, lambda fh: fig.savefig(fh, format="png", dpi=120, bbox_inches="tight"))
     finally:
         plt.close(fig)
     return drawn

@@ -167,7 +167,8 @@ class RobustAutoencoder(ScoringMixin, OutlierMixin, TransformerMixin, BaseEstima
     Notes
     -----
     :meth:`predict` is scikit-learn's (+1 inlier, -1 outlier); :meth:`decision_function` is PyOD's
-    (higher is more abnormal, > 0 flagged), :meth:`score_samples` its negative. Missing values (NaN)
+    (higher is more abnormal; for the row penalties > 0 flagged, for ``l21_cols`` and None the residual
+    row norm, a ranking that flags nothing), :meth:`score_samples` its negative. Missing values (NaN)
     are left out of the loss and the scores and imputed in ``L_``. Fitted state is numpy arrays
     only; computing runs on a compiled trainer the process caches per shape. ``docs/estimator.md``
     gives each of these rules in full.

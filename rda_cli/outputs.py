@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,8 @@ from .safeio import (check_parent_is_folder, is_within, make_dirs, oserror_line,
                      rename_noreplace, show_path, umask)
 
 __all__ = ["MARKER", "OUTPUT_NAMES", "OutputChangedError", "check_out_dir", "start_output", "place_result",
-           "is_scores_file", "scores_sidecar", "write_marked", "check_score_out", "write_result", "write_scores_file",
+           "is_scores_file", "scores_sidecar", "write_marked", "check_score_out", "DetectResult", "write_result",
+           "write_scores_file",
            "owning_folder", "located"]
 
 MARKER = "detect.json"  # the file that says a folder holds an rda detect result
@@ -171,13 +173,34 @@ def located(exc, tmp, out_dir):
     return OSError(exc.errno, exc.strerror or str(exc), str(where))
 
 
-def write_result(tmp, out_dir, info, table, scores, flagged, L, S, model, scaler, col_rows, top=None, shares=None,
-                 imputed=None):
-    """Write every file of a detect result into ``tmp`` (the model included) and its manifests; the caller
-    puts it in place (:func:`place_result`). ``col_rows``: ``(column, S column norm, flagged)`` per
-    column for an ``l21_cols`` model (``columns.csv``), else None; ``top``/``shares``: the flagged rows'
-    top features and every row's feature shares; ``imputed``: the table with its missing cells filled
-    in (None when none are missing)."""
+@dataclass
+class DetectResult:
+    """What a detect run hands to :func:`write_result`: ``info`` (``detect.json``), the ``table``, each
+    row's ``scores`` and ``flagged``, ``L`` and ``S`` in the table's units, the fitted ``model`` and its
+    ``scaler``; ``col_rows``: ``(column, S column norm, flagged)`` per column for an ``l21_cols`` model
+    (``columns.csv``), else None; ``top``/``shares``: the flagged rows' top features and every row's
+    feature shares; ``imputed``: the table with its missing cells filled in (None when none are missing)."""
+
+    info: dict
+    table: object
+    scores: np.ndarray
+    flagged: np.ndarray
+    L: np.ndarray
+    S: np.ndarray
+    model: object
+    scaler: object
+    col_rows: list | None = None
+    top: list | None = None
+    shares: np.ndarray | None = None
+    imputed: np.ndarray | None = None
+
+
+def write_result(tmp, result):
+    """Write every file of a detect :class:`DetectResult` into ``tmp`` (the model included) and its
+    manifests; the caller puts it in place (:func:`place_result`)."""
+    r = result
+    info, table, scores, flagged, L, S = r.info, r.table, r.scores, r.flagged, r.L, r.S
+    model, scaler, col_rows, top, shares, imputed = r.model, r.scaler, r.col_rows, r.top, r.shares, r.imputed
     (tmp / "scores.csv").write_text(scores_csv(table.ids, info["id_column"], scores, flagged, top))
     if col_rows is not None:
         (tmp / "columns.csv").write_text(columns_csv(col_rows))

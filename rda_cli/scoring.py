@@ -75,7 +75,7 @@ class ScoringMixin:
         return np.where(flagged, row_norms(S, mask), margin).astype(np.float64), flagged
 
     def decision_function(self, X):
-        """Outlier score of each row of ``X``: higher is more abnormal, > 0 means flagged.
+        """Outlier score of each row of ``X``: higher is more abnormal; for the row penalties > 0 means flagged.
 
         For the row penalties a flagged row (non-zero row of ``S``) scores the norm of its ``S`` row;
         any other row how far it is below the threshold (``||r|| - threshold`` for l2,1,

@@ -57,3 +57,15 @@ def test_one_model_on_a_table_is_the_table_rules():
         assert {k: params[k] for k in member if k not in ("lambda_scaling",)} == {
             k: v for k, v in member.items() if k != "lambda_scaling"}
         assert params["lambda_scaling"] == "paper" and params["random_state"] == 0
+
+
+def test_help_says_which_scores_flag():
+    """``> 0 is flagged`` holds for the row penalties and the ensemble; an ``l21_cols`` model flags columns,
+    its row scores (residual norms, > 0) flag no row, and the help says so."""
+    from click.testing import CliRunner
+
+    from rda_cli.cli import main
+
+    for command in ("detect", "score"):
+        text = " ".join(CliRunner().invoke(main, [command, "--help"], terminal_width=1000).output.split())
+        assert "l21_cols" in text and "no row" in text, command

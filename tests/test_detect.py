@@ -781,8 +781,9 @@ def test_detect_result_follows_the_umask_with_a_long_name_and_a_line_break(small
         os.umask(old)
     assert res.exit_code == 0, res.output
     assert len(res.output.strip().splitlines()) == 1 and repr(str(out)) in res.output
-    assert stat.S_IMODE(out.stat().st_mode) == 0o755
-    assert {stat.S_IMODE((out / f).stat().st_mode) for f in ("scores.csv", "report.md", "detect.json")} == {0o644}
+    assert {stat.S_IMODE(d.stat().st_mode) for d in (out, out / "model")} == {0o755}
+    assert {stat.S_IMODE((out / f).stat().st_mode) for f in ("scores.csv", "report.md", "detect.json",
+                                                              "model/params.json")} == {0o644}
 
 
 def test_a_full_disk_in_detect_names_the_folder(small, tmp_path, monkeypatch):

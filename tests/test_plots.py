@@ -248,3 +248,33 @@ def test_outlier_partial(tmp_path):
 def test_empty(tmp_path, fn):
     assert fn(tmp_path, []) == []
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_cell_npz_is_read_only_for_the_arrays_figures_draw(tmp_path):
+    """Issue 27 item 9: ``rda plot`` decompresses only the arrays it draws; another member of a cell's
+    ``.npz`` (here one whose header declares 8 TB, deflated) is never inflated, and a bomb in a drawn
+    array makes the cell unreadable (skipped), not a MemoryError."""
+    import io
+    import zipfile
+
+    from rda_cli.experiments.figures._shared import _load_npz
+
+    def npy(a=None, shape=None):
+        buf = io.BytesIO()
+        if a is not None:
+            np.save(buf, a)
+        else:
+            np.lib.format.write_array_header_1_0(buf, {"descr": "<f8", "fortran_order": False, "shape": shape})
+            buf.write(b"\0" * 64)
+        return buf.getvalue()
+
+    (tmp_path / "cells").mkdir()
+    S = np.arange(6.0).reshape(2, 3)
+    with zipfile.ZipFile(tmp_path / "cells" / "c.npz", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("S.npy", npy(S))
+        z.writestr("junk.npy", npy(shape=(10 ** 12,)))
+    z = _load_npz(tmp_path, {"id": "c"}, ["S"])
+    assert set(z) == {"S"} and np.array_equal(z["S"], S)
+    with zipfile.ZipFile(tmp_path / "cells" / "d.npz", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("S.npy", npy(shape=(10 ** 12,)))
+    assert _load_npz(tmp_path, {"id": "d"}, ["S"]) is None

@@ -91,6 +91,7 @@ def test_prediction_rank(clf, data):
     assert normalized.min() >= 0 and normalized.max() <= 1
 
 
+@pytest.mark.filterwarnings("ignore:Function fit_predict(_score)? is deprecated:FutureWarning")  # PyOD's, on purpose
 def test_fit_predict_and_fit_predict_score(data):
     X_train, y_train, _, _ = data
     labels = fixed_lam().fit_predict(X_train)
@@ -124,6 +125,7 @@ def test_pyod_score_combination(clf, data):
         assert roc_auc_score(y_test, combine(test_n, n_buckets=2)) >= ROC_FLOOR
 
 
+@pytest.mark.filterwarnings("ignore:The number of histogram bins is greater than the number of classifiers")  # LSCP, 2
 def test_inside_a_pyod_ensemble(data):
     from pyod.models.lscp import LSCP
 

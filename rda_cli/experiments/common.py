@@ -187,6 +187,17 @@ def knee_cell(cells, count_key, scale):
     return next(c for c in cells if c["lam"] == knee)
 
 
+SUMMARY_MAX_BYTES = 64 << 20  # a run's summary.json (ours: a few hundred KB at most)
+
+
+def read_summary(run):
+    """A run's ``summary.json`` (as :func:`write_summary` wrote it) through the one JSON reader
+    (:func:`rda_cli.safeio.read_json`: a regular file, at most :data:`SUMMARY_MAX_BYTES`; else ConfigError)."""
+    from ..safeio import read_json
+
+    return read_json(run.path / "summary.json", SUMMARY_MAX_BYTES, "summary", ConfigError)
+
+
 def write_summary(run, summary, markdown):
     """A run's ``summary.json`` (``summary``, JSON-safe) and ``summary.md`` (``markdown``), atomically."""
     from .rundir import atomic_write_text

@@ -34,6 +34,7 @@ from .common import (
     seed_list,
     seed_suffix,
     tag_seeds,
+    read_summary,
     untag_seeds,
     write_summary,
 )
@@ -269,9 +270,7 @@ def _summary_md(summary):
 
 
 def one_line_summary(run, cells):
-    import json
-
-    s = json.loads((run.path / "summary.json").read_text())
+    s = read_summary(run)
     best = [r for r in s["per_k"] if r.get("ratio") is not None]
     if not best:
         return f"{len(cells)} cells"

@@ -38,6 +38,7 @@ from .common import (
     seed_list,
     seed_suffix,
     tag_seeds,
+    read_summary,
     untag_seeds,
     write_summary,
 )
@@ -508,7 +509,7 @@ def _summary_md(summary):
 
 
 def one_line_summary(run, cells):
-    s = json.loads((run.path / "summary.json").read_text())
+    s = read_summary(run)
     parts = [f"{len(cells)} cells"]
     if "rda" in s:
         parts.append(f"RDA best F1 {s['rda']['f1']:.3f} at λ={s['rda']['lam']:g}")

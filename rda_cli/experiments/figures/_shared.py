@@ -19,6 +19,7 @@ import numpy as np
 from matplotlib.lines import Line2D
 from matplotlib.ticker import LogFormatter
 
+from ...arrayfile import NpzArrays
 from ..common import pick_seed
 from ..rundir import atomic_write_bytes
 
@@ -61,17 +62,20 @@ def _npz_path(run_dir: Path, cell: dict) -> Path | None:
     return p if p.is_file() else None
 
 
+FIGURE_ARRAYS = frozenset({"L", "S", "X", "corrupted", "clean", "column_norms", "stuck", "residual_norms", "is_outlier"})
+
+
 def _load_npz(run_dir: Path, cell: dict, required: Sequence[str]) -> dict | None:
     """The arrays of a cell's npz as a dict, or None if absent/unreadable/incomplete."""
     p = _npz_path(run_dir, cell)
     if p is None:
         return None
     try:
-        with np.load(p, allow_pickle=False) as z:
-            if not all(k in z.files for k in required):
+        with NpzArrays(p) as z:  # declared sizes checked; only the arrays figures draw are inflated
+            if not all(k in z.names for k in required):
                 return None
-            return {k: np.asarray(z[k]) for k in z.files}
-    except Exception:  # a truncated / half-written file from an interrupted run
+            return {k: z.load(k) for k in z.names if k in FIGURE_ARRAYS or k in required}
+    except Exception:  # a truncated / half-written file from an interrupted run, or a crafted one
         return None
 
 
