@@ -145,7 +145,8 @@ def histogram_title(info, command="rda detect"):
 
 
 def histogram(path, scores, flagged, title, kind="rows"):
-    """The score histogram (log counts), flagged rows in red; returns the Figure's drawn data as
+    """The score histogram (log counts), flagged rows in red, into ``path`` (a file name, written atomically,
+    or a binary file object); returns the Figure's drawn data as
     ``{label: counts}`` (for tests). ``kind`` (:func:`score_kind`) names the score on the x axis;
     ``"columns"`` (a column penalty): one histogram of the residual row norms, no flagging boundary."""
     import matplotlib
@@ -170,7 +171,10 @@ def histogram(path, scores, flagged, title, kind="rows"):
         ax.set_title(title, fontsize=10)
         ax.legend(fontsize=8)
         ax.grid(True, alpha=0.3)
-        write_file(path, lambda fh: fig.savefig(fh, format="png", dpi=120, bbox_inches="tight"))
+        def save(fh):
+            fig.savefig(fh, format="png", dpi=120, bbox_inches="tight")
+
+        save(path) if hasattr(path, "write") else write_file(path, save)  # a file object, or a path (atomic)
     finally:
         plt.close(fig)
     return drawn
