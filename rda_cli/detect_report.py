@@ -155,7 +155,8 @@ def histogram_title(info, command="rda detect"):
 
 
 def histogram(path, scores, flagged, title, kind="rows"):
-    """The score histogram (log counts), flagged rows in red; returns the Figure's drawn data as
+    """The score histogram (log counts), flagged rows in red, into ``path`` (a file name, written atomically,
+    or a binary file object); returns the Figure's drawn data as
     ``{label: counts}`` (for tests). ``kind`` (:func:`score_kind`) names the score on the x axis;
     ``"columns"`` (a column penalty): one histogram of the residual row norms, no flagging boundary."""
     import matplotlib
