@@ -328,10 +328,10 @@ def _fit_and_write(run, tmp, params, penalty, lam, lam_for_fraction):
         col_rows = [(table.feature_names[j], float(norms[j]), bool(model.column_mask_[j]))
                     for j in np.argsort(-norms, kind="stable")]
     fields = {}
-    if col_rows is not None:
+    if col_rows is not None and chosen > 0 and model.prox_threshold_ > 0:  # (lambda 0 holds no column back)
         fields["column_ratios"] = _column_ratios(X, model, table.feature_names)
         fields["lam_flags_no_column"] = chosen * max(1.0, max(fields["column_ratios"].values()))
-    elif not flagged.any() and chosen > 0 and model.prox_threshold_ > 0:
+    elif col_rows is None and not flagged.any() and chosen > 0 and model.prox_threshold_ > 0:
         largest = model.prox_threshold_ + float(np.max(scores))  # unflagged: score = residual - threshold
         fields["none_flagged"] = {"largest_residual": largest, "lam_to_flag_one": chosen * largest / model.prox_threshold_}
     result = run.result(model, scaler, scores, flagged, L, S, shares, col_rows, penalty=penalty, layers=model.layers_,
