@@ -69,8 +69,12 @@ def _header(fh, where):
         shape, _fortran, dtype = read(fh, max_header_size=MAX_HEADER)
     except (ValueError, EOFError, OSError, SyntaxError, TypeError) as exc:
         raise ArrayFileError(f"{where}: not a readable .npy array ({' '.join(str(exc).split())[:200]})") from None
-    if dtype.hasobject or dtype.kind not in "biuf":
-        raise ArrayFileError(f"{where} has dtype {dtype}, expected numbers (rda reads no pickled objects)")
+    if dtype.hasobject:
+        raise ArrayFileError(f"{where} has dtype {dtype} (Python objects), expected numbers (rda reads no pickled "
+                             "objects)")
+    if dtype.kind not in "biuf":
+        what = {"U": "text", "S": "bytes", "c": "complex numbers", "M": "dates", "m": "time spans"}.get(dtype.kind)
+        raise ArrayFileError(f"{where} has dtype {dtype}{f' ({what})' if what else ''}, expected numbers")
     nbytes = math.prod(shape) * dtype.itemsize
     return shape, dtype, nbytes
 

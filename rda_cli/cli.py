@@ -277,6 +277,8 @@ def _run(experiment, config, out, quiet, executor, workers, scheduler, cells=Non
 
 
 def _common_options(f):
+    from .experiments.config import MAX_WORKERS
+
     options = [
         click.option("--config", "config_path", default=None, metavar="FILE",
                      help="YAML experiment config  [default: the packaged configs/<experiment>.yaml]"),
@@ -287,7 +289,7 @@ def _common_options(f):
         click.option("--quiet", is_flag=True, help="no progress bar"),
         click.option("--executor", type=EXECUTOR_CHOICES, default="local", show_default=True,
                      help="where cells run: sequentially here, a local process pool, or a Dask cluster"),
-        click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
+        click.option("--workers", type=click.IntRange(min=1, max=MAX_WORKERS), default=2, show_default=True,
                      help="processes for --executor processes"),
         click.option("--scheduler", default=None, metavar="ADDRESS",
                      help="Dask scheduler address for --executor dask, e.g. tcp://127.0.0.1:8786"),
@@ -310,7 +312,9 @@ def main():
 
 
 def _seeds_option(f):
-    return click.option("--seeds", "n_seeds", type=click.IntRange(min=1), default=None, metavar="N",
+    from .experiments.config import MAX_SEEDS
+
+    return click.option("--seeds", "n_seeds", type=click.IntRange(min=1, max=MAX_SEEDS), default=None, metavar="N",
                         help="repeat over seeds 0..N-1 with 95% intervals (sets the config's seeds)  "
                              "[default: the config's seeds, or just its seed]")(f)
 

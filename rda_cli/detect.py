@@ -50,16 +50,19 @@ RESERVED = {"penalty": "`penalty`", "lam": "`lam` or `lam_for_fraction`", "lam_f
 # ---------------------------------------------------------------------------- options
 def _setting_fields():
     """The typed rules of the estimator settings ``overrides`` may change (the experiment configs' rules)."""
+    from .experiments.benchmark import rule_schema
     from .experiments.common import model_schema
-    from .experiments.config import Field
+    from .experiments.config import MAX_SEED, Field
 
     fields = {k: v for k, v in model_schema().items() if k not in RESERVED}
     del fields["reinitialize"]  # true, false or "auto": the estimator's own check (estimator_params) decides
     fields.update(
-        random_state=Field("int", 0, nullable=True, minimum=0, doc="seed"),
+        random_state=Field("int", 0, nullable=True, minimum=0, maximum=MAX_SEED, doc="seed"),
         warm_start=Field("bool", False),
-        verbose=Field("int", 0, minimum=0),
+        verbose=Field("int", 0, minimum=0, maximum=100),
     )
+    for name, field in rule_schema().items():  # the ensemble's settings (the table rule's), with their ceilings
+        fields.setdefault(name, field)
     return fields
 
 
@@ -325,10 +328,10 @@ def _fit_and_write(run, tmp, params, penalty, lam, lam_for_fraction):
         col_rows = [(table.feature_names[j], float(norms[j]), bool(model.column_mask_[j]))
                     for j in np.argsort(-norms, kind="stable")]
     fields = {}
-    if col_rows is not None:
+    if col_rows is not None and chosen > 0 and model.prox_threshold_ > 0:  # (lambda 0 holds no column back)
         fields["column_ratios"] = _column_ratios(X, model, table.feature_names)
         fields["lam_flags_no_column"] = chosen * max(1.0, max(fields["column_ratios"].values()))
-    elif not flagged.any() and chosen > 0 and model.prox_threshold_ > 0:
+    elif col_rows is None and not flagged.any() and chosen > 0 and model.prox_threshold_ > 0:
         largest = model.prox_threshold_ + float(np.max(scores))  # unflagged: score = residual - threshold
         fields["none_flagged"] = {"largest_residual": largest, "lam_to_flag_one": chosen * largest / model.prox_threshold_}
     result = run.result(model, scaler, scores, flagged, L, S, shares, col_rows, penalty=penalty, layers=model.layers_,
@@ -359,7 +362,10 @@ def _fit_ensemble_and_write(run, tmp, ens):
     if progress:
         progress(0, len(phases), phases[0])
     with listening(Phases(progress, phases) if progress else None):
-        ens.fit(table.X)
+        try:
+            ens.fit(table.X)
+        except TableError as exc:  # a column the scaler cannot take (checked before any training)
+            raise DetectError(f"{table.path}: {exc}") from None
     if progress:
         progress(len(phases), len(phases), f"{plural(len(ens.members_), 'member')} fitted")
     scaler = ens.scaler_

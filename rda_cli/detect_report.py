@@ -13,6 +13,8 @@ import io
 
 import numpy as np
 
+from .safeio import write_file
+
 __all__ = ["TOP_ROWS", "TOP_FEATURES", "top_columns", "scores_csv", "explain_csv", "columns_csv", "histogram",
            "top_rows_chart", "report_markdown"]
 
@@ -66,6 +68,16 @@ def explain_csv(ids, X, expected, shares, flagged, names, start=0, header=True):
     return buf.getvalue()
 
 
+def _save_png(fig, target, **savefig):
+    """``fig`` as a PNG into ``target``: a file object (written as it is) or a path (atomically, through
+    :func:`rda_cli.safeio.write_file`)."""
+    if not hasattr(target, "write"):
+        write_file(target, lambda fh: _save_png(fig, fh, **savefig))
+        return
+    fh = target
+    fig.savefig(fh, format="png", **savefig)
+
+
 def top_rows_chart(path, labels, scores, flagged, pairs):
     """Bar charts of the ``CHART_ROWS`` highest-scoring flagged rows: each row's named features and their
     shares (``pairs``: ``{row index: [(feature, share), ...]}``, as ``explain.csv`` holds them) and the rest
@@ -91,7 +103,7 @@ def top_rows_chart(path, labels, scores, flagged, pairs):
             ax.tick_params(labelsize=8)
         axes[-1, 0].set_xlabel("share of the row's anomaly (its squared residual, scaled units)")
         fig.tight_layout()
-        fig.savefig(path, dpi=110)
+        _save_png(fig, path, dpi=110)
     finally:
         plt.close(fig)
     return True
@@ -143,7 +155,8 @@ def histogram_title(info, command="rda detect"):
 
 
 def histogram(path, scores, flagged, title, kind="rows"):
-    """The score histogram (log counts), flagged rows in red; returns the Figure's drawn data as
+    """The score histogram (log counts), flagged rows in red, into ``path`` (a file name, written atomically,
+    or a binary file object); returns the Figure's drawn data as
     ``{label: counts}`` (for tests). ``kind`` (:func:`score_kind`) names the score on the x axis;
     ``"columns"`` (a column penalty): one histogram of the residual row norms, no flagging boundary."""
     import matplotlib
@@ -168,7 +181,7 @@ def histogram(path, scores, flagged, title, kind="rows"):
         ax.set_title(title, fontsize=10)
         ax.legend(fontsize=8)
         ax.grid(True, alpha=0.3)
-        fig.savefig(path, dpi=120, bbox_inches="tight")
+        _save_png(fig, path, dpi=120, bbox_inches="tight")
     finally:
         plt.close(fig)
     return drawn

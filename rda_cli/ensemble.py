@@ -165,7 +165,8 @@ pilot_learning_rate, lambda_quantile, warm_outer, warm_steps, warm_learning_rate
         from .scaling import RobustScaler01
 
         self._validate_params()
-        X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2, ensure_all_finite="allow-nan")
+        with np.errstate(over="ignore", invalid="ignore"):  # sums over values near 1e308 (checked by the scaler)
+            X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2, ensure_all_finite="allow-nan")
         rule = self.rule()
         self.scaler_ = RobustScaler01().fit(X)
         Z = self.scaler_.transform(X)

@@ -26,7 +26,8 @@ ROW_PENALTIES = ("l21_rows", "l1")  # the penalties that flag rows; l21_cols fla
 
 def fingerprint(X):
     """A digest of ``X`` (float32 bytes and shape): how a model knows its training data again."""
-    X = np.ascontiguousarray(X, dtype=np.float32)
+    with np.errstate(over="ignore"):  # a value beyond float32 digests as inf
+        X = np.ascontiguousarray(X, dtype=np.float32)
     return hashlib.blake2b(X.view(np.uint8).reshape(-1), digest_size=16).hexdigest() + str(X.shape)
 
 

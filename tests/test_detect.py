@@ -634,6 +634,27 @@ def test_detect_and_score_with_the_l21_cols_penalty(tmp_path):
     assert res.exit_code == 0, res.output
 
 
+def test_extreme_cells_are_scored_not_a_bug(tmp_path):
+    """A cell of 1e25: the default detector scales it within 10^6 training spans, fits, and ranks its row
+    first, every score finite. A column of +-1e308 (its span beyond float64): refused before training."""
+    X, _ = with_outlier_rows(n=200, d=5, fraction=0.0, seed=0)
+    X = X.astype(float)
+    X[:, 4] = np.where(np.arange(len(X)) % 2 == 0, 1e308, -1e308)
+    path = tmp_path / "x.csv"
+    np.savetxt(path, X, delimiter=",", header="a,b,c,d,e", comments="", fmt="%.17g")
+    res = invoke("detect", "--data", path, "--out", tmp_path / "run", "--quiet")
+    assert res.exit_code == 2 and res.output.count("\n") == 1, res.output
+    assert f"{path}: column 5 spans -1e+308 to 1e+308" in res.output and not (tmp_path / "run").exists()
+    X[:, 4] = 0.5
+    X[7, 2] = 1e25
+    np.savetxt(path, X, delimiter=",", header="a,b,c,d,e", comments="", fmt="%.17g")
+    res = invoke("detect", "--data", path, "--out", tmp_path / "run", "--members", "1", "--set", "pilot_steps=50",
+                 "--set", "warm_outer=2", "--quiet")
+    assert res.exit_code == 0, res.output
+    scores = np.loadtxt(tmp_path / "run" / "scores.csv", delimiter=",", skiprows=1, usecols=1)
+    assert np.isfinite(scores).all() and int(np.argmax(scores)) == 7
+
+
 # ------------------------------------------------------------------ where results go: one ownership rule
 # (rda_cli/owned.py, rda_cli/outputs.py; docs/reliability.md). A single fast model where training is needed.
 QUICK = ["--lam", "0.01", "--set", "outer_iterations=1", "--set", "inner_epochs=1", "--quiet"]
@@ -781,8 +802,9 @@ def test_detect_result_follows_the_umask_with_a_long_name_and_a_line_break(small
         os.umask(old)
     assert res.exit_code == 0, res.output
     assert len(res.output.strip().splitlines()) == 1 and repr(str(out)) in res.output
-    assert stat.S_IMODE(out.stat().st_mode) == 0o755
-    assert {stat.S_IMODE((out / f).stat().st_mode) for f in ("scores.csv", "report.md", "detect.json")} == {0o644}
+    assert {stat.S_IMODE(d.stat().st_mode) for d in (out, out / "model")} == {0o755}
+    assert {stat.S_IMODE((out / f).stat().st_mode) for f in ("scores.csv", "report.md", "detect.json",
+                                                              "model/params.json")} == {0o644}
 
 
 def test_a_full_disk_in_detect_names_the_folder(small, tmp_path, monkeypatch):

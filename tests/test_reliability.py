@@ -396,7 +396,7 @@ def test_save_is_atomic(tmp_path, monkeypatch):
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "mine.txt").write_text("x")
     monkeypatch.undo()
-    with pytest.raises(ValueError, match="not a model folder"):
+    with pytest.raises(ValueError, match="holds files rda did not write"):
         model.save(tmp_path / "other")
 
 

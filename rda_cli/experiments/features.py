@@ -18,7 +18,6 @@ separates it from clean pixels that the network reconstructs well.
 
 from __future__ import annotations
 
-import json
 import time
 
 import numpy as np
@@ -34,6 +33,7 @@ from .common import (
     make_estimator,
     mnist_data_schema,
     model_schema,
+    read_summary,
     write_summary,
 )
 from .config import Field
@@ -167,7 +167,7 @@ def summarize(run, cells):
 
 
 def one_line_summary(run, cells):
-    s = json.loads((run.path / "summary.json").read_text())
+    s = read_summary(run)
     parts = [f"{len(cells)} cells"]
     if "best" in s:
         b = s["best"]
