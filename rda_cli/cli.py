@@ -360,7 +360,7 @@ def plot(run_dir):
               help="one RDA: lambda by bisection so that about F of the rows (columns for l21_cols) are flagged "
                    "(rda_cli.selection.lambda_for_fraction)  [default: without --lam, the knee rule]")
 @click.option("--members", type=click.IntRange(1, 8), default=None, metavar="N",
-              help="members of the RDA ensemble (the default detector)  [default: 6; 1: a single RDA]")
+              help="members of the RDA ensemble (the default detector)  [default: 2; 1: a single RDA]")
 @click.option("--layers", default=None, metavar="H1,H2,...",
               help="hidden layer sizes; the input width is put in front  [default: rda_cli.estimator.default_layers(width): "
                    "max(2, ceil(width/2)), max(1, ceil(width/4))]")
@@ -380,8 +380,9 @@ def detect(data_path, penalty, lam, contamination, lam_for_fraction, members, la
     """Find outlying rows (or cells, or columns) in your own table with an RDA.
 
     Default: the RDA ensemble of the table rule (rda_cli/table_rule.py): columns scaled robustly (1st..99th
-    percentile -> [0, 1]), 6 members (--members), each a pilot autoencoder then a warm l2,1 RDA; a row's score
-    is the members' averaged robust z-score minus the cut-off (> 0: flagged); --set changes the rule's
+    percentile -> [0, 1]), 2 members (--members; pilot learning rates 0.01 and 0.001), each a pilot autoencoder
+    then a warm l2,1 RDA, and a per-feature tail score; a row's score is their averaged robust z-score minus
+    the cut-off (> 0: flagged); --set changes the rule's
     settings (e.g. pilot_steps=100, random_state=1).
 
     With --lam, --lam-for-fraction, or --penalty l1 / l21_cols: one RDA on min-max scaled features ([0, 1], constant columns to
