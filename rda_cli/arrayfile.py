@@ -69,8 +69,12 @@ def _header(fh, where):
         shape, _fortran, dtype = read(fh, max_header_size=MAX_HEADER)
     except (ValueError, EOFError, OSError, SyntaxError, TypeError) as exc:
         raise ArrayFileError(f"{where}: not a readable .npy array ({' '.join(str(exc).split())[:200]})") from None
-    if dtype.hasobject or dtype.kind not in "biuf":
-        raise ArrayFileError(f"{where} has dtype {dtype}, expected numbers (rda reads no pickled objects)")
+    if dtype.hasobject:
+        raise ArrayFileError(f"{where} has dtype {dtype} (Python objects), expected numbers (rda reads no pickled "
+                             "objects)")
+    if dtype.kind not in "biuf":
+        what = {"U": "text", "S": "bytes", "c": "complex numbers", "M": "dates", "m": "time spans"}.get(dtype.kind)
+        raise ArrayFileError(f"{where} has dtype {dtype}{f' ({what})' if what else ''}, expected numbers")
     nbytes = math.prod(shape) * dtype.itemsize
     return shape, dtype, nbytes
 
@@ -103,8 +107,9 @@ class NpzArrays:
     :meth:`load` reads one array.
     """
 
-    def __init__(self, path, cap=None):
+    def __init__(self, path, cap=None, stored_only=False):
         self.path = str(path)
+        self.stored_only = stored_only
         self.cap = memory_cap() if cap is None else min(cap, memory_cap())
         fh = open_regular(path, what="", error=ArrayFileError)
         try:
@@ -171,7 +176,8 @@ class NpzArrays:
                     want = "(" + ", ".join("n" if e is None else str(e) for e in expected) + ("," if len(expected) == 1
                                                                                              else "") + ")"
                     raise ArrayFileError(f"{where} declares shape {shape}, expected {want}")
-                _check_fits(where, shape, dtype, nbytes, info.file_size - fh.tell(), self.cap)
+                held = min(info.file_size, info.compress_size) if self.stored_only else info.file_size
+                _check_fits(where, shape, dtype, nbytes, held - fh.tell(), self.cap)
                 fh.seek(0)
                 return np.lib.format.read_array(fh, allow_pickle=False, max_header_size=MAX_HEADER)
         except ArrayFileError:
@@ -180,7 +186,7 @@ class NpzArrays:
             raise ArrayFileError(f"{where}: cannot read it ({' '.join(str(exc).split())[:200]})") from None
 
 
-def read_npz(path, expected, optional=(), cap=None, finite=True):
+def read_npz(path, expected, optional=(), cap=None, finite=True, stored_only=False):
     """``{name: array}`` from the ``.npz`` file ``path`` whose content is known: the members ``expected``
     (a dict ``name -> shape``, ``None`` for any length on an axis, or ``None`` for any shape) and those
     of ``optional`` (names of ``expected``) that it holds, and nothing else.
@@ -188,11 +194,13 @@ def read_npz(path, expected, optional=(), cap=None, finite=True):
     Checked before any array is allocated (see the module docstring): a regular file, no pickles,
     each member's declared inflated size against its compression and the bytes its header needs, its
     declared shape against ``expected``, its bytes against ``cap`` (default: :func:`memory_cap`).
-    With ``finite``, a float array holding NaN or infinities is refused. Every fault is one
+    With ``finite``, a float array holding NaN or infinities is refused. With ``stored_only`` (files rda
+    wrote with ``np.savez``, which stores its members) a member must hold its declared bytes uncompressed:
+    nothing is inflated at all. Every fault is one
     :class:`ArrayFileError` line naming the path; a missing file is FileNotFoundError.
     """
     path = str(path)
-    with NpzArrays(path, cap) as arrays:
+    with NpzArrays(path, cap, stored_only) as arrays:
         extra = [k for k in arrays.names if k not in expected]
         if extra:
             raise ArrayFileError(f"{path}: unexpected array {extra[0][:80]!r}")

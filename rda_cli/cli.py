@@ -29,7 +29,7 @@ FLAGS = {"out_dir": "--out", "out": "--out", "config_path": "--config", "overrid
          "scheduler": "--scheduler",
          "model_dir": "--model", "data_path": "--data", "array": "--array", "id_column": "--id-column", "lam": "--lam",
          "contamination": "--contamination", "lam_for_fraction": "--lam-for-fraction", "force": "--force", "layers": "--layers", "penalty": "--penalty",
-         "missing": "--missing", "members": "--members"}
+         "missing": "--missing", "members": "--members", "threshold": "--threshold"}
 MISSING_OPTION = click.option(
     "--missing", type=click.Choice(["allow", "refuse"]), default="allow", show_default=True,
     help="allow: empty or NaN cells are missing values, left out of the fit and the scores and filled in by "
@@ -87,7 +87,8 @@ def _load(experiment, config_path, overrides):
 class _Progress:
     """A progress bar over cells (or fits) that also moves inside one: ``outer=(3, 10)`` (outer iterations
     done of a cell's fit) advances it by that fraction of a step, and the line (elapsed time, ETA) is redrawn every
-    ``REFRESH`` seconds even when nothing finishes."""
+    ``REFRESH`` seconds even when nothing finishes. The bar starts at what was already done when it first
+    shows (cells read back by a resumed run), and the ETA counts only the work done since."""
 
     SCALE = 100  # bar steps per cell, so a cell's outer iterations move it
     REFRESH = 2.0
@@ -96,22 +97,28 @@ class _Progress:
         import threading
 
         self.quiet, self.label, self.bar, self.t0 = quiet, label, None, time.time()
-        self.text, self.pos = "", 0
+        self.text, self.pos, self.base, self.t_base = "", 0, 0, None
         self.lock, self.stop = threading.Lock(), threading.Event()
 
     def _show(self, _item=None):
-        return f"{self.text}  {time.time() - self.t0:.0f}s elapsed"
+        now = time.time()
+        eta = ""
+        if self.bar is not None and self.pos > self.base and self.t_base is not None:
+            left = (now - self.t_base) / (self.pos - self.base) * (self.bar.length - self.pos)
+            eta = f", ETA {_duration(left)}"
+        return f"{self.text}  {now - self.t0:.0f}s elapsed{eta}"
 
     def __call__(self, done, total, cell_id=None, outer=None):
         if self.quiet:
             return
         frac = min(1.0, outer[0] / outer[1]) if outer and outer[1] > 0 else 0.0
-        self.text = f"{done}/{total}" + (f" ({cell_id}: outer iteration {outer[0]}/{outer[1]})" if outer else "")
+        self.text = f"{done}/{total}" + (f" ({cell_id}: outer iteration {outer[0]}/{outer[1]})" if outer else
+                                         f" ({cell_id})" if cell_id else "")
         with self.lock:
-            if self.bar is None:
-                self._start(total)
             target = min(int((done + frac) * self.SCALE), total * self.SCALE)
-            if target > self.pos:
+            if self.bar is None:
+                self._start(total, target)
+            elif target > self.pos:
                 self.bar.update(target - self.pos)
                 self.pos = target
             else:
@@ -125,11 +132,14 @@ class _Progress:
         with self.lock:
             self.bar.render_progress()
 
-    def _start(self, total):
+    def _start(self, total, done=0):
         import threading
 
-        self.bar = click.progressbar(length=max(1, total) * self.SCALE, label=self.label, show_eta=True,
+        self.bar = click.progressbar(length=max(1, total) * self.SCALE, label=self.label, show_eta=False,
                                      show_pos=False, show_percent=True, item_show_func=self._show, file=sys.stderr)
+        self.bar.pos = self.pos = self.base = done  # already done: drawn, but not counted in the ETA
+        self.bar.finished = done >= self.bar.length
+        self.t_base = time.time()
         self.bar.__enter__()
 
         def tick():
@@ -146,6 +156,12 @@ class _Progress:
             if self.bar is not None:
                 self.bar.__exit__(None, None, None)
                 self.bar = None
+
+
+def _duration(seconds):
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else (
+        f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s")
 
 
 def report_error(exc):
@@ -261,6 +277,8 @@ def _run(experiment, config, out, quiet, executor, workers, scheduler, cells=Non
 
 
 def _common_options(f):
+    from .experiments.config import MAX_WORKERS
+
     options = [
         click.option("--config", "config_path", default=None, metavar="FILE",
                      help="YAML experiment config  [default: the packaged configs/<experiment>.yaml]"),
@@ -271,7 +289,7 @@ def _common_options(f):
         click.option("--quiet", is_flag=True, help="no progress bar"),
         click.option("--executor", type=EXECUTOR_CHOICES, default="local", show_default=True,
                      help="where cells run: sequentially here, a local process pool, or a Dask cluster"),
-        click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
+        click.option("--workers", type=click.IntRange(min=1, max=MAX_WORKERS), default=2, show_default=True,
                      help="processes for --executor processes"),
         click.option("--scheduler", default=None, metavar="ADDRESS",
                      help="Dask scheduler address for --executor dask, e.g. tcp://127.0.0.1:8786"),
@@ -294,7 +312,9 @@ def main():
 
 
 def _seeds_option(f):
-    return click.option("--seeds", "n_seeds", type=click.IntRange(min=1), default=None, metavar="N",
+    from .experiments.config import MAX_SEEDS
+
+    return click.option("--seeds", "n_seeds", type=click.IntRange(min=1, max=MAX_SEEDS), default=None, metavar="N",
                         help="repeat over seeds 0..N-1 with 95% intervals (sets the config's seeds)  "
                              "[default: the config's seeds, or just its seed]")(f)
 
@@ -329,8 +349,17 @@ def outliers(config_path, out, overrides, quiet, executor, workers, scheduler, s
 @main.command()
 @click.argument("run_dir")
 def plot(run_dir):
-    """Re-draw every figure of a (partly) finished run from its saved results, without training."""
+    """Re-draw every figure of a (partly) finished run, or of an rda detect result folder, from its saved
+    results, without training."""
     from .experiments.runner import replot
+    from .outputs import MARKER
+
+    if (Path(run_dir) / MARKER).is_file():  # an rda detect result
+        from .detect import replot as replot_detect
+
+        n_rows, figures = replot_detect(run_dir)
+        click.echo(f"rda plot: rda detect result with {n_rows} rows; wrote {', '.join(figures)}")
+        return
 
     invalid = []
     experiment, cells, figures = replot(run_dir, invalid)
@@ -343,7 +372,20 @@ def plot(run_dir):
                + (", ".join(Path(f).name for f in figures) or "no figures"))
 
 
-@main.command()
+class _TableRuleHelp(click.Command):
+    """A command whose help quotes the table rule's numbers (``{RULE.name}``) from their one home,
+    :data:`rda_cli.table_rule.DEFAULT_RULE`, read when the help is shown (importing NumPy at start-up would
+    widen the window in which a signal finds the command without its handlers)."""
+
+    def get_help(self, ctx):
+        import re
+
+        from .table_rule import DEFAULT_RULE
+
+        return re.sub(r"\{RULE\.(\w+)\}", lambda m: f"{getattr(DEFAULT_RULE, m.group(1)):g}", super().get_help(ctx))
+
+
+@main.command(cls=_TableRuleHelp)
 @click.option("--data", "data_path", required=True, metavar="FILE",
               help=".csv (header row optional, detected), .parquet, .npy (2-D) or .npz (array 'X', else the "
                    "first 2-D one)")
@@ -360,10 +402,10 @@ def plot(run_dir):
               help="one RDA: lambda by bisection so that about F of the rows (columns for l21_cols) are flagged "
                    "(rda_cli.selection.lambda_for_fraction)  [default: without --lam, the knee rule]")
 @click.option("--members", type=click.IntRange(1, 8), default=None, metavar="N",
-              help="members of the RDA ensemble (the default detector)  [default: 2; 1: a single RDA]")
+              help="members of the RDA ensemble (the default detector)  [default: {RULE.n_members}; 1: a single RDA]")
 @click.option("--layers", default=None, metavar="H1,H2,...",
-              help="hidden layer sizes; the input width is put in front  [default: rda_cli.estimator.default_layers(width): "
-                   "max(2, ceil(width/2)), max(1, ceil(width/4))]")
+              help="one RDA's hidden layer sizes; the input width is put in front  [default: the table rule's, "
+                   "h = clip(ceil(width/2), {RULE.hidden_min}, {RULE.hidden_max}), ceil(h/2)]")
 @click.option("--id-column", default=None, metavar="NAME", help="CSV column holding row ids (not a feature)")
 @click.option("--array", "array_name", default=None, metavar="NAME",
               help=".npz input: the array to read  [default: 'X', or the only 2-D array]")
@@ -380,19 +422,22 @@ def detect(data_path, penalty, lam, contamination, lam_for_fraction, members, la
     """Find outlying rows (or cells, or columns) in your own table with an RDA.
 
     Default: the RDA ensemble of the table rule (rda_cli/table_rule.py): columns scaled robustly (1st..99th
-    percentile -> [0, 1]), 2 members (--members; pilot learning rates 0.01 and 0.001), each a pilot autoencoder
-    then a warm l2,1 RDA, and a per-feature tail score; a row's score is their averaged robust z-score minus
-    the cut-off (> 0: flagged); --set changes the rule's
+    percentile -> [0, 1]), {RULE.n_members} members (--members) whose pilots learn at learning rates 0.01 and
+    0.001, each a pilot autoencoder then a warm l2,1 RDA, and a per-feature tail score; a row's score is
+    their averaged robust z-score minus the cut-off (> 0: flagged); --set changes the rule's
     settings (e.g. pilot_steps=100, random_state=1).
 
-    With --lam, --lam-for-fraction, or --penalty l1 / l21_cols: one RDA on min-max scaled features ([0, 1], constant columns to
-    0.5); the scaler is saved with the model. Its schedule: outer_iterations=10, inner_epochs=10, batch_size=max(133, ceil(rows/256)) (at most the
-    rows: an epoch is at most 256 steps), learning_rate=0.001,
-    reinitialize=false, random_state=0 (change with --set). Without --lam or --lam-for-fraction, lambda is
-    chosen label-free at the knee of the number of flagged groups vs lambda over 8 lambdas (9 fits).
+    With --lam, --lam-for-fraction, or --penalty l1 / l21_cols: one RDA on min-max scaled features ([0, 1],
+    constant columns to 0.5; the scaler is saved with the model), the table rule's single model (as
+    rda_cli.pyod_detector.RDA fits it): its network from the width (--layers), {RULE.pilot_outer} outer
+    iterations of about {RULE.pilot_steps} gradient steps at learning rate {RULE.pilot_learning_rate}, batch
+    min(rows, max({RULE.batch_min}, ceil(rows/{RULE.max_steps_per_epoch}))), no re-initialisation, random_state=0
+    (change with --set). Without --lam or --lam-for-fraction, lambda is chosen label-free at the knee of the number
+    of flagged groups vs lambda over 8 lambdas (9 fits).
 
     Writes scores.csv (row,score,flagged,top_features; for the row penalties score > 0 means flagged; a flagged
-    row's top features by share of its S row), L.npy and S.npy in the original units, imputed.npy (with missing
+    row's top features by share of its S row), explain.csv (each flagged row's top features: value, expected
+    value and share, in the table's units), L.npy and S.npy in the original units, imputed.npy (with missing
     cells), model/ (for rda score), score_hist.png, top_rows.png and report.md. With --penalty l21_cols the
     columns are what is flagged (columns.csv: each column's S norm and flag); no row is, and a row's score is
     its residual norm (a ranking, > 0 for any row the network does not fit exactly).
@@ -421,34 +466,55 @@ def detect(data_path, penalty, lam, contamination, lam_for_fraction, members, la
         return
     click.echo(f"rda detect: {flagged} at lambda={info['lam']:.4g} (threshold {info['threshold']:.4g}; {what} "
                f"penalty {penalty}) -> {show_path(info['out_dir'])}")
+    if info.get("none_flagged"):
+        from .detect_report import none_flagged_line
+
+        click.echo(f"rda detect: no row flagged: {none_flagged_line(info)}")
+
 
 
 @main.command()
-@click.option("--model", "model_dir", required=True, metavar="DIR", help="the model/ folder written by rda detect")
+@click.option("--model", "model_dir", required=True, metavar="DIR",
+              help="the model/ folder written by rda detect, or its result folder")
 @click.option("--data", "data_path", required=True, metavar="FILE",
-              help="new rows: .csv (read in chunks: any length), .parquet, .npy or .npz, same columns")
+              help="new rows: .csv (read in chunks: any length), .parquet, .npy or .npz; with a header, columns "
+                   "are matched to the model's by name (any order)")
+@click.option("--id-column", default=None, metavar="NAME",
+              help="CSV column holding row ids (not a feature)  [default: the model's id column if the file has "
+                   "it, else rows are numbered from 0]")
+@click.option("--contamination", type=float, default=None, metavar="F",
+              help="flag the top fraction F of these rows' scores (PyOD's contamination: a cut-off on the scores)  "
+                   "[default: the model's cut-off]")
+@click.option("--threshold", type=float, default=None, metavar="T",
+              help="flag rows whose score on the model's scale (detect's scores.csv: 0 is the model's cut-off) "
+                   "exceeds T  [default: 0]")
 @click.option("--array", "array_name", default=None, metavar="NAME",
               help=".npz input: the array to read  [default: 'X', or the only 2-D array]")
 @click.option("--out", default="scores.csv", show_default=False, metavar="FILE",
-              help="output CSV (row,score,flagged,top_features)  [default: scores.csv in the current folder]; an existing "
-                   "file is replaced only if it is a scores file rda wrote")
-@click.option("--force", is_flag=True, help="replace an existing --out file that rda did not write "
-                                            "(never the input file or a file in the model folder)")
+              help="output CSV (row,score,flagged,top_features), its histogram beside it as <FILE stem>_hist.png  "
+                   "[default: scores.csv in the current folder]; an existing file is replaced only if rda wrote it")
+@click.option("--force", is_flag=True, help="replace an existing --out file (or its histogram) that rda did not "
+                                            "write (never the input file or a file in the model folder)")
 @MISSING_OPTION
-def score(model_dir, data_path, array_name, out, force, missing):
+def score(model_dir, data_path, id_column, contamination, threshold, array_name, out, force, missing):
     """Score new rows with a model saved by rda detect (higher is more abnormal; > 0 is flagged, except by an
     l21_cols model, which flags columns: its score is a row's residual norm and no row is flagged).
 
     The saved scaler is applied first; values outside the training range are not clipped (they fall outside
-    [0, 1], which the network cannot reconstruct, so they raise the score). If the model was fitted with an id
-    column and the new CSV has it, its values name the rows; otherwise rows are numbered from 0.
+    [0, 1], which the network cannot reconstruct, so they raise the score). --contamination or --threshold
+    move the cut-off: the scores written are then the model's less the new cut-off, so > 0 is still flagged.
     """
     from .detect import score as run_score
     from .safeio import show_path
 
-    info = _guarded(lambda: run_score(model_dir, data_path, out, force=force, array=array_name, missing=missing),
+    info = _guarded(lambda: run_score(model_dir, data_path, out, force=force, array=array_name, missing=missing,
+                                      id_column=id_column, contamination=contamination, threshold=threshold),
                     _Progress(True, "rda score"), "interrupted; nothing was written")
-    click.echo(f"rda score: {info['n_flagged']} of {info['n_rows']} rows flagged -> {show_path(info['out'])}")
+    if not info["rows_flagged"]:
+        what = f"0 of {info['n_rows']} rows flagged (an l21_cols model flags columns; the scores are residual norms)"
+    else:
+        what = f"{info['n_flagged']} of {info['n_rows']} rows flagged ({info['how']})"
+    click.echo(f"rda score: {what} -> {show_path(info['out'])}, histogram {show_path(info['figure'])}")
 
 
 @main.command()

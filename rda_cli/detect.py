@@ -21,45 +21,48 @@ import difflib
 import math
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .detect_report import TOP_FEATURES, plural, top_columns
 from .errors import DetectError
-from .outputs import check_out_dir, check_score_out, located, place_result, start_output, write_result, write_scores_file
+from .outputs import (MARKER, DetectResult, check_out_dir, check_score_out, located, place_result, start_output,
+                      write_marked, write_result, write_scores_file)
+from .safeio import show_path
 from .scoring import ROW_PENALTIES
 from .detect_lambda import choose_lambda
+from .progress import Phases, listening
 from .tabular import MinMaxScaler01, TableError, read_table
 
-__all__ = ["DetectError", "DEFAULT_SCHEDULE", "detect", "score", "parse_overrides", "parse_layers",
+__all__ = ["DetectError", "detect", "score", "parse_overrides", "parse_layers",
            "estimator_params"]
 
 PENALTY_CHOICES = ("l21_rows", "l1", "l21_cols")
 # The schedule used unless `overrides` change it: short, for tables of a few hundred to a few
 # thousand rows (the estimator's own defaults are the paper's 20 x 50 epochs on 5000 images).
-DEFAULT_SCHEDULE = {"outer_iterations": 10, "inner_epochs": 10, "batch_size": 133, "learning_rate": 0.001,
-                    "reinitialize": False, "random_state": 0}
 RESERVED = {"penalty": "`penalty`", "lam": "`lam` or `lam_for_fraction`", "lam_for_fraction": "`lam_for_fraction`",
             "contamination": "`contamination`",
             "layers": "`layers`"}
-MAX_STEPS_PER_EPOCH = 256  # the batch grows with the rows beyond this (see batch_size_for)
-MAX_AUTO_BATCH = 1024  # ... up to this; beyond 262,144 rows an epoch visits a random 262,144 of them
 
 
 # ---------------------------------------------------------------------------- options
 def _setting_fields():
     """The typed rules of the estimator settings ``overrides`` may change (the experiment configs' rules)."""
+    from .experiments.benchmark import rule_schema
     from .experiments.common import model_schema
-    from .experiments.config import Field
+    from .experiments.config import MAX_SEED, Field
 
     fields = {k: v for k, v in model_schema().items() if k not in RESERVED}
     del fields["reinitialize"]  # true, false or "auto": the estimator's own check (estimator_params) decides
     fields.update(
-        random_state=Field("int", 0, nullable=True, minimum=0, doc="seed"),
+        random_state=Field("int", 0, nullable=True, minimum=0, maximum=MAX_SEED, doc="seed"),
         warm_start=Field("bool", False),
-        verbose=Field("int", 0, minimum=0),
+        verbose=Field("int", 0, minimum=0, maximum=100),
     )
+    for name, field in rule_schema().items():  # the ensemble's settings (the table rule's), with their ceilings
+        fields.setdefault(name, field)
     return fields
 
 
@@ -107,11 +110,9 @@ def parse_overrides(items):
 
 
 def parse_layers(text, width):
-    """``"64,32"`` (hidden sizes) -> ``[width, 64, 32]``; None -> ``default_layers(width)``."""
-    from .estimator import default_layers
-
+    """``"64,32"`` (hidden sizes) -> ``[width, 64, 32]``; None -> None (the table rule's network)."""
     if text is None or not str(text).strip():
-        return default_layers(width)
+        return None
     try:
         hidden = [int(v) for v in str(text).replace(" ", "").split(",")]
     except ValueError:
@@ -125,15 +126,6 @@ def parse_layers(text, width):
     return [int(width)] + hidden
 
 
-def batch_size_for(n_rows):
-    """The default batch size for ``n_rows`` rows: 133 (the paper's), or more for large tables, so that an
-    epoch takes at most ``MAX_STEPS_PER_EPOCH`` (256) gradient steps: ``min(1024, max(133, ceil(n_rows /
-    256)))``, and never more than the rows. 34,048 rows or fewer keep 133; 100,000 get 391; from 261,889
-    rows on, 1024 (and ``max_steps_per_epoch=256`` then bounds an epoch to 262,144 random rows)."""
-    n_rows = int(n_rows)
-    return min(MAX_AUTO_BATCH, max(DEFAULT_SCHEDULE["batch_size"], -(-n_rows // MAX_STEPS_PER_EPOCH)), n_rows)
-
-
 def top_features(shares, names, flagged, k=TOP_FEATURES):
     """``"f3:0.41;f17:0.22;..."`` for each flagged row: its ``k`` largest feature shares (from
     :meth:`~rda_cli.estimator.RobustAutoencoder.feature_contributions`, so they sum to at most 1), with the
@@ -145,18 +137,21 @@ def top_features(shares, names, flagged, k=TOP_FEATURES):
 
 
 def estimator_params(width, n_rows, penalty, layers=None, overrides=None):
-    """The RobustAutoencoder settings of a detect run, validated (raises DetectError)."""
+    """The RobustAutoencoder settings of a single-model detect run: the table rule's single model
+    (:func:`rda_cli.table_rule.one_model_settings`, what ``pyod_detector.RDA`` fits too) with ``overrides``,
+    validated (raises DetectError)."""
     from sklearn.utils._param_validation import InvalidParameterError
 
     from .estimator import RobustAutoencoder
+    from .table_rule import one_model_settings
 
     if penalty not in PENALTY_CHOICES:
         raise DetectError(f"`penalty` {penalty!r}: expected one of {', '.join(PENALTY_CHOICES)}")
-    params = dict(DEFAULT_SCHEDULE)
-    params["batch_size"] = batch_size_for(n_rows)
-    params["max_steps_per_epoch"] = MAX_STEPS_PER_EPOCH if n_rows > MAX_STEPS_PER_EPOCH * MAX_AUTO_BATCH else None
-    params.update(overrides or {})
-    params.update(penalty=penalty, layers=parse_layers(layers, width), lam=0.0)
+    given = dict(overrides or {}, penalty=penalty)
+    hidden = parse_layers(layers, width)
+    if hidden is not None:
+        given["layers"] = hidden
+    params = dict(one_model_settings(n_rows, width, given), lam=0.0)
     try:
         RobustAutoencoder(**params)._validate_params()
     except InvalidParameterError as exc:  # scikit-learn's parameter check: one line for the user
@@ -245,11 +240,12 @@ def detect(data_path, out_dir=None, penalty="l21_rows", lam=None, contamination=
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(data_path)
     claimed = check_out_dir(out_dir, data_path, force)
     table = read_table(data_path, id_column=id_column, min_rows=2, array=array, missing=missing)
+    run = _Run(table, data_path, id_column, progress, t0)
     if ensemble:  # the table detector
         model = ensemble_for(table, contamination, layers, parse_overrides(overrides), members)
 
         def fit_and_write(tmp):
-            return _fit_ensemble_and_write(table, model, data_path, out_dir, tmp, id_column, progress, t0)
+            return _fit_ensemble_and_write(run, tmp, model)
     else:
         if members is not None:
             raise DetectError("`members` sets the ensemble (penalty l21_rows without `lam`); a single model has none")
@@ -263,8 +259,7 @@ def detect(data_path, out_dir=None, penalty="l21_rows", lam=None, contamination=
         params = estimator_params(table.n_features, table.n_rows, penalty, layers, given)
 
         def fit_and_write(tmp):
-            return _fit_and_write(table, params, data_path, out_dir, tmp, penalty, lam, lam_for_fraction,
-                                  id_column, progress, t0)
+            return _fit_and_write(run, tmp, params, penalty, lam, lam_for_fraction)
     try:
         tmp, created = start_output(out_dir)
     except OSError as exc:
@@ -286,15 +281,45 @@ def detect(data_path, out_dir=None, penalty="l21_rows", lam=None, contamination=
     return info
 
 
-def _fit_and_write(table, params, data_path, out_dir, tmp, penalty, lam, lam_for_fraction, id_column, progress, t0):
-    """Scale, choose lambda, fit, and write every result file into ``tmp``."""
-    scaler = MinMaxScaler01().fit(table.X, table.feature_names, id_column)
+@dataclass
+class _Run:
+    """What one detect run carries from the request to its result files."""
+
+    table: object
+    data_path: object
+    id_column: str | None
+    progress: object
+    t0: float
+
+    def result(self, model, scaler, scores, flagged, L, S, shares, col_rows=None, **fields):
+        """The :class:`~rda_cli.outputs.DetectResult` of a fit: ``info`` (``detect.json``) built here, the one
+        place, from the table and the run (its input, rows, missing cells, flags, seconds) and ``fields``
+        (what the detector says of itself: penalty, layers, lambda, threshold, how, search, fits, schedule)."""
+        table = self.table
+        info = {"data": str(self.data_path), "array": table.array_name, "n_rows": table.n_rows,
+                "n_features": table.n_features, "n_missing": int(np.isnan(table.X).sum()),
+                "n_flagged": int(flagged.sum()), "id_column": self.id_column, **fields}
+        if col_rows is not None:
+            info["flagged_columns"] = [name for name, _, flagged_col in col_rows if flagged_col]
+        info["seconds"] = time.perf_counter() - self.t0
+        imputed = np.where(np.isnan(table.X), L, table.X) if info["n_missing"] else None
+        return DetectResult(info, table, scores, flagged, L, S, model, scaler, col_rows,
+                            top_features(shares, table.feature_names, flagged), shares, imputed)
+
+
+SCHEDULE_KEYS = ("outer_iterations", "inner_epochs", "batch_size", "max_steps_per_epoch", "learning_rate",
+                 "reinitialize", "random_state", "lambda_scaling")
+
+
+def _fit_and_write(run, tmp, params, penalty, lam, lam_for_fraction):
+    """Scale, choose lambda, fit one model, and write every result file into ``tmp``."""
+    table = run.table
+    scaler = MinMaxScaler01().fit(table.X, table.feature_names, run.id_column)
     X = scaler.transform(table.X)
-    model, chosen, search, how, fit = choose_lambda(X, params, penalty, lam, lam_for_fraction, progress)
+    model, chosen, search, how, fit = choose_lambda(X, params, penalty, lam, lam_for_fraction, run.progress)
 
     shares, scores = model.feature_contributions(X, return_scores=True)
     flagged = model.outlier_mask_  # the training rows: the fitted flags (none for a column penalty)
-    top = top_features(shares, table.feature_names, flagged)
     L = scaler.inverse_transform(model.L_)
     S = scaler.inverse_scale(model.S_)
     col_rows = None
@@ -302,38 +327,52 @@ def _fit_and_write(table, params, data_path, out_dir, tmp, penalty, lam, lam_for
         norms = np.linalg.norm(S, axis=0)
         col_rows = [(table.feature_names[j], float(norms[j]), bool(model.column_mask_[j]))
                     for j in np.argsort(-norms, kind="stable")]
-    info = {
-        "data": str(data_path), "array": table.array_name, "n_rows": table.n_rows, "n_features": table.n_features, "penalty": penalty,
-        "layers": model.layers_, "lam": chosen, "threshold": model.prox_threshold_, "how": how, "search": search,
-        "n_missing": int(np.isnan(table.X).sum()),
-        "n_flagged": int(flagged.sum()), "fits": fit.done, "id_column": id_column,
-        **{k: params[k] for k in ("outer_iterations", "inner_epochs", "batch_size", "max_steps_per_epoch", "learning_rate",
-                                  "reinitialize", "random_state")},
-        "lambda_scaling": model.lambda_scaling,
-    }
-    if col_rows is not None:
-        info["flagged_columns"] = [name for name, _, flagged_col in col_rows if flagged_col]
-
-    info["seconds"] = time.perf_counter() - t0
-    imputed = np.where(np.isnan(table.X), L, table.X) if info["n_missing"] else None
-    write_result(tmp, out_dir, info, table, scores, flagged, L, S, model, scaler, col_rows, top, shares, imputed)
-    return info
+    fields = {}
+    if col_rows is not None and chosen > 0 and model.prox_threshold_ > 0:  # (lambda 0 holds no column back)
+        fields["column_ratios"] = _column_ratios(X, model, table.feature_names)
+        fields["lam_flags_no_column"] = chosen * max(1.0, max(fields["column_ratios"].values()))
+    elif col_rows is None and not flagged.any() and chosen > 0 and model.prox_threshold_ > 0:
+        largest = model.prox_threshold_ + float(np.max(scores))  # unflagged: score = residual - threshold
+        fields["none_flagged"] = {"largest_residual": largest, "lam_to_flag_one": chosen * largest / model.prox_threshold_}
+    result = run.result(model, scaler, scores, flagged, L, S, shares, col_rows, penalty=penalty, layers=model.layers_,
+                        lam=chosen, threshold=model.prox_threshold_, how=how, search=search, fits=fit.done,
+                        **{k: model.get_params()[k] for k in SCHEDULE_KEYS}, **fields)
+    write_result(tmp, result)
+    return result.info
 
 
-def _fit_ensemble_and_write(table, ens, data_path, out_dir, tmp, id_column, progress, t0):
+def _column_ratios(X, model, names):
+    """Each column's residual norm ``||x_j - l_j||`` (scaled units, observed cells) over the prox threshold it
+    was held to (``threshold * sqrt(observed / rows)``): above 1 the column is flagged; near 1, a close call;
+    the lambda at which no column would be flagged, with these residuals, is lambda times the largest."""
+    observed = ~np.isnan(X)
+    R = np.where(observed, X - model.L_, 0.0)
+    held = model.prox_threshold_ * np.sqrt(observed.sum(axis=0) / len(X))
+    ratio = np.divide(np.linalg.norm(R, axis=0), held, out=np.full(X.shape[1], np.inf), where=held > 0)
+    return {names[j]: float(ratio[j]) for j in range(X.shape[1])}
+
+
+def _fit_ensemble_and_write(run, tmp, ens):
     """Fit the ensemble on the raw rows, score and explain them, write every result file into ``tmp``.
     A row's score is the ensemble's score minus its cut-off (> 0: flagged)."""
+    table, progress = run.table, run.progress
+    n = int(ens.n_members)
+    phases = [f"member {j + 1}/{n}, " + ("pilot autoencoder" if k == 0 else "warm RDA") for j in range(n)
+              for k in range(2 if ens.penalty is not None else 1)]
     if progress:
-        progress(0, 1, None)
-    ens.fit(table.X)
+        progress(0, len(phases), phases[0])
+    with listening(Phases(progress, phases) if progress else None):
+        try:
+            ens.fit(table.X)
+        except TableError as exc:  # a column the scaler cannot take (checked before any training)
+            raise DetectError(f"{table.path}: {exc}") from None
     if progress:
-        progress(1, 1, f"{len(ens.members_)} members")
+        progress(len(phases), len(phases), f"{plural(len(ens.members_), 'member')} fitted")
     scaler = ens.scaler_
-    scaler.feature_names, scaler.id_column = list(table.feature_names), id_column
+    scaler.feature_names, scaler.id_column = list(table.feature_names), run.id_column
     shares, z = ens.feature_contributions(table.X, return_scores=True)
     scores = z - ens.threshold_
     flagged = scores > 0
-    top = top_features(shares, table.feature_names, flagged)
     L_s, S_s = ens.decompose()
     L, S = scaler.inverse_transform(L_s), scaler.inverse_scale(S_s)
     first = ens.member_info_[0]
@@ -341,25 +380,18 @@ def _fit_ensemble_and_write(table, ens, data_path, out_dir, tmp, id_column, prog
     how = (f"the table rule's RDA ensemble ({plural(len(ens.members_), 'member')}; rda_cli/table_rule.py): rows flagged "
            + (f"in the top {ens.contamination:g} of the scores" if ens.contamination is not None else
               f"above median + {rule.flag_mads:g} x 1.4826 MAD of the scores"))
-    info = {
-        "data": str(data_path), "array": table.array_name, "n_rows": table.n_rows, "n_features": table.n_features,
-        "penalty": "l21_rows", "detector": "ensemble", "n_members": len(ens.members_),
-        "layers": [i["layers"] for i in ens.member_info_], "lam": None,
-        "threshold": float(ens.threshold_), "how": how, "search": {},
-        "member_thresholds": [i.get("threshold") for i in ens.member_info_],
-        "first_flagged": [i.get("first_flagged") for i in ens.member_info_],
-        "n_missing": int(np.isnan(table.X).sum()), "n_flagged": int(flagged.sum()),
-        "fits": 2 * len(ens.members_), "id_column": id_column, "rule": rule.__dict__,
-        "outer_iterations": rule.pilot_outer, "inner_epochs": first["inner_epochs"],
-        "batch_size": first["batch_size"], "max_steps_per_epoch": None, "learning_rate": rule.pilot_learning_rate,
-        "reinitialize": False, "random_state": ens.random_state, "lambda_scaling": "absolute",
-        "contamination": ens.contamination,
-        "s_nonzero_rows": int(np.any(S != 0, axis=1).sum()),
-    }
-    info["seconds"] = time.perf_counter() - t0
-    imputed = np.where(np.isnan(table.X), L, table.X) if info["n_missing"] else None
-    write_result(tmp, out_dir, info, table, scores, flagged, L, S, ens, scaler, None, top, shares, imputed)
-    return info
+    result = run.result(
+        ens, scaler, scores, flagged, L, S, shares,
+        penalty="l21_rows", detector="ensemble", n_members=len(ens.members_),
+        layers=[i["layers"] for i in ens.member_info_], lam=None, threshold=float(ens.threshold_), how=how, search={},
+        member_thresholds=[i.get("threshold") for i in ens.member_info_],
+        first_flagged=[i.get("first_flagged") for i in ens.member_info_], fits=2 * len(ens.members_),
+        rule=rule.__dict__, outer_iterations=rule.pilot_outer, inner_epochs=first["inner_epochs"],
+        batch_size=first["batch_size"], max_steps_per_epoch=None, learning_rate=rule.pilot_learning_rate,
+        reinitialize=False, random_state=ens.random_state, lambda_scaling="absolute", contamination=ens.contamination,
+        s_nonzero_rows=int(np.any(S != 0, axis=1).sum()))
+    write_result(tmp, result)
+    return result.info
 
 
 # ---------------------------------------------------------------------------- score
@@ -398,38 +430,133 @@ def load_model(model_dir):
     return model, scaler
 
 
-def score(model_dir, data_path, out="scores.csv", force=False, array=None, missing="allow"):
+def model_folder(model_dir):
+    """The model folder ``model_dir`` names: itself, or for a detect result folder its ``model/`` (raises
+    DetectError when it is neither, with "did you mean" when a ``model/`` inside it holds a model)."""
+    from .ensemble import ENSEMBLE_FILE
+
+    model_dir = Path(model_dir)
+    inner = model_dir / "model"
+    own = any((model_dir / n).exists() for n in (ENSEMBLE_FILE, "params.json"))
+    if not own and (model_dir / MARKER).is_file() and inner.is_dir():
+        return inner  # a detect result folder: its model
+    if not own and inner.is_dir() and any((inner / n).exists() for n in (ENSEMBLE_FILE, "params.json")):
+        raise DetectError(f"`model_dir` {show_path(model_dir)} is not a model folder; did you mean "
+                          f"{show_path(inner)}?")
+    if not model_dir.is_dir():
+        raise DetectError(f"`model_dir` {show_path(model_dir)} does not exist or is not a folder")
+    if not own:
+        raise DetectError(f"`model_dir` {show_path(model_dir)} is not a model folder written by rda detect (it has "
+                          f"no {ENSEMBLE_FILE} or params.json), nor a detect result folder")
+    return model_dir
+
+
+def score(model_dir, data_path, out="scores.csv", force=False, array=None, missing="allow", id_column=None,
+          contamination=None, threshold=None, figure=True):
     """Score the rows of ``data_path`` with a saved detect model; writes ``out`` (same format as
-    detect's scores.csv); returns a summary dict.
+    detect's scores.csv) and, with ``figure``, its histogram beside it (:func:`figure_path`); returns a
+    summary dict.
 
-    The saved scaler is applied first; values outside the training range are not clipped to [0, 1]
-    (they map outside it, which the sigmoid network cannot reconstruct, and raise the row's score).
-    The scores are the estimator's ``decision_function`` for unseen rows (> 0: flagged), and each
-    flagged row names its top features by share of its residual (or of ``S``). ``out`` is checked by
+    ``model_dir`` is the ``model/`` folder of a detect result, or the result folder itself. The saved
+    scaler is applied first; values outside the training range are not clipped to [0, 1] (they map
+    outside it, which the sigmoid network cannot reconstruct, and raise the row's score). The scores
+    are the model's, on the scale of detect's ``scores.csv`` (> 0: above the model's cut-off), less the
+    cut-off chosen here: ``threshold`` on that scale, or ``contamination`` (PyOD's: the ``1 -
+    contamination`` quantile of these rows' scores, so the top fraction is flagged; the file is read
+    twice), or none (the model's). A score > 0 is flagged, and each flagged row names its top features
+    by share of its residual (or of ``S``).
+
+    A file with a header has its columns matched to the model's by name (any order; a missing or an
+    extra column is refused by name); ``id_column`` names the column of row ids (default: the
+    model's id column when the file has it; else rows are numbered from 0). ``out`` is checked by
     :func:`check_score_out` before anything is read; ``array`` names an ``.npz`` input's array;
-    ``missing`` as for :func:`detect`. A CSV file is read and scored in chunks (pyarrow needed;
-    not for an ``l21_cols`` model, whose sparse part couples the rows), so memory stays flat
-    whatever its length; the output is written to a temporary file renamed at the end.
+    ``missing`` as for :func:`detect`. A CSV file is read and scored in chunks (pyarrow needed; not
+    for an ``l21_cols`` model, whose sparse part couples the rows), so memory stays flat whatever its
+    length (but for 9 bytes a row for the histogram); the output is written to a temporary file
+    renamed at the end.
     """
+    from .selection import check_fraction
+
+    if contamination is not None and threshold is not None:
+        raise DetectError("give either `contamination` or `threshold`, not both")
+    if contamination is not None:
+        contamination = check_fraction(contamination, "`contamination`")
+    if threshold is not None and not math.isfinite(threshold):
+        raise DetectError(f"`threshold` {threshold!r}: expected a finite number")
     out = Path(out)
+    model_dir = model_folder(model_dir)
     existed = check_score_out(out, data_path, model_dir, force)
+    fig = figure_path(out) if figure else None
+    fig_existed = check_score_out(fig, data_path, model_dir, force) if fig is not None else False
     model, scaler = load_model(model_dir)
-    summary = {"n_rows": 0, "n_flagged": 0}
-    chunks = _scored_chunks(model, scaler, _table_chunks(model, scaler, data_path, array, missing), summary)
-    id_name = write_scores_file(out, chunks, replace=existed)
-    threshold = model.threshold_ if hasattr(model, "members_") else model.prox_threshold_
-    return {"out": str(out), "n_rows": summary["n_rows"], "n_flagged": summary["n_flagged"],
-            "threshold": threshold, "id_column": id_name}
+    rows_flagged = model.penalty in ROW_PENALTIES
+    if not rows_flagged and (contamination is not None or threshold is not None):
+        raise DetectError("an l21_cols model flags columns, not rows: it takes no `contamination` or `threshold`")
+
+    def chunks():
+        return _scored_chunks(model, scaler, _table_chunks(model, scaler, data_path, array, missing, id_column))
+
+    cut, how = 0.0, "the model's cut-off"
+    if threshold is not None:
+        cut, how = float(threshold), f"score > {threshold:g} on the model's scale"
+    elif contamination is not None:  # a first pass for the scores alone
+        from .table_rule import flag_threshold
+
+        every = np.concatenate([c[3] for c in chunks()])
+        cut = flag_threshold(every, contamination)
+        how = f"the top {contamination:g} of these rows: score > {cut:.4g} on the model's scale"
+    summary = {"n_rows": 0, "n_flagged": 0, "scores": [], "flagged": []}
+    id_name = write_scores_file(out, _cut_chunks(chunks(), cut, rows_flagged, summary), replace=existed)
+    scores, flagged = np.concatenate(summary.pop("scores")), np.concatenate(summary.pop("flagged"))
+    if fig is not None:
+        from .detect_report import histogram
+
+        kind = "columns" if not rows_flagged else ("ensemble" if hasattr(model, "members_") else "rows")
+        title = f"rda score: {Path(data_path).name}, " + (how if rows_flagged else "residual row norms")
+        write_marked(fig, [_figure_bytes(histogram, scores, flagged, title, kind)], replace=fig_existed)
+    model_cut = model.threshold_ if hasattr(model, "members_") else model.prox_threshold_
+    return {"out": str(out), "figure": str(fig) if fig is not None else None, "n_rows": summary["n_rows"],
+            "n_flagged": summary["n_flagged"], "threshold": model_cut, "cut": cut, "how": how,
+            "rows_flagged": rows_flagged, "id_column": id_name, "model_dir": str(model_dir)}
 
 
-def _table_chunks(model, scaler, data_path, array, missing):
-    """The rows of ``data_path`` as :class:`~rda_cli.tabular.Table` chunks (one chunk unless streamed)."""
+def figure_path(out):
+    """Where ``rda score`` draws the histogram of ``out``'s scores: ``<out stem>_hist.png`` beside it."""
+    out = Path(out)
+    return out.with_name((out.stem if out.suffix else out.name) + "_hist.png")
+
+
+def _figure_bytes(histogram, scores, flagged, title, kind):
+    import io
+
+    buf = io.BytesIO()
+    histogram(buf, scores, flagged, title, kind)
+    return buf.getvalue()
+
+
+def _cut_chunks(chunks, cut, rows_flagged, summary):
+    """``chunks`` of :func:`_scored_chunks` with the scores less ``cut``, flags (score > 0) and top features;
+    counts, scores and flags collected in ``summary``."""
+    for ids, id_name, names, scores, shares in chunks:
+        scores = scores - cut
+        flagged = scores > 0 if rows_flagged else np.zeros(len(scores), bool)
+        yield ids, id_name, summary["n_rows"], scores, flagged, top_features(shares, names, flagged)
+        summary["n_rows"] += len(scores)
+        summary["n_flagged"] += int(flagged.sum())
+        summary["scores"].append(scores)
+        summary["flagged"].append(flagged)
+
+
+def _table_chunks(model, scaler, data_path, array, missing, id_column=None):
+    """The rows of ``data_path`` as :class:`~rda_cli.tabular.Table` chunks (one chunk unless streamed).
+    ``id_column``: the column of row ids (must exist); None: the model's, when the file has it."""
     from .tabular import iter_table
 
-    id_column = scaler.id_column
+    given = id_column is not None
+    id_column = id_column if given else scaler.id_column
     named = Path(data_path).suffix.lower() in (".csv", ".parquet")  # files with column names (streamed)
     stream = model.penalty != "l21_cols" and named and array is None
-    if id_column is not None and named:
+    if id_column is not None and not given and named:
         try:
             first = iter_table(data_path, id_column, missing) if stream else iter(
                 [read_table(data_path, id_column=id_column, min_rows=1, array=array, missing=missing)])
@@ -446,28 +573,112 @@ def _table_chunks(model, scaler, data_path, array, missing):
     if stream:
         yield from iter_table(data_path, id_column, missing)
     else:
-        yield read_table(data_path, min_rows=1, array=array, missing=missing)
+        yield read_table(data_path, id_column=id_column if given else None, min_rows=1, array=array, missing=missing)
 
 
-def _scored_chunks(model, scaler, tables, summary):
-    """``(ids, id_name, first_row, scores, flagged, top)`` per chunk of ``tables``, checked against the model."""
+def _matched(table, scaler):
+    """``table.X`` with its columns in the model's order: by name when the file has a header (a missing or
+    an extra column refused by name), else by position (the count must match)."""
+    names = list(scaler.feature_names or [])
+    if table.has_header and names:
+        missing = [n for n in names if n not in table.feature_names]
+        extra = [n for n in table.feature_names if n not in names]
+        if missing or extra:
+            parts = ([f"missing {_listed(missing)}"] if missing else []) + (
+                [f"extra {_listed(extra)} (a column of row ids? name it with `id_column`)"] if extra else [])
+            raise DetectError(f"{table.path}: the columns differ from the model's: {'; '.join(parts)}")
+        order = [table.feature_names.index(n) for n in names]
+        return table.X if order == list(range(len(order))) else table.X[:, order]
+    if table.n_features != scaler.n_features:
+        raise DetectError(f"{table.path} has {table.n_features} feature columns but the model was fitted on "
+                          f"{scaler.n_features}" + (f" ({_listed(names)})" if names else ""))
+    return table.X
+
+
+def _listed(names, most=12):
+    shown = ", ".join(repr(n) for n in names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def _scored_chunks(model, scaler, tables):
+    """``(ids, id_name, feature names, scores, shares)`` per chunk of ``tables``, its columns matched to the
+    model's (:func:`_matched`); the scores on the scale of detect's ``scores.csv`` (> 0: above the model's
+    cut-off)."""
     for table in tables:
-        if table.n_features != scaler.n_features:
-            raise DetectError(f"{table.path} has {table.n_features} feature columns but the model was fitted on "
-                              f"{scaler.n_features}" + (f" ({', '.join(scaler.feature_names)})"
-                                                        if scaler.feature_names and len(scaler.feature_names) <= 12
-                                                        else ""))
-        if table.has_header and scaler.feature_names and table.feature_names != scaler.feature_names:
-            diff = next(f"{a!r} where the model has {b!r}"
-                        for a, b in zip(table.feature_names, scaler.feature_names) if a != b)
-            raise DetectError(f"{table.path}: the columns differ from the model's: {diff}")
+        X = _matched(table, scaler)
         if hasattr(model, "members_"):  # the ensemble scales the raw rows itself; score - cut-off > 0: flagged
-            shares, scores = model.feature_contributions(table.X, return_scores=True)
+            shares, scores = model.feature_contributions(X, return_scores=True)
             scores = scores - model.threshold_
         else:
-            shares, scores = model.feature_contributions(scaler.transform(table.X), return_scores=True)
-        flagged = scores > 0 if model.penalty in ROW_PENALTIES else np.zeros(len(scores), bool)
-        names = scaler.feature_names or table.feature_names
-        yield table.ids, table.id_name, summary["n_rows"], scores, flagged, top_features(shares, names, flagged)
-        summary["n_rows"] += table.n_rows
-        summary["n_flagged"] += int(flagged.sum())
+            shares, scores = model.feature_contributions(scaler.transform(X), return_scores=True)
+        yield table.ids, table.id_name, scaler.feature_names or table.feature_names, scores, shares
+
+
+# ---------------------------------------------------------------------------- plot
+DETECT_JSON_MAX_BYTES = 16 * 2**20
+RESULT_CSV_MAX_BYTES = 1 << 30  # scores.csv / explain.csv / a figure of a detect result read back by replot
+
+
+def replot(folder):
+    """Redraw ``score_hist.png`` and ``top_rows.png`` of a detect result folder from its ``detect.json``,
+    ``scores.csv`` and ``explain.csv`` (no model is loaded); returns ``(n_rows, figure names)``.
+
+    Each figure is written under a temporary name and renamed. When the folder is still wholly rda's
+    (:func:`rda_cli.owned.ownership_problem`), the figures' entries of its manifest are updated, so that
+    ``--force`` may still replace it; else the manifest is left as it is (and the folder stays someone
+    else's). Bad or missing files: one DetectError line."""
+    import csv
+    import io
+
+    from .detect_report import detect_figures
+    from .owned import MANIFEST, MANIFEST_MAX_BYTES, ownership_problem, sha256_file, temp_dir
+    from .safeio import atomic_write_bytes, read_capped, read_json, write_json
+
+    folder = Path(folder)
+    shown = show_path(folder)
+    info = read_json(folder / MARKER, DETECT_JSON_MAX_BYTES, "detect result", error=DetectError)
+    if not isinstance(info, dict) or "data" not in info:
+        raise DetectError(f"{show_path(folder / MARKER)} is not a detect.json rda wrote")
+    owned = ownership_problem(folder, MARKER) is None
+
+    def csv_rows(name):
+        text = read_capped(folder / name, RESULT_CSV_MAX_BYTES, name, error=DetectError)
+        return csv.reader(io.StringIO(text.decode("utf-8"), newline=""))
+
+    try:
+        rows = list(csv_rows("scores.csv"))[1:]
+        labels = [r[0] for r in rows]
+        scores = np.array([float(r[1]) for r in rows])
+        flagged = np.array([r[2] == "1" for r in rows])
+        where = {label: i for i, label in enumerate(labels)}
+        pairs = {}
+        if (folder / "explain.csv").is_file():
+            explain = csv_rows("explain.csv")
+            head = next(explain)
+            for e in (dict(zip(head, r)) for r in explain):
+                pairs.setdefault(where[e["row"]], []).append((e["feature"], float(e["share"])))
+        else:  # a folder written before explain.csv: the shares scores.csv names
+            for i, r in enumerate(rows):
+                if len(r) > 3 and r[3]:
+                    pairs[i] = [(p.rsplit(":", 1)[0], float(p.rsplit(":", 1)[1])) for p in r[3].split(";")]
+    except FileNotFoundError as exc:
+        raise DetectError(f"{shown}: {Path(exc.filename).name} is missing; nothing to redraw") from None
+    except (ValueError, IndexError, KeyError, StopIteration) as exc:
+        raise DetectError(f"{shown}: scores.csv or explain.csv is not as rda detect wrote it ({exc})") from None
+    tmp = temp_dir(folder)
+    try:
+        chart = detect_figures(tmp, info, labels, scores, flagged, pairs)
+        names = ["score_hist.png"] + (["top_rows.png"] if chart else [])
+        for name in names:
+            figure = read_capped(tmp / name, RESULT_CSV_MAX_BYTES, name, error=DetectError)
+            atomic_write_bytes(folder / name, figure)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if owned:  # the figures' manifest entries, nothing else (a file added meanwhile stays unlisted)
+        listing = read_json(folder / MANIFEST, MANIFEST_MAX_BYTES, "manifest", error=DetectError)
+        for name in names:
+            listing["files"][name] = [(folder / name).stat().st_size, sha256_file(folder / name)]
+        write_json(folder / MANIFEST, listing)
+    return len(rows), names
+
+

@@ -13,6 +13,8 @@ import io
 
 import numpy as np
 
+from .safeio import write_file
+
 __all__ = ["TOP_ROWS", "TOP_FEATURES", "top_columns", "scores_csv", "explain_csv", "columns_csv", "histogram",
            "top_rows_chart", "report_markdown"]
 
@@ -66,6 +68,16 @@ def explain_csv(ids, X, expected, shares, flagged, names, start=0, header=True):
     return buf.getvalue()
 
 
+def _save_png(fig, target, **savefig):
+    """``fig`` as a PNG into ``target``: a file object (written as it is) or a path (atomically, through
+    :func:`rda_cli.safeio.write_file`)."""
+    if not hasattr(target, "write"):
+        write_file(target, lambda fh: _save_png(fig, fh, **savefig))
+        return
+    fh = target
+    fig.savefig(fh, format="png", **savefig)
+
+
 def top_rows_chart(path, labels, scores, flagged, pairs):
     """Bar charts of the ``CHART_ROWS`` highest-scoring flagged rows: each row's named features and their
     shares (``pairs``: ``{row index: [(feature, share), ...]}``, as ``explain.csv`` holds them) and the rest
@@ -91,7 +103,7 @@ def top_rows_chart(path, labels, scores, flagged, pairs):
             ax.tick_params(labelsize=8)
         axes[-1, 0].set_xlabel("share of the row's anomaly (its squared residual, scaled units)")
         fig.tight_layout()
-        fig.savefig(path, dpi=110)
+        _save_png(fig, path, dpi=110)
     finally:
         plt.close(fig)
     return True
@@ -143,7 +155,8 @@ def histogram_title(info, command="rda detect"):
 
 
 def histogram(path, scores, flagged, title, kind="rows"):
-    """The score histogram (log counts), flagged rows in red; returns the Figure's drawn data as
+    """The score histogram (log counts), flagged rows in red, into ``path`` (a file name, written atomically,
+    or a binary file object); returns the Figure's drawn data as
     ``{label: counts}`` (for tests). ``kind`` (:func:`score_kind`) names the score on the x axis;
     ``"columns"`` (a column penalty): one histogram of the residual row norms, no flagging boundary."""
     import matplotlib
@@ -168,7 +181,7 @@ def histogram(path, scores, flagged, title, kind="rows"):
         ax.set_title(title, fontsize=10)
         ax.legend(fontsize=8)
         ax.grid(True, alpha=0.3)
-        fig.savefig(path, dpi=120, bbox_inches="tight")
+        _save_png(fig, path, dpi=120, bbox_inches="tight")
     finally:
         plt.close(fig)
     return drawn
@@ -221,6 +234,15 @@ def _ensemble_lines(info, id_name):
     ]
 
 
+def none_flagged_line(info):
+    """Why a single-model run flagged no row, and what to try."""
+    nf = info["none_flagged"]
+    return (f"every row's residual stays below the prox threshold {info['threshold']:.4g} that lambda "
+            f"{info['lam']:.4g} sets (the largest is {nf['largest_residual']:.4g}); try --lam below about "
+            f"{nf['lam_to_flag_one']:.3g} (where the largest would be flagged), --lam-for-fraction F, or no --lam "
+            "(the ensemble and its robust cut-off)")
+
+
 def report_markdown(info, ids, id_name, scores, flagged, col_rows, top=None, chart=False):
     source = info['data'] + (f" (array `{info['array']}`)" if info.get("array") else "")
     lines = [f"# rda detect: {source}", ""]
@@ -231,6 +253,8 @@ def report_markdown(info, ids, id_name, scores, flagged, col_rows, top=None, cha
     if info.get("n_missing"):
         lines.append(f"- missing values: {info['n_missing']} cells ({info['n_missing'] / (info['n_rows'] * info['n_features']):.2%}); "
                      "left out of the loss and the scores, filled in by the model in `imputed.npy`")
+    if info.get("none_flagged"):
+        lines.append(f"- **no row flagged**: {none_flagged_line(info)}")
     lines.append("")
     steps = info.get("search", {}).get("steps")
     if steps:
@@ -258,9 +282,18 @@ def report_markdown(info, ids, id_name, scores, flagged, col_rows, top=None, cha
         lines += ["", f"Why the top {CHART_ROWS} flagged rows are flagged: each feature's share of the row's "
                   "squared S norm.", "", "![top rows](top_rows.png)"]
     if col_rows is not None:
-        lines += ["", "## flagged columns (l2,1 over columns)", "", "| column | S column norm (original units) |",
-                  "|---|---|"]
-        lines += [f"| {name} | {fmt(v)} |" for name, v, flagged_col in col_rows if flagged_col] or ["| (none) | |"]
+        ratios = info.get("column_ratios", {})
+        lines += ["", "## flagged columns (l2,1 over columns)", "",
+                  "| column | S column norm (original units) | residual norm / threshold |", "|---|---|---|"]
+        lines += [f"| {name} | {fmt(v)} | {ratios.get(name, float('nan')):.3g} |"
+                  for name, v, flagged_col in col_rows if flagged_col] or ["| (none) | | |"]
+        unflagged = [ratios[name] for name, _, flagged_col in col_rows if not flagged_col and name in ratios]
+        if ratios:
+            lines += ["", "How sure each call is: a column is flagged when its residual norm (scaled units) exceeds the "
+                      "prox threshold, so a ratio near 1 is a close call"
+                      + (f"; the closest column left unflagged is at {max(unflagged):.3g}" if unflagged else "")
+                      + f". With these residuals no column would be flagged at lambda above about "
+                      f"{info['lam_flags_no_column']:.3g} (this run: {info['lam']:.3g})."]
         lines += ["", "Every column's S norm and flag: `columns.csv`."]
     lines += ["", "Files: `scores.csv` (row, score, flagged, top_features), "
               + ("" if col_rows is not None else "`explain.csv` (each flagged row's top features: its value, what "

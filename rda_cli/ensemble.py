@@ -1,19 +1,17 @@
-"""``RobustAutoencoderEnsemble``: the table detector -- robust scaling and RDA members averaged.
+"""``RobustAutoencoderEnsemble``: the table detector -- RDA members and a tail score, combined.
 
 Each member is one :func:`rda_cli.table_rule.fit_member` (pilot autoencoder -> lambda -> warm ℓ2,1
-RDA) on the same robustly scaled rows, over the table rule's grid of widths, depths and seeds
-(:data:`rda_cli.table_rule.MEMBER_GRID`); a member's scores are normalised against its own
-training scores (robust z) and the members' normalised scores averaged. ``n_members=1`` is the
+RDA) over the table rule's grid (:data:`rda_cli.table_rule.MEMBER_GRIDS`: the pilot's learning rate
+and the rows' scaling, or widths and depths), with the per-feature tail score
+(:class:`rda_cli.tails.TailScore`) as one more member; a member's scores are normalised against its
+own training scores (robust z) and combined per row (:func:`rda_cli.table_rule.combine_scores`). ``n_members=1`` is the
 single RDA through the same code, ``penalty=None`` the plain autoencoder (ensemble).
 :func:`rank_average` mixes the ensemble with another detector (``rda+iforest``).
 """
 
 from __future__ import annotations
 
-import json
 import math
-import shutil
-import tempfile
 from numbers import Integral, Real
 from pathlib import Path
 
@@ -33,7 +31,9 @@ __all__ = ["RobustAutoencoderEnsemble", "rank_average", "ecdf_scores", "ENSEMBLE
 ENSEMBLE_FILE = "ensemble.json"
 MINMAX_FILE = "scaler_minmax.json"  # the min-max members' scaler
 TAIL_FILE = "tail.npz"  # the tail score's quantiles
-_VERSION = 1
+ENSEMBLE_MAX_BYTES = 1 << 20  # ensemble.json (ours: a few KB)
+_VERSION = 2  # 2: members saved without their training data, n_samples_; 1: members with L_ and S_
+_VERSIONS = (1, 2)
 
 
 def _positive_int(low=1, high=None):
@@ -56,7 +56,8 @@ class RobustAutoencoderEnsemble(OutlierMixin, BaseEstimator):
         None: rows above ``median + flag_mads * 1.4826 MAD`` of the training scores are flagged;
         a fraction: the top fraction of the training scores.
     hidden_min, hidden_max, code_min, batch_min, max_steps_per_epoch, pilot_outer, pilot_steps, \
-pilot_learning_rate, lambda_quantile, warm_outer, warm_steps, warm_learning_rate, flag_mads, tied
+pilot_learning_rate, lambda_quantile, warm_outer, warm_steps, warm_learning_rate, flag_mads, tied, \
+member_grid, combine, tail
         The table rule's settings (:class:`~rda_cli.table_rule.TableRule`, whose defaults these are).
     random_state : int, default=0
         Member ``j`` is seeded ``random_state + 1000 j``.
@@ -71,7 +72,7 @@ pilot_learning_rate, lambda_quantile, warm_outer, warm_steps, warm_learning_rate
     member_location_, member_scale_ : ndarray of shape (n_members,)
         Median and ``1.4826 MAD`` of each member's training scores.
     decision_scores_ : ndarray of shape (n_samples,)
-        Averaged normalised scores of the training rows (higher is more abnormal).
+        The members' normalised scores of the training rows, combined (higher is more abnormal).
     threshold_ : float
         The cut-off: ``labels_ == (decision_scores_ > threshold_)``.
     labels_ : ndarray of int
@@ -176,7 +177,8 @@ pilot_learning_rate, lambda_quantile, warm_outer, warm_steps, warm_learning_rate
         from .tabular import MinMaxScaler01
 
         self._validate_params()
-        X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2, ensure_all_finite="allow-nan")
+        with np.errstate(over="ignore", invalid="ignore"):  # sums over values near 1e308 (checked by the scaler)
+            X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2, ensure_all_finite="allow-nan")
         rule = self.rule()
         specs = MEMBER_GRIDS[rule.member_grid][: int(self.n_members)]
         self.scaler_ = RobustScaler01().fit(X)
@@ -256,9 +258,17 @@ pilot_learning_rate, lambda_quantile, warm_outer, warm_steps, warm_learning_rate
 
     def decision_function(self, X):
         """The members' normalised scores of the rows of ``X`` combined by ``combine``: higher is more
-        abnormal, flagged above ``threshold_``. The training rows get their fitted scores (the members
-        know their data)."""
+        abnormal, flagged above ``threshold_``. The training rows get their fitted scores (the members know
+        their data; a loaded ensemble, whose members keep no training data, gives them ``decision_scores_``)."""
+        X = self._check(X)
+        if self._saved_training_rows(X):
+            return self.decision_scores_.copy()
         return self._combine(self.member_scores(X))
+
+    def _saved_training_rows(self, X):
+        """Whether ``X`` (validated) is the training data of a loaded ensemble whose members keep none of it."""
+        return (getattr(self.members_[0], "S_", None) is None and len(X) == len(self.decision_scores_)
+                and fingerprint(X) == self._train_fingerprint)
 
     def score_samples(self, X):
         """``-decision_function(X)``: lower is more abnormal."""
@@ -290,12 +300,18 @@ pilot_learning_rate, lambda_quantile, warm_outer, warm_steps, warm_learning_rate
                 member_z[-1, rows] = self._tail_z(Z)
             start = rows.stop
         shares /= len(self.members_)
-        return (shares, self._combine(member_z)) if return_scores else shares
+        scores = self._combine(member_z)
+        if return_scores and self._saved_training_rows(X):
+            scores = self.decision_scores_.copy()
+        return (shares, scores) if return_scores else shares
 
     def decompose(self):
-        """``(L, S)`` of the training rows in robustly scaled units, averaged over the members (a min-max
-        member's ``L`` and ``S`` mapped to those units through the user's units)."""
+        """``(L, S)`` of the training rows in robustly scaled units, averaged over the members (of a fitted
+        ensemble; a loaded one keeps no training data); a min-max member's ``L`` and ``S`` are mapped to
+        those units through the user's units."""
         check_is_fitted(self, "members_")
+        if getattr(self.members_[0], "S_", None) is None:
+            raise RdaError("this ensemble was loaded from a folder, which keeps no training data (L, S); fit it")
         L = np.zeros(self.members_[0].L_.shape)
         S = np.zeros(L.shape)
         for m, scaling in zip(self.members_, self.member_scalings_):
@@ -309,109 +325,120 @@ pilot_learning_rate, lambda_quantile, warm_outer, warm_steps, warm_learning_rate
 
     # ------------------------------------------------------------------ persistence
     def save(self, path):
-        """Save into folder ``path``: ``ensemble.json`` (parameters, normalisation, cut-off),
-        ``scaler.json`` (and ``scaler_minmax.json`` when members use min-max scaling), ``scores.npz``,
-        ``tail.npz`` (with ``tail``: the tail score's quantiles) and ``member_<j>/``
-        (:meth:`RobustAutoencoder.save`); no pickle.
-        Atomic: written next to ``path`` and renamed; an existing ``path`` is replaced only if it is
-        an ensemble folder."""
-        from .safeio import replace_dir
+        """Save into folder ``path``: ``ensemble.json`` (parameters, normalisation, cut-off, training rows),
+        ``scaler.json`` (and ``scaler_minmax.json`` when members use min-max scaling), ``tail.npz`` (with
+        ``tail``: the tail score's quantiles), ``scores.npz`` (the training rows' scores, one vector) and ``member_<j>/``
+        (:meth:`RobustAutoencoder.save` without the training data: a folder of the networks' size);
+        no pickle. Atomic, with a manifest, under the one ownership rule
+        (:func:`rda_cli.persistence.save_folder`): an existing ``path`` is replaced only if its whole tree
+        is what an earlier save wrote (its manifest says so)."""
+        from .persistence import save_folder
+        from .safeio import write_json, write_npz
 
         check_is_fitted(self, "members_")
-        path = Path(path)
-        if path.exists() and (not path.is_dir() or (any(path.iterdir()) and not (path / ENSEMBLE_FILE).is_file())):
-            raise RdaError(f"{path} exists and is not an ensemble folder; refusing to replace it")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-        try:
+
+        def write(tmp):
             for j, m in enumerate(self.members_):
-                m.save(tmp / f"member_{j}")
+                m.save(tmp / f"member_{j}", training_data=False)
             self.scaler_.save(tmp / "scaler.json")
             if self.minmax_scaler_ is not None:
                 self.minmax_scaler_.save(tmp / MINMAX_FILE)
             if self.tail_ is not None:
-                np.savez(tmp / TAIL_FILE, **self.tail_.to_arrays())
-            np.savez(tmp / "scores.npz", decision_scores_=self.decision_scores_)
+                write_npz(tmp / TAIL_FILE, **self.tail_.to_arrays())
+            write_npz(tmp / "scores.npz", decision_scores_=np.asarray(self.decision_scores_, np.float64))
             meta = {"kind": "rda-ensemble", "version": _VERSION, "params": self.get_params(),
-                    "n_features_in_": int(self.n_features_in_), "threshold_": float(self.threshold_),
+                    "n_features_in_": int(self.n_features_in_), "n_samples_": len(self.decision_scores_),
+                    "threshold_": float(self.threshold_),
                     "member_location_": [float(v) for v in self.member_location_],
                     "member_scale_": [float(v) for v in self.member_scale_],
                     "member_info_": self.member_info_, "train_fingerprint": self._train_fingerprint}
-            (tmp / ENSEMBLE_FILE).write_text(json.dumps(meta, indent=1, default=float))
-            replace_dir(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return path
+            write_json(tmp / ENSEMBLE_FILE, meta, default=float)
+
+        return save_folder(path, write, ENSEMBLE_FILE, "ensemble folder")
 
     @classmethod
     def load(cls, path):
-        """Load a folder written by :meth:`save`, checking every field (raises
-        :class:`~rda_cli.persistence.ModelFileError`, one line)."""
+        """Load a folder written by :meth:`save` (or by version 1, whose members keep their training
+        data), checking every file and field before use (raises
+        :class:`~rda_cli.persistence.ModelFileError`, one line naming the file): bounded reads of regular
+        files only (:func:`rda_cli.safeio.read_json`, :func:`rda_cli.arrayfile.read_npz`)."""
+        from .arrayfile import read_npz
         from .estimator import RobustAutoencoder
-        from .persistence import ModelFileError
+        from .persistence import ModelFileError, check_param_types
+        from .safeio import read_json
         from .scaling import RobustScaler01, load_scaler
-        from .tabular import TableError
+        from .tails import TailScore
 
         path = Path(path)
-        try:
-            meta = json.loads((path / ENSEMBLE_FILE).read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ModelFileError(f"{path / ENSEMBLE_FILE}: cannot read ({' '.join(str(exc).split())[:200]})") from None
-        if not isinstance(meta, dict) or meta.get("kind") != "rda-ensemble" or meta.get("version") != _VERSION:
-            raise ModelFileError(f"{path / ENSEMBLE_FILE} is not an ensemble file written by this rda")
+        where = path / ENSEMBLE_FILE
+        meta = read_json(where, ENSEMBLE_MAX_BYTES, "", ModelFileError)
+        if not isinstance(meta, dict) or meta.get("kind") != "rda-ensemble" or meta.get("version") not in _VERSIONS:
+            raise ModelFileError(f"{where} is not an ensemble file written by this rda")
+        if not isinstance(meta.get("params"), dict):
+            raise ModelFileError(f"{where}: field 'params' is not an object of parameters")
+        check_param_types(cls, meta["params"], where)
         try:
             # a folder saved before member_grid / combine / tail existed keeps the behaviour it was fitted with
             est = cls(**{"member_grid": "widths", "combine": "mean", "tail": False, **meta["params"]})
             est._validate_params()
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelFileError(f"{path / ENSEMBLE_FILE}: bad parameters ({' '.join(str(exc).split())[:200]})") from None
+        except (TypeError, ValueError) as exc:
+            raise ModelFileError(f"{where}: bad parameters ({' '.join(str(exc).split())[:200]})") from None
         k = int(est.n_members) + bool(est.tail)  # normalisations: the members' and the tail score's
-        loc, scale, thr, d = (meta.get("member_location_"), meta.get("member_scale_"), meta.get("threshold_"),
-                              meta.get("n_features_in_"))
+        loc, scale, thr, d, n = (meta.get("member_location_"), meta.get("member_scale_"), meta.get("threshold_"),
+                                 meta.get("n_features_in_"), meta.get("n_samples_"))
 
-        def numbers(v):
-            return isinstance(v, list) and len(v) == k and all(
-                isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
+        def number(x):
+            return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
-        if not (numbers(loc) and numbers(scale) and all(s > 0 for s in scale)):
-            raise ModelFileError(f"{path / ENSEMBLE_FILE}: malformed member normalisation")
-        if not (isinstance(thr, (int, float)) and math.isfinite(thr)) or not (isinstance(d, int) and d >= 1):
-            raise ModelFileError(f"{path / ENSEMBLE_FILE}: malformed threshold_ or n_features_in_")
-        try:
-            est.scaler_ = RobustScaler01.load(path / "scaler.json")
-        except TableError as exc:
+        def count(x):
+            return isinstance(x, int) and not isinstance(x, bool) and x >= 1
+
+        if not (isinstance(loc, list) and isinstance(scale, list) and len(loc) == len(scale) == k
+                and all(map(number, loc + scale)) and all(s > 0 for s in scale)):
+            raise ModelFileError(f"{where}: malformed member normalisation")
+        if not number(thr) or not count(d) or (meta["version"] >= 2 and not count(n)):
+            raise ModelFileError(f"{where}: malformed threshold_, n_features_in_ or n_samples_")
+        fp = meta.get("train_fingerprint", "")
+        if not isinstance(fp, str) or (meta.get("member_info_") is not None and not isinstance(meta["member_info_"], list)):
+            raise ModelFileError(f"{where}: malformed train_fingerprint or member_info_")
+        est.scaler_ = RobustScaler01.load(path / "scaler.json")
+        if est.scaler_.n_features != d:
+            raise ModelFileError(f"{path / 'scaler.json'}: {est.scaler_.n_features} columns, "
+                                 f"{ENSEMBLE_FILE} says {d}")
+        try:  # version 1 does not say how many rows: checked against the members below
+            scores = read_npz(path / "scores.npz", {"decision_scores_": (n if meta["version"] >= 2 else None,)},
+                              stored_only=True)["decision_scores_"]
+        except FileNotFoundError:
+            raise ModelFileError(f"{path / 'scores.npz'} does not exist") from None
+        except RdaError as exc:
             raise ModelFileError(str(exc)) from None
-        est.members_ = [RobustAutoencoder.load(path / f"member_{j}") for j in range(int(est.n_members))]
+        if scores.dtype.kind != "f":
+            raise ModelFileError(f"{path / 'scores.npz'}: decision_scores_ has dtype {scores.dtype}, expected floats")
+        # the members last: every file above is checked before TensorFlow is imported
         est.member_scalings_ = [spec[2] for spec in MEMBER_GRIDS[est.member_grid][: int(est.n_members)]]
         est.minmax_scaler_, est.tail_ = None, None
         try:
             if "minmax" in est.member_scalings_:
                 est.minmax_scaler_ = load_scaler(path / MINMAX_FILE)
+                if est.minmax_scaler_.n_features != d:
+                    raise ValueError(f"{path / MINMAX_FILE}: {est.minmax_scaler_.n_features} columns, expected {d}")
             if est.tail:
-                from .arrayfile import read_npz
-                from .tails import TailScore
-
                 est.tail_ = TailScore.from_arrays(read_npz(
-                    path / TAIL_FILE, {"quantiles": (None, d), "right_skewed": (d,), "counts": (d,)}))
-        except (TableError, OSError, ValueError) as exc:
+                    path / TAIL_FILE, {"quantiles": (None, d), "right_skewed": (d,), "counts": (d,)}, stored_only=True))
+        except FileNotFoundError as exc:
+            raise ModelFileError(f"{exc.filename or path} does not exist") from None
+        except (RdaError, ValueError) as exc:
             raise ModelFileError(f"{path}: {' '.join(str(exc).split())[:200]}") from None
-        widths = {est.scaler_.n_features} | {m.n_features_in_ for m in est.members_}
-        if est.minmax_scaler_ is not None:
-            widths.add(est.minmax_scaler_.n_features)
-        if widths != {d}:
+        est.members_ = [RobustAutoencoder.load(path / f"member_{j}") for j in range(int(est.n_members))]
+        if {m.n_features_in_ for m in est.members_} != {d}:
             raise ModelFileError(f"{path}: the scaler and the members disagree on the number of features")
-        try:
-            with np.load(path / "scores.npz", allow_pickle=False) as z:
-                est.decision_scores_ = np.asarray(z["decision_scores_"], np.float64)
-        except (OSError, KeyError, ValueError) as exc:
-            raise ModelFileError(f"{path / 'scores.npz'}: cannot read ({' '.join(str(exc).split())[:200]})") from None
-        if est.decision_scores_.ndim != 1 or len(est.decision_scores_) != len(est.members_[0].S_):
+        if meta["version"] == 1 and len(scores) != len(est.members_[0].S_):
             raise ModelFileError(f"{path / 'scores.npz'}: decision_scores_ does not match the members")
+        est.decision_scores_ = scores.astype(np.float64)
         est.member_location_, est.member_scale_ = np.array(loc, float), np.array(scale, float)
-        est.member_info_ = meta.get("member_info_") if isinstance(meta.get("member_info_"), list) else []
+        est.member_info_ = meta.get("member_info_") or []
         est.n_features_in_ = d
-        est._train_fingerprint = str(meta.get("train_fingerprint", ""))
+        est._train_fingerprint = fp
         est.threshold_ = float(thr)
         est.labels_ = (est.decision_scores_ > est.threshold_).astype(int)
         return est

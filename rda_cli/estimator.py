@@ -31,6 +31,7 @@ PENALTIES = ("l1", "l21_rows", "l21_cols", None)
 SCALINGS = ("paper", "absolute")
 
 REINIT_MIN_EPOCHS = 30
+F32_SQUARES_MAX = 1e37  # the most the squares of a fit's X may sum to (float32's largest value is 3.4e38)
 """``reinitialize="auto"`` re-draws the network every outer iteration when ``inner_epochs`` is at
 least this: an outer iteration then trains a fresh network long enough to fit the inliers. With
 fewer epochs a re-drawn network is still far from converged when ``S`` is updated, and ``S``
@@ -73,6 +74,19 @@ def effective_threshold(X, penalty, lam, lambda_scaling="paper"):
         mu = X.size / (4.0 * norm1)
         return float(10.0 * lam / mu)
     return float(lam) * X.shape[0]
+
+
+def check_float32_range(X, chunk=1 << 16):
+    """Refuse ``X`` (float32, NaN: missing) whose squared values sum above :data:`F32_SQUARES_MAX`: the
+    network, the prox step and the scores square and sum it in float32, where it would overflow to inf.
+    Summed in float64, ``chunk`` rows at a time."""
+    total = 0.0
+    for start in range(0, X.shape[0], chunk):
+        block = X[start:start + chunk].astype(np.float64)
+        total += float(np.nansum(block * block))
+    if not total <= F32_SQUARES_MAX:
+        raise RdaError(f"X is too large for the network's float32 arithmetic: its squared values sum to {total:.3g}, "
+                       f"above {F32_SQUARES_MAX:g}; scale it first (e.g. each column to [0, 1], as rda detect does)")
 
 
 def _check_layers(layers, width):
@@ -167,7 +181,8 @@ class RobustAutoencoder(ScoringMixin, OutlierMixin, TransformerMixin, BaseEstima
     Notes
     -----
     :meth:`predict` is scikit-learn's (+1 inlier, -1 outlier); :meth:`decision_function` is PyOD's
-    (higher is more abnormal, > 0 flagged), :meth:`score_samples` its negative. Missing values (NaN)
+    (higher is more abnormal; for the row penalties > 0 flagged, for ``l21_cols`` and None the residual
+    row norm, a ranking that flags nothing), :meth:`score_samples` its negative. Missing values (NaN)
     are left out of the loss and the scores and imputed in ``L_``. Fitted state is numpy arrays
     only; computing runs on a compiled trainer the process caches per shape. ``docs/estimator.md``
     gives each of these rules in full.
@@ -226,8 +241,10 @@ class RobustAutoencoder(ScoringMixin, OutlierMixin, TransformerMixin, BaseEstima
         X = validate_data(self, X, reset=reset, dtype=np.float32, ensure_min_samples=2 if reset else 1,
                           ensure_all_finite="allow-nan")
         check_observed(X, columns=reset)
-        if reset and self.layers is not None:
-            _check_layers(self.layers, X.shape[1])
+        if reset:
+            check_float32_range(X)
+            if self.layers is not None:
+                _check_layers(self.layers, X.shape[1])
         return X
 
     def _resolved_reinitialize(self):
@@ -239,7 +256,10 @@ class RobustAutoencoder(ScoringMixin, OutlierMixin, TransformerMixin, BaseEstima
         """Settle what a fit on ``X`` (complete or filled) uses: layers, threshold, schedule."""
         self.layers_ = [int(d) for d in (self.layers if self.layers is not None else default_layers(X.shape[1]))]
         problem = network_size_problem(self.layers_)
-        if problem:  # the limits load() applies: refused before TensorFlow builds anything
+        if problem and self.layers is None:  # the limits load() applies: refused before TensorFlow builds anything
+            raise RdaError(f"the default network for {X.shape[1]:,} columns, {self.layers_}: {problem}; give "
+                           "narrower hidden `layers`")
+        if problem:
             raise RdaError(f"`layers` {self.layers_[1:]}: {problem}")
         self.lam_ = float(self.lam)
         self.prox_threshold_ = effective_threshold(X, self.penalty, self.lam, self.lambda_scaling)
@@ -376,17 +396,26 @@ class RobustAutoencoder(ScoringMixin, OutlierMixin, TransformerMixin, BaseEstima
         self.threshold_ = 0.0  # PyOD's cut-off: decision_scores_ is 0 exactly where no row is flagged
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path):
+    def save(self, path, training_data=True):
         """Save the fitted model into folder ``path`` (``network.keras``, ``arrays.npz``, ``params.json``).
 
+        ``training_data=False``: without ``L_`` and ``S_`` (a folder of the network's size, not the data's);
+        the loaded model then scores every row as new data and has no ``S_``, ``L_`` or training scores.
         Atomic: written into a temporary folder next to ``path``, then renamed; an existing ``path``
         is replaced only if it is a model folder. No pickle is used (:mod:`rda_cli.persistence`).
         """
         from .persistence import save_model
 
-        check_is_fitted(self, "S_")
+        check_is_fitted(self, "network_")
+        arrays = {f"weights[{i}]": w for i, w in enumerate(self.network_.weights)}
+        for name in ("L_", "S_", "residual_scores_"):
+            if training_data and getattr(self, name, None) is not None:
+                arrays[name] = getattr(self, name)
+        bad = next((k for k, a in arrays.items() if not np.isfinite(a).all()), None)
+        if bad is not None:  # load() refuses such a folder: none is written
+            raise RdaError(f"the fitted {bad} holds NaN or infinite values; the model is not saved")
         with self._trainer() as net:
-            return save_model(self, path, net.model)
+            return save_model(self, path, net.model, training_data)
 
     @classmethod
     def load(cls, path):

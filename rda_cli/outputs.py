@@ -19,21 +19,22 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .detect_report import chart_pairs, columns_csv, detect_figures, explain_csv, report_markdown, scores_csv
 from .errors import DetectError
-from .owned import (MANIFEST, claim, is_owned, place, remove_stale, sha256_file, temp_dir, temp_prefix,
+from .owned import (MANIFEST, claim, place, remove_stale, sha256_file, temp_dir, temp_prefix,
                     write_manifest, _stem)
 from .safeio import (check_parent_is_folder, is_within, make_dirs, oserror_line, read_json, remove_dirs_if_empty,
                      rename_noreplace, show_path, umask)
 
 __all__ = ["MARKER", "OUTPUT_NAMES", "OutputChangedError", "check_out_dir", "start_output", "place_result",
-           "is_scores_file", "scores_sidecar", "check_score_out", "write_result", "write_scores_file",
+           "is_scores_file", "scores_sidecar", "write_marked", "check_score_out", "DetectResult", "write_result",
+           "write_scores_file",
            "owning_folder", "located"]
 
 MARKER = "detect.json"  # the file that says a folder holds an rda detect result
@@ -144,8 +145,8 @@ def check_score_out(out, data_path, model_dir, force=False):
         raise DetectError(f"`out` {shown} is the input file; it is never overwritten: name another file")
     owner = owning_folder(out)  # the model folder too (``model_dir``: kept for the callers; the folder says it)
     if owner is not None:
-        raise DetectError(f"`out` {shown} is inside {show_path(owner)}, a folder rda wrote as a whole (a model or "
-                          "a result); name a file elsewhere")
+        raise DetectError(f"`out` {shown} is inside {show_path(owner)}, a model folder or result folder that rda wrote "
+                          "as a whole; name a file elsewhere")
     try:
         check_parent_is_folder(out)
     except NotADirectoryError as exc:
@@ -172,13 +173,34 @@ def located(exc, tmp, out_dir):
     return OSError(exc.errno, exc.strerror or str(exc), str(where))
 
 
-def write_result(tmp, out_dir, info, table, scores, flagged, L, S, model, scaler, col_rows, top=None, shares=None,
-                 imputed=None):
-    """Write every file of a detect result into ``tmp`` (the model included) and its manifests; the caller
-    puts it in place (:func:`place_result`). ``col_rows``: ``(column, S column norm, flagged)`` per
-    column for an ``l21_cols`` model (``columns.csv``), else None; ``top``/``shares``: the flagged rows'
-    top features and every row's feature shares; ``imputed``: the table with its missing cells filled
-    in (None when none are missing)."""
+@dataclass
+class DetectResult:
+    """What a detect run hands to :func:`write_result`: ``info`` (``detect.json``), the ``table``, each
+    row's ``scores`` and ``flagged``, ``L`` and ``S`` in the table's units, the fitted ``model`` and its
+    ``scaler``; ``col_rows``: ``(column, S column norm, flagged)`` per column for an ``l21_cols`` model
+    (``columns.csv``), else None; ``top``/``shares``: the flagged rows' top features and every row's
+    feature shares; ``imputed``: the table with its missing cells filled in (None when none are missing)."""
+
+    info: dict
+    table: object
+    scores: np.ndarray
+    flagged: np.ndarray
+    L: np.ndarray
+    S: np.ndarray
+    model: object
+    scaler: object
+    col_rows: list | None = None
+    top: list | None = None
+    shares: np.ndarray | None = None
+    imputed: np.ndarray | None = None
+
+
+def write_result(tmp, result):
+    """Write every file of a detect :class:`DetectResult` into ``tmp`` (the model included) and its
+    manifests; the caller puts it in place (:func:`place_result`)."""
+    r = result
+    info, table, scores, flagged, L, S = r.info, r.table, r.scores, r.flagged, r.L, r.S
+    model, scaler, col_rows, top, shares, imputed = r.model, r.scaler, r.col_rows, r.top, r.shares, r.imputed
     (tmp / "scores.csv").write_text(scores_csv(table.ids, info["id_column"], scores, flagged, top))
     if col_rows is not None:
         (tmp / "columns.csv").write_text(columns_csv(col_rows))
@@ -201,14 +223,29 @@ def write_result(tmp, out_dir, info, table, scores, flagged, L, S, model, scaler
 
 
 def write_scores_file(out, chunks, replace=True):
-    """Write a scores CSV atomically (temporary file, rename) and its sidecar; folders it had to create are
-    removed on failure or interruption. With ``replace=False`` (``out`` was absent when checked) a file
-    that appeared at ``out`` meanwhile is kept (:class:`OutputChangedError`).
+    """Write a scores CSV atomically (temporary file, rename) and its sidecar (:func:`write_marked`).
 
-    The temporary file is created before the first chunk is read (proving the place writable: a
-    DetectError, exit 2, if it is not). ``chunks`` yields ``(ids, id_name, first_row, scores, flagged,
-    top)`` per chunk of rows, written as they come (the header from the first); returns the id column's
-    name (None: rows numbered)."""
+    ``chunks`` yields ``(ids, id_name, first_row, scores, flagged, top)`` per chunk of rows, written as
+    they come (the header from the first); returns the id column's name (None: rows numbered)."""
+    id_name = None
+
+    def pieces():
+        nonlocal id_name
+        for k, (ids, id_name_k, start, scores, flagged, top) in enumerate(chunks):
+            id_name = id_name_k if k == 0 else id_name
+            yield scores_csv(ids, id_name, scores, flagged, top, start, header=k == 0).encode("utf-8")
+
+    write_marked(out, pieces(), replace)
+    return id_name
+
+
+def write_marked(out, pieces, replace=True):
+    """Write the bytes ``pieces`` yields to ``out`` atomically (temporary file, rename), mode 0666 less the
+    umask, then its sidecar (:func:`scores_sidecar`: size and SHA-256, so that a later run may replace
+    it); folders it had to create are removed on failure or interruption. With ``replace=False`` (``out``
+    was absent when checked) a file that appeared at ``out`` meanwhile is kept
+    (:class:`OutputChangedError`). The temporary file is created before the first piece is made
+    (proving the place writable: a DetectError, exit 2, if it is not)."""
     out = Path(out)
     tmp = side_tmp = None
     side = scores_sidecar(out)
@@ -222,16 +259,12 @@ def write_scores_file(out, chunks, replace=True):
             fd, tmp = tempfile.mkstemp(prefix=temp_prefix(out.name), suffix=".tmp", dir=out.parent)
         except OSError as exc:
             raise DetectError(f"`out` {show_path(out)}: {oserror_line(exc, 'create a file in')}") from None
-        id_name = None
         digest = hashlib.sha256()
         size = 0
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            os.fchmod(fd, 0o666 & ~umask())  # mkstemp makes 0600: give the scores file the usual permissions
-            for k, (ids, id_name_k, start, scores, flagged, top) in enumerate(chunks):
-                id_name = id_name_k if k == 0 else id_name
-                text = scores_csv(ids, id_name, scores, flagged, top, start, header=k == 0)
-                fh.write(text)
-                data = text.encode("utf-8")
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fd, 0o666 & ~umask())  # mkstemp makes 0600: give the file the usual permissions
+            for data in pieces:
+                fh.write(data)
                 digest.update(data)
                 size += len(data)
         mark = json.dumps({"rda_scores": 1, "size": size, "sha256": digest.hexdigest()})
@@ -246,7 +279,6 @@ def write_scores_file(out, chunks, replace=True):
                 raise OutputChangedError(f"`out` {show_path(out)} appeared while rda score ran; it was not replaced "
                                          "and the new scores were discarded: run again, or name another file") from None
         os.replace(side_tmp, side)  # the sidecar last: it marks only a complete file
-        return id_name
     except OSError as exc:
         _remove_temps(tmp, side_tmp)
         remove_dirs_if_empty(created)

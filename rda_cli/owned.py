@@ -41,8 +41,8 @@ from .errors import RdaError
 from .safeio import read_json, rename_noreplace, show_path, umask
 
 __all__ = ["MANIFEST", "MANIFEST_MAX_BYTES", "MAX_ENTRIES", "NotOwnedError", "PlaceError", "Claim", "claim",
-           "ownership_problem", "place", "temp_dir", "write_manifest", "tree_problem", "sha256_file",
-           "temp_prefix", "stale_temps", "remove_stale", "pid_alive", "is_owned"]
+           "ownership_problem", "place", "temp_dir", "write_manifest", "sha256_file", "temp_prefix", "stale_temps",
+           "remove_stale", "pid_alive"]
 
 MANIFEST = ".rda-files.json"
 MANIFEST_MAX_BYTES = 1 << 20  # 1 MiB: a detect result lists about 15 files
@@ -98,54 +98,6 @@ def _read_manifest(path):
                     for v in d["files"].values())):
         raise RdaError(f"{path} is not a manifest rda wrote")
     return d
-
-
-def tree_problem(folder, layout=None):
-    """None if every entry under ``folder`` is rda's own, else one phrase naming the first that is not.
-
-    With :data:`MANIFEST` in ``folder``: the files and folders it lists, each file of its listed size
-    and content. Without one, ``layout`` (a dict ``name -> None`` for a file or ``name -> dict`` for a
-    folder, nested) says what rda writes; no ``layout`` and no manifest: nothing is rda's.
-    """
-    folder = Path(folder)
-    try:
-        files, folders, other = _walk(folder)
-    except ValueError as exc:
-        return f"it holds {exc}"
-    except OSError as exc:
-        return f"it cannot be read ({exc.strerror or exc})"
-    if other:
-        return f"{other[0]} is a link or special file rda did not write"
-    if (folder / MANIFEST).is_file():
-        try:
-            m = _read_manifest(folder / MANIFEST)
-        except RdaError as exc:
-            return str(exc)
-        extra = sorted(set(folders) - set(m["folders"]))
-        if extra:
-            return f"{extra[0]}/ is a folder rda did not write"
-        for f in sorted(files):
-            if f == MANIFEST:
-                continue
-            if f not in m["files"]:
-                return f"{f} is a file rda did not write"
-            size, digest = m["files"][f]
-            try:
-                changed = os.path.getsize(folder / f) != size or sha256_file(folder / f) != digest
-            except OSError as exc:
-                return f"{f} cannot be read ({exc.strerror or exc})"
-            if changed:
-                return f"{f} was changed since rda wrote it"
-        return None
-    if layout is None:
-        return f"it has no {MANIFEST} (the list of files rda wrote)"
-    for f in files + folders:
-        node = layout
-        for part in f.split("/"):
-            node = node.get(part, KeyError) if isinstance(node, dict) else KeyError
-        if node is KeyError or (f in folders) != isinstance(node, dict):
-            return f"{f}{'/' if f in folders else ''} is not something rda wrote"
-    return None
 
 
 _HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
@@ -235,20 +187,42 @@ class Claim(NamedTuple):
 
 
 def ownership_problem(folder, marker=None):
-    """None if ``folder`` holds :data:`MANIFEST` and its whole tree is what that lists (``marker``, if given,
-    among the files); else one phrase naming the reason (no manifest, no claim)."""
+    """None if ``folder`` holds :data:`MANIFEST` and its whole tree is what that lists, each file of its listed
+    size and content (``marker``, if given, among the files); else one phrase naming the first entry that
+    is not rda's, or the reason (no manifest, no claim)."""
     folder = Path(folder)
     if not (folder / MANIFEST).is_file() or (folder / MANIFEST).is_symlink():
         return f"it has no {MANIFEST} (the list of files rda wrote)"
-    problem = tree_problem(folder)
-    if problem is None and marker is not None and not (folder / marker).is_file():
-        problem = f"it has no {marker}"
-    return problem
-
-
-def is_owned(folder, marker=None):
-    """Whether ``folder`` is a folder that rda wrote and nobody changed (see :func:`ownership_problem`)."""
-    return Path(folder).is_dir() and not Path(folder).is_symlink() and ownership_problem(folder, marker) is None
+    try:
+        files, folders, other = _walk(folder)
+    except ValueError as exc:
+        return f"it holds {exc}"
+    except OSError as exc:
+        return f"it cannot be read ({exc.strerror or exc})"
+    if other:
+        return f"{other[0]} is a link or special file rda did not write"
+    try:
+        m = _read_manifest(folder / MANIFEST)
+    except RdaError as exc:
+        return str(exc)
+    extra = sorted(set(folders) - set(m["folders"]))
+    if extra:
+        return f"{extra[0]}/ is a folder rda did not write"
+    for f in sorted(files):
+        if f == MANIFEST:
+            continue
+        if f not in m["files"]:
+            return f"{f} is a file rda did not write"
+        size, digest = m["files"][f]
+        try:
+            changed = os.path.getsize(folder / f) != size or sha256_file(folder / f) != digest
+        except OSError as exc:
+            return f"{f} cannot be read ({exc.strerror or exc})"
+        if changed:
+            return f"{f} was changed since rda wrote it"
+    if marker is not None and not (folder / marker).is_file():
+        return f"it has no {marker}"
+    return None
 
 
 def claim(path, marker=None, what="folder", error=NotOwnedError):

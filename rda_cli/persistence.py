@@ -13,30 +13,30 @@ for reading); ``params.json`` is read to at most :data:`PARAMS_MAX_BYTES`; ``net
 most :data:`NETWORK_MAX_BYTES`, hold only the three members Keras writes, each declaring no more than
 its cap (``config.json`` :data:`CONFIG_MAX_BYTES`, ``metadata.json`` :data:`METADATA_MAX_BYTES`, the
 weights 4 bytes per weight the layers imply plus :data:`WEIGHTS_SLACK_BYTES`) and no more than its
-compression can give; ``arrays.npz`` is read with :class:`rda_cli.arrayfile.NpzArrays` (declared
-sizes checked before anything is allocated). The values must make sense: finite arrays, a prox
+compression can give; ``arrays.npz`` is read with :func:`rda_cli.arrayfile.read_npz` (declared
+sizes checked before anything is allocated, stored members only). The values must make sense: finite arrays, a prox
 threshold of at most :data:`MAX_THRESHOLD`.
 
-A saved folder carries the manifest of :mod:`rda_cli.owned`; :func:`save_model` replaces an existing
-folder only while its whole tree is what an earlier save wrote.
+A saved folder carries the manifest of :mod:`rda_cli.owned`; :func:`save_folder` (every model and
+ensemble save) replaces an existing folder only while its whole tree is what an earlier save wrote.
+``save_model(training_data=False)`` leaves the training data out: ``arrays.npz`` then holds only
+``fill_values`` (a folder of the network's size).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from .errors import RdaError
-from .owned import MANIFEST, tree_problem, write_manifest
-from .safeio import check_regular, parse_json, read_json, replace_dir
+from .owned import claim, place, temp_dir, write_manifest
+from .safeio import check_regular, parse_json, read_json, write_json, write_npz
 
-__all__ = ["NetworkState", "ModelFileError", "MAX_LAYER_WIDTH", "MAX_PARAMETERS", "MAX_THRESHOLD", "PARAMS_MAX_BYTES",
+__all__ = ["NetworkState", "ModelFileError", "save_folder", "check_param_types", "MAX_LAYER_WIDTH", "MAX_PARAMETERS", "MAX_THRESHOLD", "PARAMS_MAX_BYTES",
            "NETWORK_MAX_BYTES", "network_size_problem", "save_model", "load_model"]
 
 MAX_LAYER_WIDTH = 1_000_000  # a network wider than this is refused (by fit and by load_model)
@@ -47,8 +47,6 @@ CONFIG_MAX_BYTES = 1 << 20  # network.keras: config.json (ours: ~200 bytes)
 METADATA_MAX_BYTES = 64 << 10  # network.keras: metadata.json (ours: ~64 bytes)
 WEIGHTS_SLACK_BYTES = 1 << 20  # network.keras: the HDF5 file's own structure beyond 4 bytes per weight
 NETWORK_MAX_BYTES = 4 * MAX_PARAMETERS + (16 << 20)
-ARRAY_NAMES = ("L_", "S_", "residual_scores_", "observed_")
-MODEL_LAYOUT = {"params.json": None, "network.keras": None, "arrays.npz": None, "scaler.json": None, MANIFEST: None}
 _READ_ERRORS = (OSError, EOFError, KeyError, TypeError, ValueError, zipfile.BadZipFile, RecursionError)
 
 
@@ -113,19 +111,21 @@ def _plain(value):
     return value
 
 
-def save_model(est, path, network):
+def save_model(est, path, network, training_data=True):
     """Write the fitted ``est`` into folder ``path`` atomically (see
-    :meth:`~rda_cli.estimator.RobustAutoencoder.save`); ``network``: a Keras model holding its weights."""
-    path = Path(path)
-    _check_replaceable(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    try:
+    :meth:`~rda_cli.estimator.RobustAutoencoder.save`); ``network``: a Keras model holding its weights.
+    ``training_data=False`` (or a model loaded without it): ``arrays.npz`` holds only ``fill_values``
+    (``L_``'s column means, where new data's missing entries start), not ``L_``, ``S_``, the scores."""
+
+    def write(tmp):
         network.save(tmp / "network.keras")
-        arrays = dict(L_=est.L_, S_=est.S_, residual_scores_=est.residual_scores_)
-        if est._observed is not None:
-            arrays["observed_"] = est._observed
-        np.savez(tmp / "arrays.npz", **arrays)
+        if training_data and getattr(est, "S_", None) is not None:
+            arrays = dict(L_=est.L_, S_=est.S_, residual_scores_=est.residual_scores_)
+            if est._observed is not None:
+                arrays["observed_"] = est._observed
+        else:
+            arrays = dict(fill_values=np.asarray(est._column_means(), np.float32))
+        write_npz(tmp / "arrays.npz", **arrays)
         meta = {
             "params": est.get_params(),
             "prox_threshold_": est.prox_threshold_,
@@ -134,30 +134,43 @@ def save_model(est, path, network):
             "n_iter_": est.n_iter_,
             "n_features_in_": est.n_features_in_,
             "history_": est.history_,
-            "train_fingerprint": est._train_fingerprint,
+            "train_fingerprint": est._train_fingerprint if "L_" in arrays else None,
             "reinitialize_": est.reinitialize_,
         }
-        (tmp / "params.json").write_text(json.dumps(_plain(meta), indent=1))
+        write_json(tmp / "params.json", _plain(meta))
+
+    return save_folder(path, write, "params.json", "model folder")
+
+
+def save_folder(path, write, marker, what):
+    """Write the folder ``path`` under the one ownership rule of :mod:`rda_cli.owned` (every folder a model
+    or detector saves): :func:`~rda_cli.owned.claim` first (``path`` absent, empty, or a folder holding
+    ``marker`` whose whole tree its manifest lists: no manifest, no claim; else NotOwnedError, nothing
+    touched), ``write(tmp)`` fills a :func:`~rda_cli.owned.temp_dir` beside it, the manifest is added, and
+    :func:`~rda_cli.owned.place` puts it in place (what appeared or changed meanwhile is kept: PlaceError).
+    ``what``: the folder's name in messages (``"model folder"``)."""
+    path = Path(path)
+    claimed = claim(path, marker, what)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_dir(path)
+    try:
+        write(tmp)
         write_manifest(tmp)
-        replace_dir(tmp, path, check=_check_replaceable)
+        place(tmp, claimed, what)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
 
 
-def _check_replaceable(path):
-    """Refuse (RdaError) to replace ``path`` unless it is absent, an empty folder, or a model folder whose whole
-    tree is what rda wrote (see :func:`rda_cli.owned.tree_problem`)."""
-    if path.is_symlink() or (path.exists() and not path.is_dir()):
-        raise RdaError(f"{path} exists and is not a model folder; refusing to replace it")
-    if not path.exists() or not any(path.iterdir()):
-        return
-    if not (path / "params.json").is_file():
-        raise RdaError(f"{path} exists and is not a model folder; refusing to replace it")
-    problem = tree_problem(path, MODEL_LAYOUT)
-    if problem:
-        raise RdaError(f"{path} is not a model folder as rda wrote it ({problem}); refusing to replace it")
+def check_param_types(cls, params, where):
+    """Refuse (ModelFileError) a saved parameter of JSON type ``true``/``false`` where ``cls`` takes no boolean
+    (``n_members: true`` would pass as the integer 1), before ``cls(**params)`` validates the values."""
+    constraints = getattr(cls, "_parameter_constraints", {})
+    for key, value in params.items():
+        if isinstance(value, bool) and not {"boolean", "verbose"} & {c for c in constraints.get(key, ())
+                                                                     if isinstance(c, str)}:
+            raise ModelFileError(f"{where}: parameter {key[:80]!r} is {value!r}, expected a number or a name")
 
 
 def load_model(cls, path):
@@ -165,6 +178,7 @@ def load_model(cls, path):
     (raises :class:`ModelFileError`); see :meth:`~rda_cli.estimator.RobustAutoencoder.load`."""
     path = Path(path)
     meta = _read_meta(path / "params.json")
+    check_param_types(cls, meta["params"], path / "params.json")
     params = dict(meta["params"])
     if params.pop("contamination", None) is not None and "lam_" in meta:
         # files written before the lambda search left the estimator (rda_cli.selection.lambda_for_fraction)
@@ -192,8 +206,7 @@ def load_model(cls, path):
         raise ModelFileError(f"{path / 'network.keras'}: its layer sizes differ from params.json's {layers}")
     if not all(np.isfinite(w).all() for w in model.get_weights()):
         raise ModelFileError(f"{path / 'network.keras'}: a weight is NaN or infinite")
-    L, S, res, observed = _read_arrays(path / "arrays.npz", layers[0])
-    est.L_, est.S_, est._observed = L, S, observed
+    arrays = _read_arrays(path / "arrays.npz", layers[0])
     # files of version 0.1.0 may call the prox threshold threshold_
     est.prox_threshold_ = float(meta["prox_threshold_"] if "prox_threshold_" in meta else meta["threshold_"])
     est.lam_ = float(meta.get("lam_", est.lam))
@@ -203,36 +216,47 @@ def load_model(cls, path):
     est.n_iter_ = meta["n_iter_"]
     est.n_features_in_ = meta["n_features_in_"]
     est.history_ = meta["history_"]
-    est.residual_scores_ = res
     est._train_fingerprint = meta.get("train_fingerprint")
+    if "fill_values" in arrays:  # saved without its training data: a model only
+        est._fill_values = arrays["fill_values"]
+        est.threshold_ = 0.0
+        return est
+    est.L_, est.S_, est._observed = arrays["L_"], arrays["S_"], arrays.get("observed_")
+    est.residual_scores_ = arrays["residual_scores_"]
     est._set_sparse_scores()
     return est
 
 
 def _read_arrays(path, width):
-    """``(L_, S_, residual_scores_, observed_ or None)`` from ``arrays.npz``: declared sizes checked before
-    reading (:class:`~rda_cli.arrayfile.NpzArrays`), then shapes, dtypes and finiteness."""
-    from .arrayfile import NpzArrays
+    """``arrays.npz``'s arrays (:func:`rda_cli.arrayfile.read_npz`: declared sizes checked before reading,
+    stored members only, finite values): ``fill_values`` alone (a model saved without its training data),
+    or ``L_``, ``S_``, ``residual_scores_`` and, with missing values, ``observed_``; shapes and dtypes
+    checked against each other and the input ``width``."""
+    from .arrayfile import read_npz
 
+    expected = {"L_": (None, width), "S_": (None, width), "residual_scores_": (None,), "observed_": (None, width),
+                "fill_values": (width,)}
     try:
-        check_regular(path, float("inf"), "", ModelFileError)
-        with NpzArrays(path) as arrays:
-            missing = [k for k in ("L_", "S_", "residual_scores_") if k not in arrays.names]
-            if missing:
-                raise ModelFileError(f"{path}: missing array(s) {', '.join(missing)}")
-            extra = [k for k in arrays.names if k not in ARRAY_NAMES]
-            if extra:
-                raise ModelFileError(f"{path}: unexpected array {extra[0][:80]!r}")
-            L, S, res = arrays.load("L_"), arrays.load("S_"), arrays.load("residual_scores_")
-            observed = arrays.load("observed_") if "observed_" in arrays.names else None
+        arrays = read_npz(path, expected, optional=tuple(expected), stored_only=True)
     except FileNotFoundError:
         raise ModelFileError(f"{path} does not exist") from None
     except RdaError as exc:  # arrayfile's ArrayFileError: a damaged or crafted file, one line
         raise ModelFileError(str(exc)) from None
     except _READ_ERRORS as exc:
         raise ModelFileError(f"{path}: cannot read the arrays ({type(exc).__name__}: {_one_line(exc)})") from None
+    if "fill_values" in arrays:
+        if len(arrays) > 1:
+            raise ModelFileError(f"{path}: fill_values (a model saved without its training data) beside "
+                                 f"{', '.join(k for k in arrays if k != 'fill_values')}")
+        if arrays["fill_values"].dtype.kind != "f":
+            raise ModelFileError(f"{path}: fill_values has dtype {arrays['fill_values'].dtype}, expected floats")
+        return arrays
+    missing = [k for k in ("L_", "S_", "residual_scores_") if k not in arrays]
+    if missing:
+        raise ModelFileError(f"{path}: missing array(s) {', '.join(missing)}")
+    L, S, res, observed = arrays["L_"], arrays["S_"], arrays["residual_scores_"], arrays.get("observed_")
     for name, a in (("L_", L), ("S_", S)):
-        if a.ndim != 2 or a.shape[1] != width or a.dtype.kind != "f":
+        if a.dtype.kind != "f":
             raise ModelFileError(f"{path}: {name} has shape {a.shape} and dtype {a.dtype}, "
                                  f"expected (rows, {width}) floats")
     if L.shape != S.shape or res.shape != (L.shape[0],) or res.dtype.kind != "f":
@@ -241,12 +265,9 @@ def _read_arrays(path, width):
     if observed is not None and (observed.shape != L.shape or observed.dtype != bool):
         raise ModelFileError(f"{path}: observed_ has shape {observed.shape} and dtype "
                              f"{observed.dtype}, expected {L.shape} booleans")
-    for name, a in (("L_", L), ("S_", S), ("residual_scores_", res)):
-        if not np.isfinite(a).all():
-            raise ModelFileError(f"{path}: {name} holds NaN or infinite values")
     if (res < 0).any():
         raise ModelFileError(f"{path}: residual_scores_ holds negative values (they are norms)")
-    return L, S, res, observed
+    return arrays
 
 
 def _read_meta(path):

@@ -69,8 +69,9 @@ class RDA(BaseDetector):
     hidden_layers : tuple of int or None, default=None
         One model's hidden layer sizes, e.g. ``(64, 32)``; None: the table rule's network from the shape.
     outer_iterations, inner_epochs, batch_size, learning_rate : int, int, int, float or None, default=None
-        One model's schedule; None: the table rule's pilot (10 x about 200 gradient steps, learning rate
-        0.01, batch from the rows: :func:`rda_cli.table_rule.member_settings`).
+        One model's schedule; None: the table rule's single model (10 x about 200 gradient steps, learning
+        rate 0.01, batch from the rows: :func:`rda_cli.table_rule.one_model_settings`), as ``rda detect
+        --lam`` fits it.
     lambda_scaling, tied, reinitialize
         As for :class:`~rda_cli.estimator.RobustAutoencoder` (one model).
     preprocessing : bool, default=True
@@ -128,23 +129,18 @@ class RDA(BaseDetector):
         return int(self.random_state)
 
     def _estimator_params(self, width, n_rows):
-        """One model's :class:`~rda_cli.estimator.RobustAutoencoder` parameters, ``lam`` aside."""
-        from .table_rule import member_settings
+        """One model's :class:`~rda_cli.estimator.RobustAutoencoder` parameters, ``lam`` aside: the table
+        rule's single model (:func:`rda_cli.table_rule.one_model_settings`, as ``rda detect`` fits it) with
+        what this detector's parameters give."""
+        from .table_rule import one_model_settings
 
-        rule = member_settings(n_rows, width)
-        layers = rule["layers"] if self.hidden_layers is None else [width] + [int(d) for d in self.hidden_layers]
-
-        def given(name):
-            value = getattr(self, name)
-            return rule[name] if value is None else value
-
-        return dict(
-            layers=layers, penalty=self.penalty, lambda_scaling=self.lambda_scaling,
-            outer_iterations=given("outer_iterations"),
-            inner_epochs=given("inner_epochs"), batch_size=min(int(given("batch_size")), n_rows),
-            max_steps_per_epoch=rule["max_steps_per_epoch"] if self.inner_epochs is None else None,
-            learning_rate=given("learning_rate"), tied=self.tied, reinitialize=self.reinitialize,
-            random_state=self._seed(), verbose=self.verbose)
+        given = {name: getattr(self, name) for name in ("outer_iterations", "inner_epochs", "batch_size",
+                                                        "learning_rate") if getattr(self, name) is not None}
+        if self.hidden_layers is not None:
+            given["layers"] = [width] + [int(d) for d in self.hidden_layers]
+        given.update(penalty=self.penalty, lambda_scaling=self.lambda_scaling, tied=self.tied,
+                     reinitialize=self.reinitialize, random_state=self._seed(), verbose=self.verbose)
+        return one_model_settings(n_rows, width, given)
 
     def _fit_one(self, Xs):
         """One model on scaled rows ``Xs``, its lambda as the module docstring says."""

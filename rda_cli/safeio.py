@@ -12,16 +12,18 @@ from __future__ import annotations
 import errno
 import json
 import os
-import shutil
 import stat
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from .errors import RdaError
 
 __all__ = ["read_capped", "read_json", "parse_json", "open_regular", "JSON_MAX_DEPTH", "check_regular", "file_kind",
-           "replace_dir", "missing_dirs", "make_dirs", "remove_dirs_if_empty", "oserror_line", "check_parent_is_folder",
-           "is_within", "umask", "rename_noreplace", "show_path"]
+           "missing_dirs", "make_dirs", "remove_dirs_if_empty", "oserror_line", "check_parent_is_folder",
+           "is_within", "umask", "rename_noreplace", "show_path", "write_file", "write_json", "write_npz",
+           "atomic_write_bytes", "atomic_write_text"]
 
 
 def missing_dirs(path):
@@ -151,28 +153,51 @@ def rename_noreplace(src, dst):
     os.unlink(src)
 
 
-def replace_dir(tmp, dest, check=None):
-    """Rename the finished folder ``tmp`` to ``dest``. An existing ``dest`` (the caller has checked that it
-    may be replaced) is moved aside first, put back if the rename fails, and deleted only once ``tmp`` is
-    in its place. ``check(moved)``, if given, is called on the moved-aside folder first: if it raises (the
-    folder changed since the caller's check), the folder is put back and the exception goes on. A
-    ``dest`` absent when this is called is never replaced by one that appears meanwhile
-    (:func:`rename_noreplace`: FileExistsError)."""
-    dest = Path(dest)
-    if not os.path.lexists(dest):
-        rename_noreplace(tmp, dest)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
-    os.replace(dest, old / dest.name)
+def write_file(path, fill):
+    """Write the file ``path`` atomically: ``fill(fh)`` writes into a temporary file beside it (binary), which
+    is flushed to disk (``fsync``) and renamed over ``path``; after any failure the temporary file is
+    removed and ``path`` is as it was. The one file writer of rda's library code."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:100]}.", suffix=".tmp", dir=path.parent)
     try:
-        if check is not None:
-            check(old / dest.name)
-        os.replace(tmp, dest)
+        os.chmod(tmp, 0o666 & ~umask())  # mkstemp creates 0600; give it the usual permissions
+        with os.fdopen(fd, "wb") as fh:
+            fill(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
     except BaseException:
-        os.replace(old / dest.name, dest)  # put the earlier folder back
-        os.rmdir(old)
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
         raise
-    shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+def write_json(path, value, **dumps):
+    """``value`` as JSON (``indent=1``; ``dumps``: more ``json.dumps`` arguments) into ``path``, atomically."""
+    data = json.dumps(value, indent=1, **dumps).encode()
+    return write_file(path, lambda fh: fh.write(data))
+
+
+def write_npz(path, **arrays):
+    """``arrays`` into the ``.npz`` file ``path`` (stored, as ``np.savez`` writes; no pickles), atomically."""
+    for name, a in arrays.items():
+        if np.asarray(a).dtype.hasobject:
+            raise TypeError(f"array {name!r} holds Python objects; rda writes numbers only")
+    return write_file(path, lambda fh: np.savez(fh, **arrays))
+
+
+def atomic_write_bytes(path, data: bytes):
+    """``data`` into ``path`` by :func:`write_file`, its missing folders made first."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return write_file(path, lambda fh: fh.write(data))
+
+
+def atomic_write_text(path, text: str):
+    return atomic_write_bytes(path, text.encode())
+
 
 _KIND_OF_FILE = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a device"),
                  (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"))

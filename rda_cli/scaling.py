@@ -2,8 +2,8 @@
 
 :class:`RobustScaler01` is the scaling of the label-free table rule (:mod:`rda_cli.table_rule`):
 a few extreme training rows do not squeeze the others together, and values beyond the training
-percentiles stay beyond (not clipped: the sigmoid network cannot reconstruct them, so they keep a
-large residual). Where the two percentiles coincide the column's minimum and maximum are used; a
+percentiles stay beyond (up to 10^6 training spans: the sigmoid network cannot reconstruct them, so
+they keep a large residual). Where the two percentiles coincide the column's minimum and maximum are used; a
 constant column maps to 0.5. Missing values (NaN) are ignored by ``fit`` and kept by ``transform``.
 It is saved as JSON (``kind: "robust01"``) and checked field by field when loaded;
 :func:`load_scaler` reads either this or ``rda detect``'s older min-max scaler.
@@ -11,15 +11,14 @@ It is saved as JSON (``kind: "robust01"``) and checked field by field when loade
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
-from pathlib import Path
 
 import numpy as np
 
+from .safeio import read_json, write_json
 from .table import column_names
-from .tabular import MinMaxScaler01, TableError
+from .tabular import CLIP, SCALER_MAX_BYTES, MinMaxScaler01, ScalerFileError, TableError
 
 __all__ = ["RobustScaler01", "load_scaler", "PERCENTILES"]
 
@@ -56,6 +55,12 @@ class RobustScaler01:
         lo, hi = np.where(narrow, mn, lo), np.where(narrow, mx, hi)
         with np.errstate(over="ignore", invalid="ignore"):
             span = hi - lo
+        wide = np.flatnonzero(np.isinf(span) & np.isfinite(lo) & np.isfinite(hi))
+        if wide.size:  # e.g. -1e308..1e308: no float64 span to divide by
+            j = int(wide[0])
+            name = repr(feature_names[j]) if feature_names is not None else str(j + 1)
+            raise TableError(f"column {name} spans {lo[j]:.3g} to {hi[j]:.3g} (its 1st to 99th percentile), beyond "
+                             "what a float64 number holds; rescale it (e.g. divide it by 1e300)")
         const = ~(np.isfinite(span) & (span > 0))
         self.span = np.where(const, 1.0, span)
         self.low = np.where(const, np.nan_to_num(lo, nan=0.0, posinf=0.0, neginf=0.0) - 0.5, lo)
@@ -67,11 +72,12 @@ class RobustScaler01:
         return int(self.low.shape[0])
 
     def transform(self, X):
-        """Scaled rows as float32 (values beyond the percentiles stay beyond; NaN stays NaN)."""
+        """Scaled rows as float32 (values beyond the percentiles stay beyond, held within ``CLIP`` (10^6)
+        training spans, as :class:`~rda_cli.tabular.MinMaxScaler01` holds them: any finite value, 1e300
+        included, scores as very abnormal, and sums of squares stay finite in float32; NaN stays NaN)."""
         with np.errstate(over="ignore"):
             Z = (np.asarray(X, dtype=np.float64) - self.low) / self.span
-        f32 = np.finfo(np.float32).max / 4  # finite in float32 (a value far out stays far out)
-        return np.clip(Z, -f32, f32).astype(np.float32)
+        return np.clip(Z, -CLIP, 1 + CLIP).astype(np.float32)
 
     def fit_transform(self, X, **kwargs):
         return self.fit(X, **kwargs).transform(X)
@@ -91,27 +97,28 @@ class RobustScaler01:
                 "id_column": self.id_column}
 
     def save(self, path):
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1))
+        write_json(path, self.to_dict())
         return path
 
     @classmethod
     def from_dict(cls, d, where):
-        """A scaler from its JSON dict, every field checked (raises :class:`TableError` naming ``where``)."""
+        """A scaler from its JSON dict, every field checked (raises :class:`~rda_cli.tabular.ScalerFileError`, a
+        TableError and ModelFileError, naming ``where``)."""
         if not isinstance(d, dict) or d.get("kind") != cls.KIND:
-            raise TableError(f"{where} is not a robust scaler written by rda")
+            raise ScalerFileError(f"{where} is not a robust scaler written by rda")
         lo, span = d.get("low"), d.get("span")
         if not isinstance(lo, list) or not isinstance(span, list) or len(lo) != len(span) or not lo:
-            raise TableError(f"{where}: malformed low/span")
+            raise ScalerFileError(f"{where}: malformed low/span")
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in lo + span) \
                 or not all(v > 0 for v in span):
-            raise TableError(f"{where}: low/span must be finite numbers, span > 0")
+            raise ScalerFileError(f"{where}: low/span must be finite numbers, span > 0")
         names = d.get("feature_names")
         if names is not None and (not isinstance(names, list) or len(names) != len(lo)
                                   or not all(isinstance(n, str) for n in names)):
-            raise TableError(f"{where}: malformed feature_names")
+            raise ScalerFileError(f"{where}: malformed feature_names")
         id_column = d.get("id_column")
         if id_column is not None and not isinstance(id_column, str):
-            raise TableError(f"{where}: malformed id_column")
+            raise ScalerFileError(f"{where}: malformed id_column")
         return cls(lo, span, names, id_column)
 
     @classmethod
@@ -120,18 +127,13 @@ class RobustScaler01:
 
 
 def _read_json(path):
-    path = Path(path)
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise TableError(f"{path} does not exist") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise TableError(f"{path}: cannot read the scaler ({' '.join(str(exc).split())})") from None
+    """``scaler.json``'s JSON: the bounded reader (a regular file of at most ``SCALER_MAX_BYTES``)."""
+    return read_json(path, SCALER_MAX_BYTES, "", ScalerFileError)
 
 
 def load_scaler(path):
     """The scaler saved at ``path``: a :class:`RobustScaler01` or ``rda detect``'s older
-    :class:`~rda_cli.tabular.MinMaxScaler01` (raises :class:`TableError`, one line)."""
+    :class:`~rda_cli.tabular.MinMaxScaler01` (raises :class:`~rda_cli.tabular.ScalerFileError`, one line)."""
     d = _read_json(path)
     if isinstance(d, dict) and d.get("kind") == RobustScaler01.KIND:
         return RobustScaler01.from_dict(d, path)

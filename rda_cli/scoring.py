@@ -2,7 +2,8 @@
 
 :class:`ScoringMixin` holds the estimator's scoring API (``decision_function``, ``predict``,
 ``feature_contributions``, ``transform``, ``reconstruct``, ``impute``). On the training data it
-uses the fitted ``S_`` and ``L_``; on new data it finds ``S`` and ``L`` with the network held fixed
+uses the fitted ``S_`` and ``L_`` (while the model keeps them: one loaded from a folder saved without
+its training data treats every row as new); on new data it finds ``S`` and ``L`` with the network held fixed
 (:func:`rda_cli.solver.sparse_part_of`). Which rows are flagged depends on the penalty: the row
 penalties (``l21_rows``, ``l1``) flag the non-zero rows of ``S``; ``l21_cols`` flags columns
 (``column_mask_``) and no row; the plain autoencoder (None) flags nothing.
@@ -25,7 +26,8 @@ ROW_PENALTIES = ("l21_rows", "l1")  # the penalties that flag rows; l21_cols fla
 
 def fingerprint(X):
     """A digest of ``X`` (float32 bytes and shape): how a model knows its training data again."""
-    X = np.ascontiguousarray(X, dtype=np.float32)
+    with np.errstate(over="ignore"):  # a value beyond float32 digests as inf
+        X = np.ascontiguousarray(X, dtype=np.float32)
     return hashlib.blake2b(X.view(np.uint8).reshape(-1), digest_size=16).hexdigest() + str(X.shape)
 
 
@@ -40,13 +42,21 @@ class ScoringMixin:
         mask = observed_mask(X)
         if self._is_training_data(X):
             return self.S_, self.L_, (X if mask is None else np.where(mask, X, self.L_)), mask
-        Xf = X if mask is None else fill_missing(X, mask, self.L_.mean(axis=0))
+        Xf = X if mask is None else fill_missing(X, mask, self._column_means())
         with self._trainer() as net:
             S, L = sparse_part_of(Xf, mask, net.reconstruct, self._sparse_step())
         return S, L, Xf, mask
 
+    def _column_means(self):
+        """Where new data's missing entries start: ``L_``'s column means (all a model saved without its
+        training data keeps of ``L_``)."""
+        L = getattr(self, "L_", None)
+        return self._fill_values if L is None else L.mean(axis=0)
+
     def _is_training_data(self, X):
-        return X.shape == self.S_.shape and fingerprint(X) == self._train_fingerprint
+        """Whether ``X`` is the training data of a model that keeps it (``S_`` and ``L_``)."""
+        S = getattr(self, "S_", None)
+        return S is not None and X.shape == S.shape and fingerprint(X) == self._train_fingerprint
 
     def _scores(self, X, parts=None):
         """``(scores, flagged rows)`` of validated ``X`` (see :meth:`decision_function`); ``parts``: its
@@ -66,7 +76,7 @@ class ScoringMixin:
         return np.where(flagged, row_norms(S, mask), margin).astype(np.float64), flagged
 
     def decision_function(self, X):
-        """Outlier score of each row of ``X``: higher is more abnormal, > 0 means flagged.
+        """Outlier score of each row of ``X``: higher is more abnormal; for the row penalties > 0 means flagged.
 
         For the row penalties a flagged row (non-zero row of ``S``) scores the norm of its ``S`` row;
         any other row how far it is below the threshold (``||r|| - threshold`` for l2,1,
@@ -74,7 +84,7 @@ class ScoringMixin:
         rows (``penalty=None`` or ``"l21_cols"``) scores the residual row norm ``||x - l||``.
         ``S`` and ``L`` are the fitted ones on the training data, else found as :meth:`_decompose` says.
         """
-        check_is_fitted(self, "S_")
+        check_is_fitted(self, "network_")
         return self._scores(self._check_X(X, reset=False))[0]
 
     def feature_contributions(self, X, return_scores=False):
@@ -96,7 +106,7 @@ class ScoringMixin:
         scores : ndarray of shape (n_samples,)
             Only with ``return_scores``.
         """
-        check_is_fitted(self, "S_")
+        check_is_fitted(self, "network_")
         X = self._check_X(X, reset=False)
         parts = self._decompose(X)
         S, L, Xf, _ = parts
@@ -108,7 +118,7 @@ class ScoringMixin:
 
     def impute(self, X):
         """``X`` with its missing entries (NaN) replaced by the decomposition's ``L``."""
-        check_is_fitted(self, "S_")
+        check_is_fitted(self, "network_")
         X = self._check_X(X, reset=False)
         mask = observed_mask(X)
         if mask is None:
@@ -121,7 +131,7 @@ class ScoringMixin:
 
     def predict(self, X):
         """+1 for inliers, -1 for flagged rows (non-zero rows of ``S``; none for ``l21_cols`` and None)."""
-        check_is_fitted(self, "S_")
+        check_is_fitted(self, "network_")
         X = self._check_X(X, reset=False)
         if self.penalty not in ROW_PENALTIES:
             return np.ones(X.shape[0], dtype=int)
@@ -135,7 +145,7 @@ class ScoringMixin:
     def transform(self, X):
         """Innermost hidden features of ``X - S`` (``S_`` on the training data, as the authors compute
         them; for new data ``S`` as :meth:`_decompose` finds it)."""
-        check_is_fitted(self, "S_")
+        check_is_fitted(self, "network_")
         X = self._check_X(X, reset=False)
         if self.penalty is None and observed_mask(X) is None and not self._is_training_data(X):
             S, Xf = 0.0, X
@@ -149,7 +159,7 @@ class ScoringMixin:
 
     def reconstruct(self, X):
         """The autoencoder's reconstruction ``D(E(X))`` of ``X`` (missing entries imputed first)."""
-        check_is_fitted(self, "S_")
+        check_is_fitted(self, "network_")
         X = self._check_X(X, reset=False)
         if observed_mask(X) is not None:
             X = self.impute(X)

@@ -39,8 +39,9 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 __all__ = ["TableRule", "DEFAULT_RULE", "MEMBER_GRID", "MEMBER_GRIDS", "COMBINE", "SEED_STRIDE", "MAD_TO_SIGMA",
-           "SCORE_CHUNK", "layers_for", "batch_size_for", "phase_schedule", "member_settings", "member_seed",
-           "fit_member", "continue_from_pilot", "combine_scores", "robust_location_scale", "flag_threshold"]
+           "SCORE_CHUNK", "layers_for", "batch_size_for", "phase_schedule", "member_settings", "one_model_settings",
+           "member_seed", "fit_member", "continue_from_pilot", "combine_scores", "robust_location_scale",
+           "flag_threshold"]
 
 MEMBER_GRID = ((1.0, 2), (0.5, 2), (2.0, 2), (1.0, 3), (0.5, 3), (2.0, 3), (1.0, 2), (2.0, 3))
 """``(width factor of h, hidden layers)`` of member ``j`` on the ``"widths"`` grid (``n_members`` <= 8;
@@ -136,6 +137,25 @@ def member_settings(n_rows, n_features, rule=DEFAULT_RULE, width=1.0, depth=2):
                 outer_iterations=rule.pilot_outer, inner_epochs=epochs, max_steps_per_epoch=cap,
                 learning_rate=rule.pilot_learning_rate, tied=rule.tied, lambda_scaling="absolute", tol=0.0,
                 reinitialize=False)
+
+
+def one_model_settings(n_rows, n_features, given=None, rule=DEFAULT_RULE):
+    """The settings of a single :class:`~rda_cli.estimator.RobustAutoencoder` on a table: ``rda detect``
+    with ``lam``, ``lam_for_fraction``, ``l1`` or ``l21_cols``, and :class:`rda_cli.pyod_detector.RDA`'s one
+    model, so that both fit the same network with the same schedule.
+
+    The member network and pilot schedule of :func:`member_settings` (the table detector's, sized by the
+    shape), lambda in the paper's scale on the [0, 1]-scaled table, ``random_state`` 0. ``given``
+    (estimator parameters) replace any of them; a given ``inner_epochs`` lifts the pilot's cap on steps
+    per epoch (whole epochs, as asked) unless ``max_steps_per_epoch`` is given too.
+    """
+    given = dict(given or {})
+    settings = dict(member_settings(n_rows, n_features, rule), lambda_scaling="paper", random_state=0)
+    if "inner_epochs" in given:
+        settings["max_steps_per_epoch"] = None
+    settings.update(given)
+    settings["batch_size"] = min(int(settings["batch_size"]), int(n_rows))
+    return settings
 
 
 def member_seed(seed, j):

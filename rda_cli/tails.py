@@ -5,8 +5,9 @@ anyway; the empirical CDF of each feature is not. Following ECOD (Li, Zhao, Hu, 
 Chen, TKDE 2022), a row's score is the sum over its features of ``-log`` of the tail probability of
 its value, taken on the left, on the right and on the side each feature's skewness points to; the
 largest of the three sums is the score. Our own implementation: each feature's empirical CDF is kept
-as at most ``max_quantiles`` of its training quantiles (exact up to that many rows), so the fitted
-state is a few numbers per feature, saved as arrays (no pickle). Missing values (NaN) add nothing.
+as ``min(max_quantiles, n // 2)`` evenly spaced training quantiles (interpolated, so never the rows'
+own values, and at most half as many numbers as the column), saved as arrays (no pickle). Missing
+values (NaN) add nothing.
 """
 
 from __future__ import annotations
@@ -24,12 +25,12 @@ class TailScore:
     Parameters
     ----------
     max_quantiles : int
-        Training quantiles kept per feature (all sorted values when there are at most this many rows).
+        Training quantiles kept per feature (at most half the rows).
 
     Attributes
     ----------
     quantiles_ : ndarray of shape (q, n_features)
-        Each column's sorted training values (or ``q`` evenly spaced quantiles of them).
+        ``q`` evenly spaced quantiles of each column's training values (linear interpolation).
     counts_ : ndarray of shape (n_features,)
         Observed training values per feature.
     right_skewed_ : ndarray of bool, shape (n_features,)
@@ -41,13 +42,9 @@ class TailScore:
 
     def fit(self, X):
         X = np.asarray(X, np.float64)
-        q = max(2, min(self.max_quantiles, len(X)))
-        missing = np.isnan(X).any()
+        q = max(2, min(self.max_quantiles, len(X) // 2))
         with np.errstate(all="ignore"):
-            if len(X) == q and not missing:
-                Q = np.sort(X, axis=0)
-            else:
-                Q = np.nanquantile(X, np.linspace(0.0, 1.0, q), axis=0)
+            Q = np.nanquantile(X, (np.arange(q) + 0.5) / q, axis=0)
             mean = np.nanmean(X, axis=0)
             std = np.nanstd(X, axis=0)
             skew = np.nanmean((X - mean) ** 3, axis=0) / np.where(std > 0, std, 1.0) ** 3

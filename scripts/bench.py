@@ -35,7 +35,13 @@
    default ensemble) on 1,000,000 x 20 rows end to end in a fresh process: seconds, peak resident
    memory (VmHWM of /proc) and the AUROC of its scores against the planted rows.
 
-Usage: python scripts/bench.py [--quick] [--skip-sweep] [--tables] [--fresh] [--ensemble] [--out results/bench/bench.json]
+9. with ``--csv`` (only this, into results/bench/csv.json): reading a 300,000 x 20 CSV of numbers
+   (``%.6g``, with a header) with ``rda_cli.tabular.read_table`` against NumPy's ``np.loadtxt`` on the
+   same file, measured in the same run: the best of 5 alternating reads in one process, and the first
+   read in a fresh process (the reader's own imports included: pyarrow's for rda, none for NumPy's,
+   whose import both pay); as seconds and the ratio rda / loadtxt.
+
+Usage: python scripts/bench.py [--quick] [--skip-sweep] [--tables] [--fresh] [--ensemble] [--csv] [--out results/bench/bench.json]
 """
 
 from __future__ import annotations
@@ -304,6 +310,51 @@ print(json.dumps({"seconds": time.perf_counter() - t, "output": res.output.strip
 """
 
 
+CSV_FIRST_READ_CODE = """
+import json, sys, time
+import numpy as np
+from rda_cli import tabular
+t = time.perf_counter()
+if sys.argv[2] == "loadtxt":
+    X = np.loadtxt(sys.argv[1], delimiter=",", skiprows=1, ndmin=2)
+else:
+    X = tabular.read_table(sys.argv[1]).X
+print(json.dumps({"seconds": time.perf_counter() - t, "shape": list(X.shape)}))
+"""
+
+
+def csv_benchmarks(work, quick=False, rows=300_000, repeat=5):
+    """Section 9 (see the module docstring)."""
+    from rda_cli import tabular
+
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    path = work / f"numbers_{rows}.csv"
+    if not path.exists():
+        X = np.random.default_rng(0).normal(size=(rows, TABLE_COLUMNS))
+        np.savetxt(path, X, delimiter=",", fmt="%.6g", header=",".join(f"f{j}" for j in range(TABLE_COLUMNS)),
+                   comments="")
+    res = {"rows": rows, "columns": TABLE_COLUMNS, "csv_bytes": path.stat().st_size,
+           "pyarrow": tabular._have_arrow()}
+    first = {name: _child(CSV_FIRST_READ_CODE, path, name)["seconds"] for name in ("loadtxt", "rda")}
+    times = {"loadtxt": [], "rda": []}
+    for _ in range(2 if quick else repeat):
+        t = time.perf_counter()
+        a = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
+        times["loadtxt"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        b = tabular.read_table(path).X
+        times["rda"].append(time.perf_counter() - t)
+        assert np.array_equal(a, b)
+    best = {k: min(v) for k, v in times.items()}
+    res.update(best_seconds=best, ratio=best["rda"] / best["loadtxt"], first_read_seconds=first,
+               first_read_ratio=first["rda"] / first["loadtxt"], load_average=os.getloadavg()[0])
+    print(f"read {rows} x {TABLE_COLUMNS} CSV ({res['csv_bytes'] / 1e6:.0f} MB): rda {best['rda']:.2f} s, "
+          f"np.loadtxt {best['loadtxt']:.2f} s (ratio {res['ratio']:.2f}); first read in a fresh process: "
+          f"rda {first['rda']:.2f} s, np.loadtxt {first['loadtxt']:.2f} s (ratio {res['first_read_ratio']:.2f})")
+    return res
+
+
 def _auroc(scores_csv, truth):
     from sklearn.metrics import roc_auc_score
 
@@ -540,15 +591,24 @@ def main():
                          "results/bench/ensemble.json")
     ap.add_argument("--work", default=None, help="folder for section 6's generated files  [default: a temporary one]")
     ap.add_argument("--out", default=None, help="[default: results/bench/bench.json, or tables.json with --tables]")
+    ap.add_argument("--csv", action="store_true",
+                    help="only section 9: a 300,000 x 20 CSV read by rda against np.loadtxt, into results/bench/csv.json")
     args = ap.parse_args()
-    if args.ensemble:
+
+    def section(run, default_out):
+        """Run ``run(work, quick)`` in ``--work`` (default: a temporary folder); write its JSON."""
         with tempfile.TemporaryDirectory() as tmp:
-            res = ensemble_benchmarks(args.work or tmp, args.quick)
-        out = Path(args.out or "results/bench/ensemble.json")
+            res = run(args.work or tmp, args.quick)
+        out = Path(args.out or default_out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(res, indent=1))
         print(f"wrote {out}")
         return 0
+
+    if args.csv:
+        return section(csv_benchmarks, "results/bench/csv.json")
+    if args.ensemble:
+        return section(ensemble_benchmarks, "results/bench/ensemble.json")
     if args.fresh:
         out = Path(args.out or "results/bench/fresh.json")
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -75,7 +75,8 @@ def subsample(n, cap, seed):
 
 
 def tail_scores(train, rows):
-    """The ECOD-like tail score (:class:`rda_cli.tails.TailScore`) with every training value kept."""
+    """The ECOD-like tail score (:class:`rda_cli.tails.TailScore`) with as many quantiles as it keeps.
+    (``results/bench/sensitivity.json`` was computed when it kept every training value up to 1,024 rows.)"""
     from rda_cli.tails import TailScore
 
     return TailScore(max_quantiles=len(train)).fit(train).score(rows)

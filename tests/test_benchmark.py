@@ -112,6 +112,37 @@ def test_cli_bad_data_is_one_error_line(tmp_path):
     assert res.exit_code == 2 and "'data.sets'" in res.output and len(res.output.strip().splitlines()) == 1
 
 
+
+def test_data_sets_are_bounded_before_reading(tmp_path):
+    """`rda benchmark --data`: a FIFO named x.npz or a device is refused without opening it (never hangs);
+    an .npz declaring 5e12 values is refused from its header (nothing allocated); members besides X and y
+    are refused; no pickles."""
+    import io
+    import zipfile
+
+    folder = tmp_path / "sets"
+    folder.mkdir()
+    write_set(folder)
+    os.mkfifo(folder / "x.npz")
+    with pytest.raises(AdbenchError, match="x.npz is a FIFO .named pipe., not a regular file"):
+        find_sets([str(folder)])
+    with pytest.raises(AdbenchError, match="/dev/zero is a device, not a regular file"):
+        find_sets(["/dev/zero"])
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (5 * 10**12, 1)})
+    with zipfile.ZipFile(tmp_path / "bomb.npz", "w") as z:
+        z.writestr("X.npy", header.getvalue() + b"\0" * 64)
+        z.writestr("y.npy", header.getvalue())
+    with pytest.raises(AdbenchError, match="declares shape .5000000000000, 1. of float64 .40 TB. but holds only"):
+        load_adbench(tmp_path / "bomb.npz")
+    X, y = planted()
+    np.savez(tmp_path / "extra.npz", X=X, y=y, notes=np.zeros(3))
+    with pytest.raises(AdbenchError, match="unexpected array 'notes'"):
+        load_adbench(tmp_path / "extra.npz")
+    res = invoke("benchmark", "--data", "/dev/zero", "--out", tmp_path / "run", "--quiet")
+    assert res.exit_code == 2 and "not a regular file" in res.output and "no such" not in res.output, res.output
+
+
 # ----------------------------------------------------------------------------- detectors
 def test_rda_rule_is_general():
     """One rule for every shape: the batch grows with the rows, so every set gets about 2,000 steps."""

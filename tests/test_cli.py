@@ -198,7 +198,8 @@ def test_plot_on_non_run_folder(tmp_path):
 def test_outliers_all_methods_with_seeds(tmp_path, mnist_dir):
     cfg = tiny_outliers(mnist_dir)
     cfg["model"]["lambdas"] = [0.0002, 0.0004, 0.0008]
-    cfg["baselines"] = {"rpca": {"max_iter": 20}, "outlier_pursuit": {"max_iter": 20}}
+    cfg["baselines"] = {"ae": {"enabled": True}, "lof": {"enabled": True}, "ocsvm": {"enabled": True},
+                        "rpca": {"enabled": True, "max_iter": 20}, "outlier_pursuit": {"enabled": True, "max_iter": 20}}
     out = tmp_path / "run"
     args = ("outliers", "--config", write(tmp_path, cfg), "--out", str(out), "--quiet", "--sweep-lambda")
     res = invoke(*args, "--seeds", "2")

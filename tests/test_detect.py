@@ -2,6 +2,9 @@
 
 import csv
 import json
+import os
+import stat
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +13,7 @@ from sklearn.metrics import roc_auc_score
 
 from rda_cli.cli import main
 from rda_cli.detect import parse_overrides
+from rda_cli.errors import RdaError
 from rda_cli.selection import knee_index
 from rda_cli.tabular import MinMaxScaler01, TableError, read_table
 
@@ -109,10 +113,13 @@ def test_detect_end_to_end(fitted):
 
     model = RobustAutoencoderEnsemble.load(run / "model")
     scaler = RobustScaler01.load(run / "model" / "scaler.json")
-    L_s, S_s = model.decompose()
-    np.testing.assert_allclose(S, S_s * scaler.span, rtol=1e-6, atol=1e-9)
-    Xs = scaler.transform(X)
-    np.testing.assert_allclose((X - L - S) / scaler.span, Xs - L_s - S_s, atol=1e-4)
+    # the model folder holds the networks, the scaler and the training rows' scores, not L and S
+    model_bytes = sum(p.stat().st_size for p in (run / "model").rglob("*.npz"))
+    assert model_bytes < (run / "L.npy").stat().st_size
+    with pytest.raises(RdaError, match="keeps no training data"):
+        model.decompose()
+    # the members' L and S in scaled units are L.npy and S.npy mapped back: S is on the data's scale
+    assert np.isfinite(scaler.transform(L)).all() and np.isfinite(S / scaler.span).all()
     # the flagged rows' S is on the scale of the data, not of [0, 1]
     assert np.abs(S).max() > 10
     np.testing.assert_allclose(scores, model.decision_scores_ - model.threshold_, atol=1e-4)
@@ -146,6 +153,148 @@ def test_score_new_rows(fitted, tmp_path):
     header, rows = read_scores(out)
     assert header == ["row", "score", "flagged", "top_features"] and len(rows) == 1 and rows[0][0] == "0"
     assert float(rows[0][1]) == pytest.approx(scores[0], abs=1e-4)
+
+
+def test_score_on_a_par_with_detect(fitted, tmp_path):
+    """rda score: columns matched by name (any order, missing or extra ones refused by name), --id-column,
+    the cut-off moved by --threshold or --contamination (score > 0 still flagged), a histogram beside the
+    scores and both files 0644 under umask 022, the detect folder accepted as --model."""
+    import os
+    import stat
+
+    X_new, _ = source(200, sample_seed=12)
+    model = fitted["run"] / "model"
+    ordered = write_csv(tmp_path / "ordered.csv", X_new, [f"n{i}" for i in range(len(X_new))])
+    old = os.umask(0o022)
+    try:
+        res = invoke("score", "--model", fitted["run"], "--data", ordered, "--out", tmp_path / "base.csv")
+    finally:
+        os.umask(old)
+    assert res.exit_code == 0, res.output
+    assert "rows flagged (the model's cut-off)" in res.output and "base_hist.png" in res.output
+    for name in ("base.csv", "base_hist.png"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644
+    assert (tmp_path / "base_hist.png").read_bytes().startswith(PNG)
+    _, base = read_scores(tmp_path / "base.csv")
+    base_scores = np.array([float(r[1]) for r in base])
+
+    # the columns shuffled, the ids in a column the model does not know: by name, with --id-column
+    order = np.random.default_rng(0).permutation(D)
+    with open(tmp_path / "shuffled.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow([f"f{j}" for j in order] + ["key"])
+        for i, row in enumerate(X_new):
+            w.writerow([repr(float(v)) for v in row[order]] + [f"k{i}"])
+    res = invoke("score", "--model", model, "--data", tmp_path / "shuffled.csv", "--id-column", "key",
+                 "--out", tmp_path / "shuffled_scores.csv")
+    assert res.exit_code == 0, res.output
+    header, rows = read_scores(tmp_path / "shuffled_scores.csv")
+    assert header[0] == "key" and rows[0][0] == "k0"
+    np.testing.assert_allclose([float(r[1]) for r in rows], base_scores, atol=1e-4)
+    res = invoke("score", "--model", model, "--data", tmp_path / "shuffled.csv", "--out", tmp_path / "x.csv")
+    assert_one_line_error(res, "'key'")  # a text column that is not named as ids
+    with open(tmp_path / "short.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow([f"f{j}" for j in range(1, D)] + ["extra"])
+        w.writerows([[repr(float(v)) for v in row[1:]] + ["1.0"] for row in X_new[:5]])
+    res = invoke("score", "--model", model, "--data", tmp_path / "short.csv", "--out", tmp_path / "x.csv")
+    assert_one_line_error(res, "missing 'f0'; extra 'extra'")
+
+    # the cut-off at scoring time: the scores less the new cut-off
+    res = invoke("score", "--model", model, "--data", ordered, "--threshold", -0.5, "--out", tmp_path / "t.csv")
+    assert res.exit_code == 0, res.output
+    _, rows = read_scores(tmp_path / "t.csv")
+    moved = np.array([float(r[1]) for r in rows])
+    np.testing.assert_allclose(moved, base_scores + 0.5, atol=2e-5)
+    assert [r[2] == "1" for r in rows] == list(moved > 0) and f"{int((moved > 0).sum())} of 200" in res.output
+    res = invoke("score", "--model", model, "--data", ordered, "--contamination", 0.1, "--out", tmp_path / "c.csv")
+    assert res.exit_code == 0, res.output
+    _, rows = read_scores(tmp_path / "c.csv")
+    flags = np.array([r[2] == "1" for r in rows])
+    assert flags.sum() == 20
+    assert set(np.flatnonzero(flags)) == set(np.argsort(-base_scores, kind="stable")[:20])
+    assert "the top 0.1 of these rows" in res.output
+    res = invoke("score", "--model", model, "--data", ordered, "--contamination", 0.1, "--threshold", 1,
+                 "--out", tmp_path / "c.csv")
+    assert_one_line_error(res, "--contamination or --threshold, not both")
+
+    # a folder that holds a model/ but is not a detect result: "did you mean"
+    (tmp_path / "copy").mkdir()
+    import shutil
+
+    shutil.copytree(model, tmp_path / "copy" / "model")
+    res = invoke("score", "--model", tmp_path / "copy", "--data", ordered, "--out", tmp_path / "x.csv")
+    assert_one_line_error(res, f"did you mean {tmp_path / 'copy' / 'model'}?")
+
+
+def test_plot_redraws_a_detect_folder(fitted, tmp_path):
+    """rda plot DETECT_DIR redraws score_hist.png and top_rows.png from the folder's files, the same
+    figures, and the folder stays rda's own (its manifest updated), so --force may still replace it."""
+    import shutil
+
+    from rda_cli.owned import ownership_problem
+
+    run = tmp_path / "run"
+    shutil.copytree(fitted["run"], run)
+    before = {n: (run / n).read_bytes() for n in ("score_hist.png", "top_rows.png")}
+    for name in before:
+        (run / name).unlink()
+    res = invoke("plot", run)
+    assert res.exit_code == 0, res.output
+    assert "rda detect result with 400 rows; wrote score_hist.png, top_rows.png" in res.output
+    assert {n: (run / n).read_bytes() for n in before} == before
+    assert ownership_problem(run, "detect.json") is None
+    (run / "scores.csv").write_text("id,score\nr0,x\n")
+    assert_one_line_error(invoke("plot", run), "scores.csv or explain.csv is not as rda detect wrote it")
+
+
+def test_messages_say_what_is_true(tmp_path):
+    """A lambda that flags nothing says why and what to try; the ensemble's histogram is titled by its
+    cut-off, not by a lambda, in good grammar."""
+    from rda_cli.detect_report import histogram_title
+
+    X, _ = source(200, sample_seed=41)
+    data = write_csv(tmp_path / "t.csv", X)
+    res = invoke("detect", "--data", data, "--lam", 1, "--out", tmp_path / "run", "--set", "outer_iterations=1",
+                 "--set", "inner_epochs=1", "--quiet")
+    assert res.exit_code == 0, res.output
+    assert "0 of 200 rows flagged" in res.output
+    line = res.output.strip().splitlines()[-1]
+    assert line.startswith("rda detect: no row flagged: every row's residual stays below the prox threshold")
+    lam_to_flag = float(line.split("try --lam below about ")[1].split(" ")[0])
+    assert 0 < lam_to_flag < 1
+    assert "no row flagged" in (tmp_path / "run" / "report.md").read_text()
+    info = {"data": "x/t.csv", "detector": "ensemble", "n_members": 1, "threshold": 2.5, "lam": None}
+    assert histogram_title(info) == "rda detect: t.csv, RDA ensemble of 1 member, cut-off 2.5"
+
+
+def test_progress_phases_and_a_resumed_bar(monkeypatch):
+    """The ensemble's fits are one bar (member and phase named, a fit that stops early counted done); a
+    bar that starts with work already done starts there, and its ETA counts only new work."""
+    from rda_cli import cli
+    from rda_cli.progress import Phases
+
+    seen = []
+    phases = Phases(lambda *a: seen.append(a), ["m1 pilot", "m1 rda", "m2 pilot"])
+    for done in (1, 2, 3, 1, 2, 1, 2, 3):  # the second fit stopped after 2 of 3 outer iterations
+        phases(done, 3)
+    assert [(k, label) for k, _, label, _ in seen] == [(0, "m1 pilot")] * 3 + [(1, "m1 rda")] * 2 + [(2, "m2 pilot")] * 3
+    assert all(total == 3 for _, total, _, _ in seen)
+
+    bar = cli._Progress(False, "rda outliers")
+    try:
+        bar(16, 16, None)  # a resumed sweep with every cell read back
+        assert bar.bar.pos == bar.base == 1600 and bar.bar.pct == 1.0 and "ETA" not in bar._show()
+    finally:
+        bar.close()
+    bar = cli._Progress(False, "rda outliers")
+    try:
+        bar(2, 4, None)
+        monkeypatch.setattr(cli.time, "time", lambda real=cli.time.time: real() + 10)
+        bar(3, 4, "c3")
+        assert bar.bar.pos == 300 and "ETA 10s" in bar._show()  # 10 s for the one cell computed, one left
+    finally:
+        bar.close()
 
 
 def test_contamination_flags_about_that_fraction(tmp_path):
@@ -253,7 +402,7 @@ def test_score_bad_input(fitted, tmp_path):
     text = (tmp_path / "renamed.csv").read_text().replace("f3", "g3", 1)
     (tmp_path / "renamed.csv").write_text(text)
     assert_one_line_error(invoke("score", "--model", model, "--data", tmp_path / "renamed.csv", "--out", out),
-                          "'g3' where the model has 'f3'")
+                          "missing 'f3'; extra 'g3'")
     assert_one_line_error(invoke("score", "--model", tmp_path, "--data", tmp_path / "narrow.npy", "--out", out),
                           "not a model folder")
     assert_one_line_error(invoke("score", "--model", model, "--data", tmp_path / "nope.csv", "--out", out),
@@ -468,6 +617,8 @@ def test_detect_and_score_with_the_l21_cols_penalty(tmp_path):
     info = json.loads((run / "detect.json").read_text())
     assert info["reinitialize"] == "auto" and info["n_flagged"] == 0
     assert set(info["flagged_columns"]) == {r["column"] for r in table if r["flagged"] == "1"}
+    report = (run / "report.md").read_text()  # how sure each column call is
+    assert "residual norm / threshold" in report and "no column would be flagged at lambda above about" in report
     _, rows = read_scores(run / "scores.csv")
     assert all(r[2] == "0" for r in rows)  # a column penalty flags no row
     scores = np.array([float(r[1]) for r in rows])
@@ -481,3 +632,196 @@ def test_detect_and_score_with_the_l21_cols_penalty(tmp_path):
     np.save(tmp_path / "one.npy", X[:1])  # a single row is scored too
     res = invoke("score", "--model", run / "model", "--data", tmp_path / "one.npy", "--out", out)
     assert res.exit_code == 0, res.output
+
+
+def test_extreme_cells_are_scored_not_a_bug(tmp_path):
+    """A cell of 1e25: the default detector scales it within 10^6 training spans, fits, and ranks its row
+    first, every score finite. A column of +-1e308 (its span beyond float64): refused before training."""
+    X, _ = with_outlier_rows(n=200, d=5, fraction=0.0, seed=0)
+    X = X.astype(float)
+    X[:, 4] = np.where(np.arange(len(X)) % 2 == 0, 1e308, -1e308)
+    path = tmp_path / "x.csv"
+    np.savetxt(path, X, delimiter=",", header="a,b,c,d,e", comments="", fmt="%.17g")
+    res = invoke("detect", "--data", path, "--out", tmp_path / "run", "--quiet")
+    assert res.exit_code == 2 and res.output.count("\n") == 1, res.output
+    assert f"{path}: column 5 spans -1e+308 to 1e+308" in res.output and not (tmp_path / "run").exists()
+    X[:, 4] = 0.5
+    X[7, 2] = 1e25
+    np.savetxt(path, X, delimiter=",", header="a,b,c,d,e", comments="", fmt="%.17g")
+    res = invoke("detect", "--data", path, "--out", tmp_path / "run", "--members", "1", "--set", "pilot_steps=50",
+                 "--set", "warm_outer=2", "--quiet")
+    assert res.exit_code == 0, res.output
+    scores = np.loadtxt(tmp_path / "run" / "scores.csv", delimiter=",", skiprows=1, usecols=1)
+    assert np.isfinite(scores).all() and int(np.argmax(scores)) == 7
+
+
+# ------------------------------------------------------------------ where results go: one ownership rule
+# (rda_cli/owned.py, rda_cli/outputs.py; docs/reliability.md). A single fast model where training is needed.
+QUICK = ["--lam", "0.01", "--set", "outer_iterations=1", "--set", "inner_epochs=1", "--quiet"]
+
+
+def tree(folder):
+    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None) for p in sorted(folder.rglob("*"))}
+
+
+def one_line(res, code, text):
+    assert res.exit_code == code, res.output
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("rda: error:") and "Traceback" not in res.output, res.output
+    assert text in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture
+def small(tmp_path):
+    X, _ = with_outlier_rows(n=60, d=5, fraction=0.05, seed=0)
+    data = tmp_path / "d.csv"
+    np.savetxt(data, X, delimiter=",", header="a,b,c,d,e", comments="")
+    return data
+
+
+def test_force_claims_no_folder_without_its_manifest(fitted, small, tmp_path):
+    """rda-like names are no claim; nor is a real result whose top manifest was deleted."""
+    u = tmp_path / "u"
+    u.mkdir()
+    (u / "detect.json").write_text("{}")
+    (u / "scores.csv").write_text("id,mine\n")
+    (u / "report.md").write_text("# my report\n")
+    before = tree(u)
+    line = one_line(invoke("detect", "--data", small, "--out", u, "--force", *QUICK), 2, "did not write")
+    assert str(u) in line and ".rda-files.json" in line and tree(u) == before
+    import shutil
+
+    r = tmp_path / "r"
+    shutil.copytree(fitted["run"], r)
+    (r / ".rda-files.json").unlink()
+    (r / "report.md").write_text("# my edits\n")
+    before = tree(r)
+    one_line(invoke("detect", "--data", small, "--out", r, "--force", *QUICK), 2, str(r))
+    assert tree(r) == before and sorted(p.name for p in tmp_path.iterdir()) == ["d.csv", "r", "u"]
+
+
+def test_a_folder_that_appears_during_detect_is_kept(small, tmp_path, monkeypatch):
+    import rda_cli.detect as detect_module
+
+    out = tmp_path / "X"
+    real = detect_module.write_result
+
+    def user_makes_the_folder(*args, **kw):
+        out.mkdir()
+        (out / "report.md").write_text("notes")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(detect_module, "write_result", user_makes_the_folder)
+    line = one_line(invoke("detect", "--data", small, "--out", out, *QUICK), 1, "appeared")
+    assert str(out) in line and "discarded" in line
+    assert tree(out) == {"report.md": b"notes"} and sorted(p.name for p in tmp_path.iterdir()) == ["X", "d.csv"]
+
+
+def test_two_detect_runs_on_one_new_folder_the_later_loses_loudly(small, tmp_path, monkeypatch):
+    """Run B claims the new folder, then run A starts, finishes and puts its result there while B trains:
+    B loses (one line, exit 1) and A's result is intact."""
+    import rda_cli.detect as detect_module
+    from rda_cli.owned import ownership_problem
+
+    out = tmp_path / "X"
+    real = detect_module.write_result
+    started = []
+
+    def a_finishes_first(*args, **kw):
+        if not started:
+            started.append(True)
+            detect_module.detect(small, out, lam=0.01, overrides=("outer_iterations=1", "inner_epochs=1"))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(detect_module, "write_result", a_finishes_first)
+    one_line(invoke("detect", "--data", small, "--out", out, *QUICK), 1, "appeared or was filled while rda ran")
+    assert ownership_problem(out, "detect.json") is None  # A's result, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["X", "d.csv"]
+
+
+def test_score_writes_into_no_folder_rda_owns(fitted, tmp_path):
+    """Not the model folder, not a member folder, not the result folder: so the result stays replaceable."""
+    from rda_cli.owned import claim
+
+    run = fitted["run"]
+    data = write_csv(tmp_path / "new.csv", fitted["X"][:5], fitted["ids"][:5])
+    for out in (run / "model" / "s.csv", run / "model" / "member_0" / "s.csv", run / "s.csv",
+                run / "model" / "member_0" / "sub" / "s.csv"):
+        one_line(invoke("score", "--model", run / "model", "--data", data, "--out", out), 2,
+                 "model folder or result folder that rda wrote as a whole")
+        assert not out.exists()
+    assert claim(run, "detect.json").state == "owned"  # rda detect --out run --force may replace it
+
+
+def test_score_output_messages_and_permissions(fitted, tmp_path, monkeypatch):
+    import errno
+
+    import rda_cli.outputs as outputs
+
+    model = fitted["run"] / "model"
+    data = write_csv(tmp_path / "new.csv", fitted["X"][:5], fitted["ids"][:5])
+    out = tmp_path / "s.csv"
+    (tmp_path / ".s.csv.rda-scores.json").mkdir()  # the sidecar's name taken by a folder: named, not a temp file
+    line = one_line(invoke("score", "--model", model, "--data", data, "--out", out), 2, "sidecar")
+    assert str(tmp_path / ".s.csv.rda-scores.json") in line and ".tmp" not in line
+    (tmp_path / ".s.csv.rda-scores.json").rmdir()
+
+    def read_only(*args, **kw):
+        raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / ".s.csv.rda-x.tmp"))
+
+    with monkeypatch.context() as m:  # cannot create the file: refused before any row is read (exit 2)
+        m.setattr(outputs.tempfile, "mkstemp", read_only)
+        one_line(invoke("score", "--model", model, "--data", data, "--out", out), 2, "Read-only file system")
+
+    def disk_full(*args, **kw):
+        raise OSError(errno.ENOSPC, "No space left on device")  # a write through a file object: no name
+
+    with monkeypatch.context() as m:
+        m.setattr(outputs, "scores_csv", disk_full)
+        line = one_line(invoke("score", "--model", model, "--data", data, "--out", out), 1, "No space left")
+        assert str(out) in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new.csv"]
+    old = os.umask(0o022)
+    try:
+        odd = tmp_path / "s\nnew.csv"
+        res = invoke("score", "--model", model, "--data", data, "--out", odd)
+        assert res.exit_code == 0 and len(res.output.strip().splitlines()) == 1 and repr(str(odd)) in res.output
+        assert stat.S_IMODE(odd.stat().st_mode) == 0o644
+    finally:
+        os.umask(old)
+
+
+def test_detect_result_follows_the_umask_with_a_long_name_and_a_line_break(small, tmp_path):
+    name = "r\n" + "x" * 248  # 250 characters: temporary names must still fit the 255-byte limit
+    out = tmp_path / name
+    old = os.umask(0o022)
+    try:
+        res = invoke("detect", "--data", small, "--out", out, *QUICK)
+    finally:
+        os.umask(old)
+    assert res.exit_code == 0, res.output
+    assert len(res.output.strip().splitlines()) == 1 and repr(str(out)) in res.output
+    assert {stat.S_IMODE(d.stat().st_mode) for d in (out, out / "model")} == {0o755}
+    assert {stat.S_IMODE((out / f).stat().st_mode) for f in ("scores.csv", "report.md", "detect.json",
+                                                              "model/params.json")} == {0o644}
+
+
+def test_a_full_disk_in_detect_names_the_folder(small, tmp_path, monkeypatch):
+    import errno
+
+    import rda_cli.detect as detect_module
+
+    def disk_full(*args, **kw):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(detect_module, "write_result", disk_full)
+    line = one_line(invoke("detect", "--data", small, "--out", tmp_path / "o", *QUICK), 1, "No space left")
+    assert str(tmp_path / "o") in line and sorted(p.name for p in tmp_path.iterdir()) == ["d.csv"]
+
+
+def test_a_data_file_named_dot_csv_does_not_make_the_default_out_the_detect_folder():
+    from rda_cli.detect import default_out_dir
+
+    assert default_out_dir("..csv") == default_out_dir("...csv") != Path("results") / "detect"
+    assert default_out_dir("data/train.csv") == Path("results") / "detect" / "train"

@@ -1,13 +1,25 @@
 """``RobustAutoencoderEnsemble``: one code path with the benchmark, explanations, seeds, files, single rows."""
 
+import io
 import json
+import os
+import shutil
+import time
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
 from rda_cli import RobustAutoencoderEnsemble
+from rda_cli.cli import main
 from rda_cli.detect import detect
+from rda_cli.errors import RdaError
+from rda_cli.owned import NotOwnedError
 from rda_cli.experiments import benchmark as B
 from rda_cli.experiments.config import validate
 from rda_cli.persistence import ModelFileError
@@ -177,3 +189,198 @@ def test_folder_saved_before_the_grid_settings_keeps_its_behaviour(small, tmp_pa
     back = RobustAutoencoderEnsemble.load(tmp_path / "m")
     assert (back.member_grid, back.combine, back.tail) == ("widths", "mean", False)
     np.testing.assert_array_equal(back.decision_function(X[:20]), ens.decision_function(X[:20]))
+
+
+# ------------------------------------------------------------------ model folders: versions, size, ownership, guards
+ENSEMBLE_V1 = Path(__file__).parent / "data" / "ensemble-v1"  # saved by version 1 (members with L_ and S_)
+SETTINGS = dict(derandomize=True, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+
+
+def _expected_v1():
+    with np.load(ENSEMBLE_V1.parent / "ensemble-v1-expected.npz") as z:
+        return {k: z[k] for k in z.files}
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """The version-1 fixture, the same ensemble saved by this version (2), and a CSV of its columns."""
+    tmp = tmp_path_factory.mktemp("ensfolders")
+    shutil.copytree(ENSEMBLE_V1, tmp / "v1")
+    RobustAutoencoderEnsemble.load(ENSEMBLE_V1).save(tmp / "v2")
+    X = _expected_v1()["X_new"]
+    np.savetxt(tmp / "d.csv", np.nan_to_num(X, nan=45.0), delimiter=",", header="a,b,c,d", comments="")
+    return tmp
+
+
+def test_folders_of_version_1_load_with_their_scores(folders):
+    """tests/data/ensemble-v1 was written by version 1 (two members keeping L_ and S_; one missing cell);
+    it loads and scores as it did then, and saved again (version 2) it keeps every score."""
+    z = _expected_v1()
+    for folder in (ENSEMBLE_V1, folders / "v2"):
+        ens = RobustAutoencoderEnsemble.load(folder)
+        np.testing.assert_array_equal(ens.decision_scores_, z["decision_scores_"])
+        np.testing.assert_allclose(ens.decision_function(z["X_new"]), z["decision_function"], rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(ens.decision_function(z["X"]), z["training_scores"], rtol=1e-6, atol=1e-7)
+        shares, scores = ens.feature_contributions(z["X_new"], return_scores=True)
+        np.testing.assert_allclose(shares, z["shares"], rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(scores, z["decision_function"], rtol=1e-6, atol=1e-7)
+    v1, v2 = RobustAutoencoderEnsemble.load(ENSEMBLE_V1), RobustAutoencoderEnsemble.load(folders / "v2")
+    np.testing.assert_array_equal(v1.decision_function(z["X_new"]), v2.decision_function(z["X_new"]))
+
+
+def test_a_saved_ensemble_holds_no_training_data(small, tmp_path):
+    """Members are saved as networks (arrays.npz: the column means where missing entries start); the
+    training rows' scores are one vector; a loaded ensemble scores new rows exactly as the fitted one and
+    gives the training rows their fitted scores."""
+    X, _, ens = small
+    ens.save(tmp_path / "m")
+    for j in range(len(ens.members_)):
+        with np.load(tmp_path / "m" / f"member_{j}" / "arrays.npz") as a:
+            assert a.files == ["fill_values"] and a["fill_values"].shape == (X.shape[1],)
+    with np.load(tmp_path / "m" / "scores.npz") as a:
+        assert a.files == ["decision_scores_"] and a["decision_scores_"].shape == (len(X),)
+    back = RobustAutoencoderEnsemble.load(tmp_path / "m")
+    new = X[::-1] + 0.01
+    new[:3, 2] = np.nan
+    np.testing.assert_array_equal(back.decision_function(new), ens.decision_function(new))
+    np.testing.assert_array_equal(back.feature_contributions(new), ens.feature_contributions(new))
+    np.testing.assert_array_equal(back.decision_function(X), ens.decision_scores_)
+    np.testing.assert_array_equal(back.labels_, ens.labels_)
+    with pytest.raises(RdaError, match="keeps no training data"):
+        back.decompose()
+    back.save(tmp_path / "again")  # a loaded ensemble saves again, the same files
+    for name in ("scores.npz", "ensemble.json", "scaler.json", "member_0/arrays.npz", "member_1/params.json"):
+        assert (tmp_path / "again" / name).read_bytes() == (tmp_path / "m" / name).read_bytes(), name
+
+
+def test_save_replaces_only_its_own_folders(small, tmp_path):
+    """Issue 27 item 3: the one ownership rule (rda_cli.owned): what a user added is never deleted, a folder
+    with foreign files is not replaced, and no manifest, no claim."""
+    _, _, ens = small
+    m = tmp_path / "m"
+    ens.save(m)
+    ens.save(m)  # its own folder: replaced
+    for added in ("NOTES.md", "member_0/plots/"):
+        target = m / added.rstrip("/")
+        target.mkdir() if added.endswith("/") else target.write_text("mine")
+        with pytest.raises(NotOwnedError, match="it is not replaced"):
+            ens.save(m)
+        assert target.exists()
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    (m / "scaler.json").write_text((m / "scaler.json").read_text().replace("1", "2", 1))  # edited by hand
+    with pytest.raises(NotOwnedError, match="changed since rda wrote it"):
+        ens.save(m)
+    for name, files in (("thesis", {"ensemble.json": "{}", "thesis.tex": "\\chapter{}"}), ("mine", {"a.txt": "a"})):
+        folder = tmp_path / name
+        folder.mkdir()
+        for f, text in files.items():
+            (folder / f).write_text(text)
+        with pytest.raises(NotOwnedError, match="holds files rda did not write"):
+            ens.save(folder)
+        assert {p.name: p.read_text() for p in folder.iterdir()} == files
+    old = tmp_path / "old"  # a folder of version 1: no manifest at its top, so not claimed
+    shutil.copytree(ENSEMBLE_V1, old)
+    with pytest.raises(NotOwnedError, match="no .rda-files.json"):
+        ens.save(old)
+    assert sorted(p.relative_to(old) for p in old.rglob("*")) == sorted(p.relative_to(ENSEMBLE_V1)
+                                                                        for p in ENSEMBLE_V1.rglob("*"))
+
+
+def _npy_header(shape, descr="<f8"):
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": descr, "fortran_order": False, "shape": shape})
+    return buf.getvalue()
+
+
+def _bomb(path, declared_rows, inflated_rows=0):
+    """An .npz whose decision_scores_ declares ``declared_rows`` float64 and holds ``inflated_rows`` zeros, deflated."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("decision_scores_.npy", _npy_header((declared_rows,)) + b"\0" * (8 * inflated_rows or 64))
+
+
+def _edit_json(path, edit):
+    meta = json.loads(path.read_text())
+    edit(meta)
+    path.write_text(json.dumps(meta))
+
+
+def damage(folder, how, target, cut=0, junk=b""):
+    """Damage one file of an ensemble folder as ``how`` says (the cases of issues 26 and 27)."""
+    path = folder / target
+    if how == "fifo":
+        path.unlink()
+        os.mkfifo(path)
+    elif how == "dev-zero":
+        path.unlink()
+        path.symlink_to("/dev/zero")
+    elif how == "folder":
+        path.unlink()
+        path.mkdir()
+    elif how == "deep":
+        path.write_text("[" * 100_000 + "]" * 100_000)
+    elif how == "duplicate-key":
+        path.write_text(path.read_text().replace("{", '{"kind": "x", ', 1) if target.endswith(".json")
+                        else '{"a": 1, "a": 2}')
+    elif how == "true-count":
+        _edit_json(folder / "ensemble.json", lambda m: m["params"].update(n_members=True))
+    elif how == "declared-rows":
+        _bomb(folder / "scores.npz", 10 ** 12)
+    elif how == "inflating":
+        _bomb(folder / "scores.npz", 2_000_000, 2_000_000)  # 16 MB from 16 KB
+    elif how == "nan-scores":
+        n = len(np.load(folder / "scores.npz")["decision_scores_"])
+        np.savez(folder / "scores.npz", decision_scores_=np.full(n, np.nan))
+    elif how == "truncate":
+        path.write_bytes(path.read_bytes()[:cut])
+    else:  # junk
+        path.write_bytes(junk)
+
+
+FILES = ("ensemble.json", "scaler.json", "scores.npz")
+
+
+@pytest.mark.parametrize("how,target", [
+    *[(how, name) for how in ("fifo", "dev-zero") for name in FILES],
+    ("deep", "ensemble.json"), ("deep", "scaler.json"), ("duplicate-key", "ensemble.json"),
+    ("true-count", "ensemble.json"), ("declared-rows", "scores.npz"), ("inflating", "scores.npz"),
+    ("nan-scores", "scores.npz")])
+def test_rda_score_refuses_damaged_ensemble_folders_in_one_line(folders, tmp_path, how, target):
+    """Issue 26 / 27 item 6 through ``rda score``: one ``rda: error:`` line naming the file, exit 2, at once."""
+    folder = tmp_path / "m"
+    shutil.copytree(folders / "v2", folder)
+    damage(folder, how, target)
+    out = tmp_path / "s.csv"
+    t0 = time.monotonic()
+    res = CliRunner().invoke(main, ["score", "--model", str(folder), "--data", str(folders / "d.csv"), "--out", str(out)])
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert res.exit_code == 2 and len(lines) == 1 and lines[0].startswith("rda: error:"), res.output
+    assert str(folder / ("ensemble.json" if how == "true-count" else target)) in lines[0], lines[0]
+    assert "bug" not in lines[0] and not out.exists() and time.monotonic() - t0 < 10
+
+
+@settings(max_examples=60, **SETTINGS)
+@given(version=st.sampled_from(["v1", "v2"]),
+       target=st.sampled_from([*FILES, "member_0/params.json", "member_1/arrays.npz"]),
+       how=st.sampled_from(["fifo", "dev-zero", "folder", "deep", "duplicate-key", "true-count", "declared-rows",
+                            "inflating", "nan-scores", "truncate", "junk"]),
+       cut=st.integers(0, 3000), junk=st.binary(max_size=300))
+def test_generated_damaged_ensemble_folders_are_one_error(folders, version, target, how, cut, junk):
+    """Generated folders: each loads, or is one ModelFileError line (an OSError at worst), never a hang or
+    another exception; a truncated file loads only when the cut left it whole."""
+    folder = folders / "work"
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.copytree(folders / version, folder)
+    whole = (folder / target).read_bytes()
+    damage(folder, how, target, cut, junk)
+    t0 = time.monotonic()
+    try:
+        RobustAutoencoderEnsemble.load(folder)
+        outcome = "ok"
+    except ModelFileError as exc:
+        outcome = str(exc)
+        assert "\n" not in outcome and len(outcome) < 600, outcome
+    except OSError:
+        outcome = "oserror"
+    assert time.monotonic() - t0 < 10
+    loads = (how == "truncate" and cut >= len(whole)) or (how == "junk" and junk == whole)
+    assert (outcome == "ok") == loads, (how, target, outcome)

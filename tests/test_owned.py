@@ -38,18 +38,6 @@ def result(dest, files):
 
 
 # ------------------------------------------------------------------ no manifest, no claim
-def test_a_folder_of_rda_like_names_without_a_manifest_is_not_claimed(tmp_path):
-    u = tmp_path / "u"
-    u.mkdir()
-    (u / "detect.json").write_text("{}")
-    (u / "scores.csv").write_text("id,mine\n")
-    (u / "report.md").write_text("# my report\n")
-    before = tree(u)
-    with pytest.raises(NotOwnedError, match=f"{u} holds files rda did not write.*no {MANIFEST}"):
-        claim(u, "detect.json")
-    assert tree(u) == before
-
-
 def test_an_owned_folder_is_claimed_until_its_manifest_goes(tmp_path):
     dest = tmp_path / "r"
     place(result(dest, {"detect.json": "{}", "model/params.json": "{}"}), claim(dest, "detect.json"))

@@ -248,3 +248,54 @@ def test_outlier_partial(tmp_path):
 def test_empty(tmp_path, fn):
     assert fn(tmp_path, []) == []
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_cell_npz_is_read_only_for_the_named_members(tmp_path, monkeypatch):
+    """`rda plot` inflates only the members a figure names, each after its declared size is checked: an
+    extra member (here one declaring 8 TB) is never read; a named member over the cap: the figure goes
+    without it."""
+    import io
+    import zipfile
+
+    from rda_cli.experiments.figures import _shared
+
+    cell = _write(tmp_path, {"id": "c1", "kind": "rda"}, {"S": np.ones((3, 784)), "X": np.zeros((3, 784))})
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (10**12,)})
+    with zipfile.ZipFile(tmp_path / "cells" / "c1.npz", "a", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("extra.npy", header.getvalue() + b"\0" * 64)
+    z = _shared._load_npz(tmp_path, cell, ["S"], ["X", "is_outlier"])
+    assert sorted(z) == ["S", "X"] and z["S"].shape == (3, 784)
+    assert _shared._load_npz(tmp_path, cell, ["extra"]) is None
+    monkeypatch.setattr(_shared, "FIGURE_ARRAY_MAX_BYTES", 3 * 784 * 8 - 1)
+    assert _shared._load_npz(tmp_path, cell, ["S"]) is None
+
+
+def test_a_cell_npz_is_read_only_for_the_arrays_figures_draw(tmp_path):
+    """Issue 27 item 9: ``rda plot`` decompresses only the arrays it draws; another member of a cell's
+    ``.npz`` (here one whose header declares 8 TB, deflated) is never inflated, and a bomb in a drawn
+    array makes the cell unreadable (skipped), not a MemoryError."""
+    import io
+    import zipfile
+
+    from rda_cli.experiments.figures._shared import _load_npz
+
+    def npy(a=None, shape=None):
+        buf = io.BytesIO()
+        if a is not None:
+            np.save(buf, a)
+        else:
+            np.lib.format.write_array_header_1_0(buf, {"descr": "<f8", "fortran_order": False, "shape": shape})
+            buf.write(b"\0" * 64)
+        return buf.getvalue()
+
+    (tmp_path / "cells").mkdir()
+    S = np.arange(6.0).reshape(2, 3)
+    with zipfile.ZipFile(tmp_path / "cells" / "c.npz", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("S.npy", npy(S))
+        z.writestr("junk.npy", npy(shape=(10 ** 12,)))
+    z = _load_npz(tmp_path, {"id": "c"}, ["S"])
+    assert set(z) == {"S"} and np.array_equal(z["S"], S)
+    with zipfile.ZipFile(tmp_path / "cells" / "d.npz", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("S.npy", npy(shape=(10 ** 12,)))
+    assert _load_npz(tmp_path, {"id": "d"}, ["S"]) is None

@@ -91,6 +91,7 @@ def test_prediction_rank(clf, data):
     assert normalized.min() >= 0 and normalized.max() <= 1
 
 
+@pytest.mark.filterwarnings("ignore:Function fit_predict(_score)? is deprecated:FutureWarning")  # PyOD's, on purpose
 def test_fit_predict_and_fit_predict_score(data):
     X_train, y_train, _, _ = data
     labels = fixed_lam().fit_predict(X_train)
@@ -124,6 +125,7 @@ def test_pyod_score_combination(clf, data):
         assert roc_auc_score(y_test, combine(test_n, n_buckets=2)) >= ROC_FLOOR
 
 
+@pytest.mark.filterwarnings("ignore:The number of histogram bins is greater than the number of classifiers")  # LSCP, 2
 def test_inside_a_pyod_ensemble(data):
     from pyod.models.lscp import LSCP
 
@@ -167,3 +169,17 @@ def test_lam_for_fraction_chooses_one_models_lambda(data):
     np.testing.assert_array_equal(d.decision_scores_, e.decision_scores_)
     with pytest.raises(ValueError, match="lam_for_fraction"):
         RDA(lam=0.01, lam_for_fraction=0.1).fit(X_train)
+
+
+def test_one_model_is_what_rda_detect_fits():
+    """``RDA(lam=...)`` and ``rda detect --lam`` fit one model with the same settings (table_rule.one_model_settings)."""
+    from rda_cli.detect import estimator_params
+
+    for n, d in ((200, 10), (5000, 300)):
+        ours = RDA(lam=0.01, random_state=0)._estimator_params(d, n)
+        theirs = estimator_params(d, n, "l21_rows", overrides={"verbose": 0})
+        assert {k: v for k, v in theirs.items() if k != "lam"} == ours
+    given = estimator_params(10, 200, "l1", "6,3", {"inner_epochs": 4, "verbose": 0})
+    assert given["layers"] == [10, 6, 3] and given["inner_epochs"] == 4 and given["max_steps_per_epoch"] is None
+    assert RDA(lam=0.01, hidden_layers=(6, 3), inner_epochs=4, penalty="l1", random_state=0)._estimator_params(
+        10, 200) == {k: v for k, v in given.items() if k != "lam"}

@@ -271,6 +271,7 @@ def test_score_write_fault_leaves_no_partial_file(tmp_path, monkeypatch):
         return real_replace(src, dst, *a, **k)
 
     monkeypatch.setattr(os_module, "replace", failing_replace)
+    monkeypatch.setattr("rda_cli.outputs.rename_noreplace", failing_replace)  # a new --out is put in place so
     one_error_line(invoke("score", "--model", out / "model", "--data", data, "--out", tmp_path / "new.csv"), code=1)
     assert not [p for p in tmp_path.iterdir() if "new.csv" in p.name]
 
@@ -395,7 +396,7 @@ def test_save_is_atomic(tmp_path, monkeypatch):
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "mine.txt").write_text("x")
     monkeypatch.undo()
-    with pytest.raises(ValueError, match="not a model folder"):
+    with pytest.raises(ValueError, match="holds files rda did not write"):
         model.save(tmp_path / "other")
 
 

@@ -2,6 +2,9 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from rda_cli.scaling import RobustScaler01, load_scaler
 from rda_cli.table_rule import (DEFAULT_RULE, TableRule, batch_size_for, combine_scores, fit_member, flag_threshold,
@@ -84,3 +87,21 @@ def test_robust_scaler(tmp_path):
         (tmp_path / "bad.json").write_text(bad)
         with pytest.raises(TableError):
             load_scaler(tmp_path / "bad.json")
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(X=arrays(np.float64, st.tuples(st.integers(2, 30), st.integers(1, 4)),
+                elements=st.floats(-1e308, 1e308, allow_nan=False)))
+def test_scaled_values_stay_within_the_clip_and_float32(X):
+    """Any finite table (values up to +-1e308): refused with one line when a column's span overflows float64,
+    else scaled within [-CLIP, 1 + CLIP], so a row's squares sum finitely in float32 (the network's arithmetic)."""
+    from rda_cli.tabular import CLIP
+
+    try:
+        scaler = RobustScaler01().fit(X)
+    except TableError as exc:  # a column whose percentile span overflows float64
+        assert "beyond what a float64 number holds" in str(exc)
+        return
+    Z = scaler.transform(X)
+    assert Z.dtype == np.float32 and np.isfinite(Z).all() and Z.min() >= -CLIP and Z.max() <= 1 + CLIP
+    assert np.isfinite(np.einsum("ij,ij->i", Z, Z)).all()

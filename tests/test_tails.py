@@ -13,11 +13,12 @@ def test_tail_score_is_the_empirical_cdf_tails():
     ts = TailScore().fit(X)
     x = np.array([[np.median(X[:, 0]), np.median(X[:, 1]), X[:, 2].max() * 10]])
     n = len(X)
-    # left, right and skew sums; the far right value of column 2 has tail probability 1/(n+1)
-    assert ts.score(x)[0] >= np.log(n + 1)
+    # left, right and skew sums; the far right value of column 2 has the smallest tail probability kept
+    assert ts.score(x)[0] >= np.log(n // 2 + 1)
     assert ts.score(X).argmax() in np.argsort(-np.abs(np.log(X)).sum(axis=1))[:20]
-    # exact for at most max_quantiles rows: ECOD's left tail of the smallest value is 1/n
-    assert ts.score(np.array([[X[:, 0].min(), np.median(X[:, 1]), np.median(X[:, 2])]]))[0] >= np.log(n) - 1e-9
+    # n // 2 quantiles kept, none of them a row's own value; the smallest value lies in the first of them
+    assert ts.quantiles_.shape == (n // 2, 3) and not np.isin(ts.quantiles_, X).all()
+    assert ts.score(np.array([[X[:, 0].min(), np.median(X[:, 1]), np.median(X[:, 2])]]))[0] >= np.log(n // 2) - 1e-9
     gaps = X[:4].copy()
     gaps[:, 1] = np.nan
     assert np.isfinite(ts.score(gaps)).all()

@@ -16,11 +16,12 @@ from __future__ import annotations
 import glob
 import os
 import re
-import zipfile
+import stat
 from pathlib import Path
 
 import numpy as np
 
+from ..safeio import file_kind
 from .mnist import DataError, shared_dirs
 
 __all__ = ["AdbenchError", "ENV_VAR", "default_adbench_dir", "find_sets", "load_adbench", "set_name"]
@@ -43,6 +44,23 @@ def set_name(path):
 def _sort_key(path):
     m = re.match(r"^(\d+)_", path.name)
     return (int(m.group(1)) if m else 10**9, path.name)
+
+
+def _mode(path):
+    """``st_mode`` of ``path`` (symlinks followed), None if it does not exist; any other OSError (a name too
+    long, no permission) is one AdbenchError line."""
+    try:
+        return os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        raise AdbenchError(f"{_show(path)}: {exc.strerror or exc}") from None
+
+
+def _show(path, limit=200):
+    """A path as a message shows it: at most ``limit`` characters."""
+    text = str(path)
+    return text if len(text) <= limit else text[:limit - 1] + "\u2026"
 
 
 def default_adbench_dir():
@@ -91,19 +109,24 @@ def find_sets(paths=None, names=None):
     found = []
     for p in paths:
         path = Path(p).expanduser()
-        if path.is_dir():
+        mode = _mode(path)
+        if mode is not None and stat.S_ISDIR(mode):
             files = sorted(path.glob("*.npz"), key=_sort_key)
             if not files:
-                raise AdbenchError(f"{p}: folder holds no .npz files")
-        elif path.is_file():
+                raise AdbenchError(f"{_show(p)}: folder holds no .npz files")
+        elif mode is not None:
             files = [path]
         elif any(ch in str(p) for ch in "*?["):
             files = sorted((Path(f) for f in glob.glob(os.path.expanduser(str(p))) if f.endswith(".npz")),
                            key=_sort_key)
             if not files:
-                raise AdbenchError(f"{p}: the pattern matches no .npz file")
+                raise AdbenchError(f"{_show(p)}: the pattern matches no .npz file")
         else:
-            raise AdbenchError(f"{p}: no such file or folder")
+            raise AdbenchError(f"{_show(p)}: no such file or folder")
+        for f in files:  # a FIFO or device (named x.npz, or given as /dev/zero) is refused, never opened
+            kind = _mode(f)
+            if kind is not None and not stat.S_ISREG(kind):
+                raise AdbenchError(f"{_show(f)} is {file_kind(kind)}, not a regular file; expected an ADBench .npz")
         found += files
     unique, seen = [], set()
     for f in found:
@@ -146,24 +169,18 @@ def load_adbench(path):
         have the wrong shape, non-numeric or non-finite values, labels other than 0/1, fewer than
         two rows, or no anomaly / no normal row.
     """
+    from ..arrayfile import ArrayFileError, read_npz
+
     path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if not hasattr(z, "files"):
-                raise AdbenchError(f"{path}: not an .npz archive (a single array); expected arrays X and y")
-            missing = [k for k in ("X", "y") if k not in z.files]
-            if missing:
-                raise AdbenchError(f"{path}: no array {' or '.join(missing)} in it (arrays: "
-                                   f"{', '.join(z.files) or 'none'}); expected X (features) and y (0/1 labels)")
-            X, y = z["X"], z["y"]
-    except AdbenchError:
-        raise
+    try:  # a regular file; declared sizes checked before anything is inflated; no pickles; X and y only
+        arrays = read_npz(path, {"X": None, "y": None}, finite=False)
     except FileNotFoundError:
         raise AdbenchError(f"{path}: no such file") from None
-    except ValueError as exc:  # pickled objects, or not a NumPy file at all
-        raise AdbenchError(f"{path}: cannot read it as an .npz of numeric arrays ({exc})") from None
-    except (OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise AdbenchError(f"{path}: cannot read it as an .npz archive ({exc})") from None
+    except ArrayFileError as exc:
+        raise AdbenchError(f"{exc}; expected an ADBench .npz holding X (features) and y (0/1 labels)") from None
+    except OSError as exc:
+        raise AdbenchError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    X, y = arrays["X"], arrays["y"]
     if X.dtype.kind not in "biuf":
         raise AdbenchError(f"{path}: X has dtype {X.dtype}; expected numbers")
     if X.ndim != 2:
@@ -173,7 +190,7 @@ def load_adbench(path):
         raise AdbenchError(f"{path}: y has shape {y.shape} but X has {X.shape[0]} rows; expected one label per row")
     if X.shape[0] < 2 or X.shape[1] < 1:
         raise AdbenchError(f"{path}: X has shape {X.shape}; expected at least 2 rows and 1 feature")
-    X = X.astype(np.float64)
+    X = np.asarray(X, dtype=np.float64)
     if not np.isfinite(X).all():
         bad = int((~np.isfinite(X)).any(axis=1).sum())
         raise AdbenchError(f"{path}: X has NaN or infinite values in {bad} rows")

@@ -30,12 +30,12 @@ import time
 
 import numpy as np
 
-from .benchmark_plan import (AUTOENCODERS, DETECTOR_NAMES, DETECTORS, PYOD_DETECTORS, PYOD_MISSING,  # noqa: F401
+from .benchmark_plan import (AUTOENCODERS, DEFAULT_DETECTORS, DETECTOR_NAMES, DETECTORS, PYOD_DETECTORS, PYOD_MISSING,  # noqa: F401
                              QUADRATIC, data_sets, pyod_available, runnable_detectors)
 from .benchmark_summary import (COLUMNS, ONE_SEED_TIE, build_summary, compare, one_line_summary,  # noqa: F401
                                 summarize, summary_md)
 from .common import cell_problem, cell_seed, header_schema, json_safe, seed_list, seed_suffix
-from .config import ConfigError, Field
+from .config import MAX_BATCH, MAX_ITERATIONS, MAX_ROWS, MAX_STEPS, ConfigError, Field
 
 NAME = "benchmark"
 
@@ -69,7 +69,7 @@ _MODEL_DOCS = {
 }
 
 
-def _model_schema():
+def rule_schema():
     """The ``model:`` section: the table rule's settings (:class:`rda_cli.table_rule.TableRule`), whose
     defaults are read from :data:`~rda_cli.table_rule.DEFAULT_RULE`, so a config that sets nothing runs
     exactly what ``rda detect`` runs."""
@@ -77,6 +77,12 @@ def _model_schema():
 
     from ..table_rule import COMBINE, DEFAULT_RULE, MEMBER_GRID, MEMBER_GRIDS
 
+    from ..persistence import MAX_LAYER_WIDTH
+
+    ceilings = {"n_members": len(MEMBER_GRID), "hidden_min": MAX_LAYER_WIDTH, "hidden_max": MAX_LAYER_WIDTH,
+                "code_min": MAX_LAYER_WIDTH, "batch_min": MAX_BATCH, "max_steps_per_epoch": MAX_STEPS,
+                "pilot_outer": MAX_ITERATIONS, "pilot_steps": MAX_STEPS, "warm_outer": MAX_ITERATIONS,
+                "warm_steps": MAX_STEPS}
     out = {}
     for f in fields(DEFAULT_RULE):
         value = getattr(DEFAULT_RULE, f.name)
@@ -87,8 +93,7 @@ def _model_schema():
         elif isinstance(value, bool):
             out[f.name] = Field("bool", value, doc=_MODEL_DOCS[f.name])
         elif isinstance(value, int):
-            out[f.name] = Field("int", value, minimum=1, maximum=len(MEMBER_GRID) if f.name == "n_members" else None,
-                                doc=_MODEL_DOCS[f.name])
+            out[f.name] = Field("int", value, minimum=1, maximum=ceilings[f.name], doc=_MODEL_DOCS[f.name])
         elif f.name == "lambda_quantile":
             out[f.name] = Field("float", value, minimum=0, maximum=1, exclusive_minimum=True, doc=_MODEL_DOCS[f.name])
         else:
@@ -98,7 +103,7 @@ def _model_schema():
 
 
 SCHEMA = {
-    **header_schema("benchmark", "seeds the split, the subsamples, the forest and the networks"),
+    **header_schema("benchmark", "seeds the split, the subsamples, the forest and the networks", seeds=[0, 1, 2]),
     "protocol": Field("choice", "inductive", choices=("inductive", "transductive"),
                       doc="inductive: fit on a stratified 70%, score the other 30%; transductive: fit and score all rows"),
     "data": {
@@ -113,12 +118,12 @@ SCHEMA = {
                          doc="the baselines' scaling, fitted on the training rows: minmax to [0, 1] (ADBench's "
                              "data generator) or standard (mean 0, variance 1)"),
     },
-    "detectors": Field("str_list", list(DETECTORS), min_length=1, check=_check_detectors,
+    "detectors": Field("str_list", list(DEFAULT_DETECTORS), min_length=1, check=_check_detectors,
                        doc="detectors to run: " + ", ".join(DETECTORS)),
-    "quadratic_max_rows": Field("int", 10000, minimum=10,
+    "quadratic_max_rows": Field("int", 10000, minimum=10, maximum=MAX_ROWS,
                                 doc="OCSVM, LOF and KNN are fitted on a random subsample of at most this many "
                                     "training rows"),
-    "model": _model_schema(),
+    "model": rule_schema(),
 }
 
 

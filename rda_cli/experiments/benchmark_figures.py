@@ -16,6 +16,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ..safeio import write_file  # noqa: E402
+
 __all__ = ["benchmark_figures", "auroc_scatter", "rank_boxplot"]
 
 DPI = 120
@@ -23,7 +25,7 @@ DPI = 120
 
 def _save(fig, path):
     try:
-        fig.savefig(path, dpi=DPI, bbox_inches="tight")
+        write_file(path, lambda fh: fig.savefig(fh, format="png", dpi=DPI, bbox_inches="tight"))
     finally:
         plt.close(fig)
     return Path(path)

@@ -4,6 +4,7 @@ PyOD or a subsample) and the data sets a config names."""
 from __future__ import annotations
 
 DETECTORS = ("rda-ens", "rda", "ae", "ae-ens", "rda+iforest", "iforest", "lof", "ocsvm", "knn", "ecod", "copod", "hbos", "rpca")
+DEFAULT_DETECTORS = tuple(d for d in DETECTORS if d != "ae-ens")  # ae-ens (plain AE ensemble) on request
 PYOD_DETECTORS = ("knn", "ecod", "copod", "hbos")
 QUADRATIC = ("lof", "ocsvm", "knn")
 AUTOENCODERS = ("rda-ens", "rda", "ae", "ae-ens", "rda+iforest")  # the table rule's detectors

@@ -4,14 +4,12 @@ against the others, written as ``metrics.csv``, ``summary.json``, ``summary.md``
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
 
 from .benchmark_plan import DETECTOR_NAMES, QUADRATIC, data_sets, runnable_detectors
-from .common import cell_seed, json_safe, tag_seeds, untag_seeds
-from .rundir import atomic_write_text
+from .common import cell_seed, read_summary, tag_seeds, untag_seeds, write_summary
 from .stats import fmt_pm, interval_dict
 
 ONE_SEED_TIE = 0.01  # with one seed, |ΔAUROC| below this counts as a tie
@@ -133,8 +131,7 @@ def summarize(run, cells):
 
     summary = build_summary(run.config, cells)
     run.write_metrics_csv(sorted(cells, key=lambda c: (c["set"], c["detector"], cell_seed(run.config, c))), COLUMNS)
-    atomic_write_text(run.path / "summary.json", json.dumps(json_safe(summary), indent=1))
-    atomic_write_text(run.path / "summary.md", summary_md(summary))
+    write_summary(run, summary, summary_md(summary))
     return benchmark_figures(run.path, summary)
 
 
@@ -211,7 +208,7 @@ def summary_md(summary):
 
 def one_line_summary(run, cells):
     """The line the CLI prints at the end of a run."""
-    s = json.loads((run.path / "summary.json").read_text())
+    s = read_summary(run)
     parts = [f"{len(cells)} cells over {len(s['sets'])} data sets"]
     ov = s["overall"]
     shown = [d for d in ("rda-ens", "rda", "ae", "iforest") if d in ov and ov[d]["mean_auroc"] is not None]

@@ -11,47 +11,26 @@ folder (cells, manifest, lock).
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
 
-import numpy as np
-
-from .config import ConfigError, decode_text, quote, read_capped
+from ..safeio import read_json as _read_json
+from .config import ConfigError, quote
 
 FINGERPRINT_KEY = "config_fingerprint"
 CELL_MAX_BYTES = 4 << 20  # 4 MiB (our largest cells are ~20 KB)
 
 
-def _finite_only(literal):
-    raise ValueError(f"non-finite number {literal}")
-
-
 def read_json(path, limit, what="file"):
-    """``(value, problem)`` for the JSON file ``path`` read within ``limit`` bytes; ``value`` is None when
-    ``problem`` (one line) says why it cannot be used. ``NaN``/``Infinity`` literals and numbers that overflow
-    a float (``1e999``) are problems, and so is nesting deeper than Python can parse."""
+    """``(value, problem)`` for the JSON file ``path`` read within ``limit`` bytes by
+    :func:`rda_cli.safeio.read_json` (the one JSON reader) with finite numbers only; ``value`` is None when
+    ``problem`` (one line, without the path) says why it cannot be used: ``"missing"``, not a regular
+    file, too large, not UTF-8, not JSON, ``NaN``/``Infinity`` or a number that overflows a float
+    (``1e999``), a key twice in one object, nesting too deep."""
     try:
-        text = decode_text(read_capped(path, limit, what), what)
-        return json.loads(text, parse_constant=_finite_only, parse_float=_finite_float), None
-    except FileNotFoundError:
-        return None, "missing"
-    except ConfigError as exc:  # not a regular file, too large, not UTF-8
-        return None, str(exc).replace(f"{what} {path} ", "").replace(f"{what} ", "")
-    except json.JSONDecodeError as exc:
-        return None, f"not valid JSON ({exc.msg} at line {exc.lineno})"
-    except RecursionError:
-        return None, "nested too deeply to read"
-    except ValueError as exc:  # a non-finite literal, an integer of more digits than Python converts
-        return None, f"not usable JSON ({' '.join(str(exc).split())[:120]})"
-    except OSError as exc:
-        return None, f"unreadable ({exc.strerror})"
-
-
-def _finite_float(text):
-    value = float(text)
-    if not np.isfinite(value):
-        raise ValueError(f"number {text[:40]} overflows a float")
-    return value
+        return _read_json(path, limit, "", ConfigError, finite=True), None
+    except ConfigError as exc:
+        problem = str(exc).removeprefix(str(path)).removeprefix(":").strip()
+        return None, "missing" if problem == "does not exist" else problem
 
 
 class CellFiles:

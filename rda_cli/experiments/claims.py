@@ -11,14 +11,18 @@ Reads the saved cells of an outlier run and a denoising run (never retrains) and
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import RdaError
+from ..safeio import read_capped, read_json
+from .cells import CELL_MAX_BYTES
+
 __all__ = ["Claim", "check_claims", "claims_table", "FIGURES"]
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+FIGURE_MAX_BYTES = 64 << 20  # a figure rda draws is well under 1 MB
 FIGURES = {
     "outliers": ("f1_vs_lambda.png", "iforest.png", "s_tiles.png", "convergence.png"),
     "denoise": ("heatmap.png", "examples.png", "convergence.png"),
@@ -40,15 +44,17 @@ def _cells(run_dir):
     for f in sorted((Path(run_dir) / "cells").glob("*.json")):
         if re.search(r"_s\d+$", f.stem):
             continue
-        cells.append(json.loads(f.read_text()))
+        cells.append(read_json(f, CELL_MAX_BYTES, "cell"))
     return cells
 
 
 def _png_ok(path, min_bytes=10_000):
     try:
-        data = Path(path).read_bytes()
+        data = read_capped(path, FIGURE_MAX_BYTES, "figure")
     except OSError:
         return False, "missing"
+    except RdaError as exc:  # not a regular file, or larger than any figure rda draws
+        return False, str(exc)
     if not data.startswith(PNG_SIGNATURE):
         return False, "not a PNG"
     if len(data) <= min_bytes:

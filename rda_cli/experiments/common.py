@@ -10,7 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import ConfigError, Field
+from ..persistence import MAX_LAYER_WIDTH
+from .config import (MAX_BATCH, MAX_DEPTH, MAX_EPOCHS, MAX_ITERATIONS, MAX_SEED, MAX_SEEDS, ConfigError,  # noqa: F401
+                     Field)
 
 __all__ = ["model_schema", "data_path_field", "load_data_cached", "make_estimator", "check_data_path", "json_safe",
            "seeds_field", "seed_list", "seed_suffix", "cell_seed", "base_seed", "pick_seed", "tag_seeds",
@@ -109,7 +111,7 @@ def mnist_data_schema(n_images, doc):
 
 
 def seeds_field():
-    return Field("int_list", None, nullable=True, minimum=0, min_length=1,
+    return Field("int_list", None, nullable=True, minimum=0, maximum=MAX_SEED, min_length=1, max_length=MAX_SEEDS,
                  doc="repeat the data draw and the training for each seed (95% t-intervals over them); "
                      "null: just `seed`")
 
@@ -146,14 +148,17 @@ def untag_seeds(cells):
 
 
 def header_schema(experiment, seed_doc, seeds=True):
-    """The keys every experiment config starts with: ``run_name``, ``seed`` and (optionally) ``seeds``."""
+    """The keys every experiment config starts with: ``run_name``, ``seed`` and (unless ``seeds`` is False)
+    ``seeds``, whose default is null or the list ``seeds``."""
     spec = {
         "run_name": Field("str", None, nullable=True, check=check_run_name,
                           doc=f"folder name under results/{experiment}/ (letters, digits, . _ -); null: timestamp"),
-        "seed": Field("int", 0, minimum=0, doc=seed_doc),
+        "seed": Field("int", 0, minimum=0, maximum=MAX_SEED, doc=seed_doc),
     }
-    if seeds:
+    if seeds is not False:
         spec["seeds"] = seeds_field()
+        if isinstance(seeds, list):
+            spec["seeds"].default = list(seeds)
     return spec
 
 
@@ -184,6 +189,17 @@ def knee_cell(cells, count_key, scale):
     return next(c for c in cells if c["lam"] == knee)
 
 
+SUMMARY_MAX_BYTES = 64 << 20  # a run's summary.json (ours: a few hundred KB at most)
+
+
+def read_summary(run):
+    """A run's ``summary.json`` (as :func:`write_summary` wrote it) through the one JSON reader
+    (:func:`rda_cli.safeio.read_json`: a regular file, at most :data:`SUMMARY_MAX_BYTES`; else ConfigError)."""
+    from ..safeio import read_json
+
+    return read_json(run.path / "summary.json", SUMMARY_MAX_BYTES, "summary", ConfigError)
+
+
 def write_summary(run, summary, markdown):
     """A run's ``summary.json`` (``summary``, JSON-safe) and ``summary.md`` (``markdown``), atomically."""
     from .rundir import atomic_write_text
@@ -192,19 +208,29 @@ def write_summary(run, summary, markdown):
     atomic_write_text(run.path / "summary.md", markdown)
 
 
-def model_schema(**defaults):
-    """The autoencoder/RDA settings shared by experiments; ``defaults`` override the defaults."""
+def model_schema(layers=None, outer_iterations=None, inner_epochs=None, batch_size=None, **defaults):
+    """The autoencoder/RDA settings shared by experiments (and their types, which ``rda detect --set``
+    checks). The network and schedule are the experiment's own (its packaged config's values); the other
+    defaults are the estimator's
+    (:class:`~rda_cli.estimator.RobustAutoencoder`'s, the one home of the paper estimator's defaults),
+    ``reinitialize`` False unless given; ``defaults`` override any."""
+    from ..estimator import RobustAutoencoder
+
+    paper = RobustAutoencoder().get_params()
     spec = {
-        "layers": Field("int_list", [784, 196, 49], minimum=1, min_length=2,
+        "layers": Field("int_list", layers, minimum=1, maximum=MAX_LAYER_WIDTH, min_length=2, max_length=MAX_DEPTH,
                         doc="layer sizes including the input width (784 for MNIST)"),
-        "lambda_scaling": Field("choice", "paper", choices=("paper", "absolute"),
+        "lambda_scaling": Field("choice", paper["lambda_scaling"], choices=("paper", "absolute"),
                                 doc="paper: thresholds as in the authors' scripts; absolute: lambda itself"),
-        "outer_iterations": Field("int", 20, minimum=1, doc="alternating (outer) iterations"),
-        "inner_epochs": Field("int", 5, minimum=1, doc="autoencoder epochs per outer iteration"),
-        "batch_size": Field("int", 30, minimum=1, doc="mini-batch size"),
-        "learning_rate": Field("float", 0.001, minimum=0, exclusive_minimum=True, doc="Adam learning rate"),
-        "tol": Field("float", 1e-7, minimum=0, doc="convergence tolerance on c1 and c2"),
-        "tied": Field("bool", True, doc="decoder weights tied to the encoder's"),
+        "outer_iterations": Field("int", outer_iterations, minimum=1, maximum=MAX_ITERATIONS,
+                                  doc="alternating (outer) iterations"),
+        "inner_epochs": Field("int", inner_epochs, minimum=1, maximum=MAX_EPOCHS,
+                              doc="autoencoder epochs per outer iteration"),
+        "batch_size": Field("int", batch_size, minimum=1, maximum=MAX_BATCH, doc="mini-batch size"),
+        "learning_rate": Field("float", paper["learning_rate"], minimum=0, exclusive_minimum=True,
+                               doc="Adam learning rate"),
+        "tol": Field("float", paper["tol"], minimum=0, doc="convergence tolerance on c1 and c2"),
+        "tied": Field("bool", paper["tied"], doc="decoder weights tied to the encoder's"),
         "reinitialize": Field("bool", False, doc="re-draw weights and reset Adam every outer iteration"),
     }
     for key, value in defaults.items():

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import difflib
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -27,10 +28,25 @@ from ..errors import RdaError
 from ..safeio import read_capped as _read_capped
 
 __all__ = ["ConfigError", "Field", "load_config", "validate", "validate_value", "apply_overrides", "dump_config",
-           "read_capped", "read_yaml", "parse_yaml", "decode_text", "quote", "clip", "CONFIG_MAX_BYTES", "QUOTE_CHARS"]
+           "read_capped", "read_yaml", "parse_yaml", "decode_text", "quote", "clip", "as_number", "check_written_size",
+           "CONFIG_MAX_BYTES", "QUOTE_CHARS"]
 
 CONFIG_MAX_BYTES = 1 << 20  # 1 MiB: a YAML config (ours are ~2 KB)
 QUOTE_CHARS = 80  # the most of a value that an error message quotes
+
+# Ceilings: every count and size a config (or a flag that sets one) may ask for, checked before any work
+# (docs/reliability.md lists them). A list may hold at most MAX_ITEMS items unless its Field says less.
+MAX_SEED = 2**32 - 1  # a seed (NumPy's and scikit-learn's range)
+MAX_SEEDS = 1000  # seeds in one run (`seeds`, --seeds)
+MAX_ITEMS = 1000  # items in any list (lambda values, digit counts, paths, detectors)
+MAX_ITERATIONS = 10_000  # outer (alternating) iterations; ALM iterations of the RPCA baselines
+MAX_EPOCHS = 10_000  # autoencoder epochs per outer iteration
+MAX_STEPS = 1_000_000  # gradient steps per outer iteration (the table rule's schedule)
+MAX_BATCH = 1 << 20  # mini-batch size
+MAX_TREES = 10_000  # trees of a forest
+MAX_DEPTH = 32  # layers of a network
+MAX_ROWS = 10_000_000  # a count of rows (neighbours, rows for quadratic-cost baselines)
+MAX_WORKERS = 256  # worker processes (--workers)
 
 
 def clip(text, limit=QUOTE_CHARS):
@@ -112,6 +128,7 @@ class Field:
     exclusive_minimum: bool = False
     choices: tuple = ()
     min_length: int = 0
+    max_length: int = MAX_ITEMS
     check: Callable[[Any], str | None] | None = field(default=None, repr=False)
 
     def describe(self):
@@ -126,14 +143,20 @@ class Field:
             "str_list": "a list of strings",
         }[self.kind]
         if self.minimum is not None:
-            parts += f" {'>' if self.exclusive_minimum else '>='} {self.minimum:g}"
+            parts += f" {'>' if self.exclusive_minimum else '>='} {_show(self.minimum)}"
         if self.maximum is not None:
-            parts += f" <= {self.maximum:g}"
-        if self.min_length:
-            parts += f" (at least {self.min_length} item{'s' if self.min_length > 1 else ''})"
+            parts += f" {'and ' if self.minimum is not None else ''}<= {_show(self.maximum)}"
+        if self.kind.endswith("_list"):
+            least = f"at least {self.min_length} item{'s' if self.min_length > 1 else ''}, " if self.min_length else ""
+            parts += f" ({least}at most {self.max_length:,})"
         if self.nullable:
             parts += " or null"
         return parts
+
+
+def _show(bound):
+    """A bound as a message shows it: whole numbers with thousands separators (4,294,967,295), others as %g."""
+    return f"{int(bound):,}" if float(bound).is_integer() and abs(bound) < 1e16 else f"{bound:g}"
 
 
 def _is_int(v):
@@ -142,6 +165,18 @@ def _is_int(v):
 
 def _is_num(v):
     return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
+
+
+# A number as a person types it: YAML 1.1 reads `1e-3` (no point) as text; such text is the number.
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+def as_number(value):
+    """``value``, or the float a string in plain decimal notation spells (``"1e-3"`` -> 0.001): the one
+    place where every float key (config files, ``--set``, ``rda detect --set``) reads what a person typed."""
+    if isinstance(value, str) and len(value) <= 400 and _DECIMAL.fullmatch(value.strip()):
+        return float(value)
+    return value
 
 
 def _check_range(f, v):
@@ -169,6 +204,7 @@ def _validate_leaf(f: Field, value, path, label="config key"):
         if not _is_int(value) or not _check_range(f, value):
             raise bad()
     elif f.kind == "float":
+        value = as_number(value)
         if not _is_num(value) or not _check_range(f, value):
             raise bad()
         value = float(value)
@@ -184,7 +220,9 @@ def _validate_leaf(f: Field, value, path, label="config key"):
     elif f.kind in ("float_list", "int_list", "str_list"):
         ok_item = {"int_list": _is_int, "float_list": _is_num,
                    "str_list": lambda v: isinstance(v, str) and bool(v)}[f.kind]
-        if not isinstance(value, list) or len(value) < f.min_length:
+        if isinstance(value, list) and f.kind == "float_list":
+            value = [as_number(v) for v in value]
+        if not isinstance(value, list) or not f.min_length <= len(value) <= f.max_length:
             raise bad()
         if not all(ok_item(v) and (f.kind == "str_list" or _check_range(f, v)) for v in value):
             raise bad()
@@ -277,9 +315,19 @@ def load_config(path, schema, overrides=(), post_check=None):
     raw = read_yaml(path) if path is not None else {}
     raw = apply_overrides(raw, overrides)
     config = validate(raw, schema)
+    check_written_size(config)
     if post_check is not None:
         post_check(config)
     return config
+
+
+def check_written_size(config):
+    """Refuse a config whose ``config.yaml`` (as a run writes it) would exceed :data:`CONFIG_MAX_BYTES`, so
+    that every run a command starts can be resumed by the same command."""
+    size = len(dump_config(config).encode())
+    if size > CONFIG_MAX_BYTES:
+        raise ConfigError(f"the config as a run writes it (config.yaml) takes {size:,} bytes, more than the "
+                          f"{CONFIG_MAX_BYTES:,} a run reads back: shorten its lists")
 
 
 def dump_config(config):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-import numpy as np
+from ..arrayfile import NpzArrays
 
 __all__ = ["Experiment", "FinishedCells"]
 
@@ -28,8 +28,8 @@ class FinishedCells:
         path = Path(self.cells_dir) / f"{cell_id}.npz"
         if not path.exists():
             return None
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+        with NpzArrays(path) as z:  # declared sizes checked before anything is inflated; no pickles
+            return {k: z.load(k) for k in z.names}
 
 
 @runtime_checkable

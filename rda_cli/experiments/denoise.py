@@ -34,10 +34,11 @@ from .common import (
     seed_list,
     seed_suffix,
     tag_seeds,
+    read_summary,
     untag_seeds,
     write_summary,
 )
-from .config import Field
+from .config import MAX_TREES, Field
 from .stats import excludes_zero, fmt_pm, interval_dict
 
 NAME = "denoise"
@@ -56,8 +57,8 @@ SCHEMA = {
         baseline=Field("bool", True, doc="also train the plain autoencoder (same network, same epochs)"),
     ),
     "forest": {
-        "n_estimators": Field("int", 50, minimum=1, doc="random forest trees"),
-        "test_size": Field("float", 1 / 3, minimum=0.05, maximum=0.95, doc="held-out fraction"),
+        "n_estimators": Field("int", 50, minimum=1, maximum=MAX_TREES, doc="random forest trees"),
+        "test_size": Field("float", 0.3333333333, minimum=0.05, maximum=0.95, doc="held-out fraction"),
     },
     "selection": {
         "knee_scale": Field("choice", "log", choices=("linear", "log"),
@@ -269,9 +270,7 @@ def _summary_md(summary):
 
 
 def one_line_summary(run, cells):
-    import json
-
-    s = json.loads((run.path / "summary.json").read_text())
+    s = read_summary(run)
     best = [r for r in s["per_k"] if r.get("ratio") is not None]
     if not best:
         return f"{len(cells)} cells"

@@ -18,7 +18,6 @@ separates it from clean pixels that the network reconstructs well.
 
 from __future__ import annotations
 
-import json
 import time
 
 import numpy as np
@@ -34,6 +33,7 @@ from .common import (
     make_estimator,
     mnist_data_schema,
     model_schema,
+    read_summary,
     write_summary,
 )
 from .config import Field
@@ -53,7 +53,7 @@ SCHEMA = {
                           "(stuck_pixels as it is)"),
     },
     "model": dict(
-        model_schema(layers=[784, 196, 49], outer_iterations=4, inner_epochs=60, batch_size=64,
+        model_schema(layers=[784, 196, 49], outer_iterations=4, inner_epochs=30, batch_size=64,
                      learning_rate=0.005, reinitialize=True),
         lambdas=Field("float_list", [0.0025, 0.003, 0.0035, 0.004, 0.0045, 0.005, 0.0055, 0.006], minimum=0,
                       min_length=1, doc="lambda grid (paper scaling: column threshold = lambda * n_images)"),
@@ -167,7 +167,7 @@ def summarize(run, cells):
 
 
 def one_line_summary(run, cells):
-    s = json.loads((run.path / "summary.json").read_text())
+    s = read_summary(run)
     parts = [f"{len(cells)} cells"]
     if "best" in s:
         b = s["best"]

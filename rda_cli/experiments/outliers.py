@@ -38,10 +38,11 @@ from .common import (
     seed_list,
     seed_suffix,
     tag_seeds,
+    read_summary,
     untag_seeds,
     write_summary,
 )
-from .config import ConfigError, Field, quote
+from .config import MAX_ITERATIONS, MAX_ROWS, MAX_TREES, ConfigError, Field, quote
 from .stats import fmt_pm, interval_dict
 
 NAME = "outliers"
@@ -62,8 +63,14 @@ METHOD_NAMES = {
 }
 
 
+def _paper_lam():
+    from ..estimator import RobustAutoencoder
+
+    return RobustAutoencoder().lam
+
+
 def _enabled(doc):
-    return Field("bool", True, doc=doc)
+    return Field("bool", False, doc=doc)  # the packaged outliers.yaml runs Isolation Forest only
 
 
 SCHEMA = {
@@ -71,17 +78,18 @@ SCHEMA = {
     "data": {
         "path": data_path_field(),
         "nominal": Field("int", 4, minimum=0, maximum=9, doc="the nominal digit"),
-        "n_outliers": Field("int", 265, minimum=1, doc="other digits mixed in"),
+        "n_outliers": Field("int", 265, minimum=1, maximum=60000, doc="other digits mixed in"),
         "n_source": Field("int", 50000, minimum=100, maximum=60000, doc="draw from the first N training images"),
     },
     "model": dict(
-        model_schema(layers=[784, 400, 200], outer_iterations=20, inner_epochs=50, batch_size=133,
-                     learning_rate=0.001, reinitialize=True),
-        lam=Field("float", 0.00065, minimum=0, doc="lambda of a single run (no lambda sweep)"),
+        model_schema(layers=[784, 400, 200], outer_iterations=10, inner_epochs=10, batch_size=133,
+                     learning_rate=0.001, reinitialize=False),
+        lam=Field("float", _paper_lam(), minimum=0, doc="lambda of a single run (no lambda sweep): the estimator's "
+                                                        "default, the paper's optimum"),
         lambdas=Field("float_list", PAPER_LAMBDAS, minimum=0, min_length=1, doc="lambda grid of a sweep"),
         warm_start=Field("bool", False, doc="fit the grid in ascending lambda, each lambda starting from the "
                                             "previous one's network and S (local executor only)"),
-        warm_outer_iterations=Field("int", None, minimum=1, nullable=True,
+        warm_outer_iterations=Field("int", None, minimum=1, maximum=MAX_ITERATIONS, nullable=True,
                                     doc="outer iterations of each warm-started lambda; null: outer_iterations"),
         warm_start_from_pilot=Field("bool", False,
                                     doc="start each lambda's l2,1 loop from a pilot plain autoencoder (same network "
@@ -90,12 +98,13 @@ SCHEMA = {
                                         "(rda_cli/table_rule.py); false: the paper's cold start"),
     ),
     "iforest": {
-        "n_estimators": Field("int", 100, minimum=1, doc="Isolation Forest trees"),
+        "n_estimators": Field("int", 100, minimum=1, maximum=MAX_TREES, doc="Isolation Forest trees"),
         "fraction_min": Field("float", 0.01, minimum=0, maximum=1, exclusive_minimum=True,
                               doc="smallest fraction of rows flagged (also the baselines' grid)"),
         "fraction_max": Field("float", 0.69, minimum=0, maximum=1, exclusive_minimum=True,
                               doc="largest fraction of rows flagged"),
-        "fraction_step": Field("float", 0.01, minimum=0, maximum=1, exclusive_minimum=True, doc="step"),
+        "fraction_step": Field("float", 0.01, minimum=1e-4, maximum=1,
+                               doc="step (at least 1e-4: at most 10,000 fractions)"),
     },
     "baselines": {
         "ae": {"enabled": _enabled("plain autoencoder (model settings, penalty none), residual row norm")},
@@ -103,7 +112,7 @@ SCHEMA = {
             "enabled": _enabled("Robust PCA (l1 sparse part), row norm of S"),
             "lam": Field("float", None, nullable=True, minimum=0, exclusive_minimum=True,
                          doc="weight of ||S||_1; null: 1/sqrt(max(n, d))"),
-            "max_iter": Field("int", 50, minimum=1, doc="ALM iterations at most"),
+            "max_iter": Field("int", 50, minimum=1, maximum=MAX_ITERATIONS, doc="ALM iterations at most"),
             "tol": Field("float", 1e-5, minimum=0, exclusive_minimum=True, doc="relative residual to stop at"),
         },
         "outlier_pursuit": {
@@ -112,12 +121,12 @@ SCHEMA = {
                          doc="weight of ||C||_2,1; null: 3/(7 sqrt(gamma n))"),
             "gamma": Field("float", 0.05, minimum=0, maximum=1, exclusive_minimum=True,
                            doc="expected outlier fraction of the default lam"),
-            "max_iter": Field("int", 50, minimum=1, doc="ALM iterations at most"),
+            "max_iter": Field("int", 50, minimum=1, maximum=MAX_ITERATIONS, doc="ALM iterations at most"),
             "tol": Field("float", 1e-5, minimum=0, exclusive_minimum=True, doc="relative residual to stop at"),
         },
         "lof": {
             "enabled": _enabled("Local Outlier Factor"),
-            "n_neighbors": Field("int", 20, minimum=1, doc="neighbours"),
+            "n_neighbors": Field("int", 20, minimum=1, maximum=MAX_ROWS, doc="neighbours"),
         },
         "ocsvm": {
             "enabled": _enabled("One-Class SVM, RBF kernel"),
@@ -501,7 +510,7 @@ def _summary_md(summary):
 
 
 def one_line_summary(run, cells):
-    s = json.loads((run.path / "summary.json").read_text())
+    s = read_summary(run)
     parts = [f"{len(cells)} cells"]
     if "rda" in s:
         parts.append(f"RDA best F1 {s['rda']['f1']:.3f} at λ={s['rda']['lam']:g}")

@@ -38,13 +38,12 @@ import re
 import socket
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from ..owned import pid_alive
-from ..safeio import oserror_line, umask
+from ..safeio import atomic_write_bytes, atomic_write_text, oserror_line
 from .cells import CELL_MAX_BYTES, FINGERPRINT_KEY, CellFiles, read_json
 from .config import CONFIG_MAX_BYTES, ConfigError, dump_config, quote, read_yaml
 
@@ -62,27 +61,6 @@ _DEBRIS = re.compile(r"\.(manifest\.json|config\.yaml|lock)\..+\.tmp")
 
 class RunDirError(ConfigError):
     """The run folder cannot be used (another config, another experiment, in use, not a run folder)."""
-
-
-def atomic_write_bytes(path, data: bytes):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o666 & ~umask())  # mkstemp creates 0600; give it the usual permissions
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path, text: str):
-    atomic_write_bytes(path, text.encode())
 
 
 def _now():

@@ -19,6 +19,7 @@ import numpy as np
 from matplotlib.lines import Line2D
 from matplotlib.ticker import LogFormatter
 
+from ...arrayfile import ArrayFileError, NpzArrays
 from ..common import pick_seed
 from ..rundir import atomic_write_bytes
 
@@ -27,6 +28,7 @@ DPI = 120
 IMG_SIDE = 28
 
 MAX_EXAMPLES = 8
+FIGURE_ARRAY_MAX_BYTES = 256 << 20  # one array a figure reads from a cell's .npz (those rda writes: a few MB)
 
 MAX_CONVERGENCE = 6
 
@@ -61,17 +63,19 @@ def _npz_path(run_dir: Path, cell: dict) -> Path | None:
     return p if p.is_file() else None
 
 
-def _load_npz(run_dir: Path, cell: dict, required: Sequence[str]) -> dict | None:
-    """The arrays of a cell's npz as a dict, or None if absent/unreadable/incomplete."""
+def _load_npz(run_dir: Path, cell: dict, required: Sequence[str], optional: Sequence[str] = ()) -> dict | None:
+    """The ``required`` arrays of a cell's npz, and those of ``optional`` it holds, as a dict; None if the file
+    is absent, unreadable or incomplete. Only these members are inflated, each after its declared size is
+    checked (against its compression and :data:`FIGURE_ARRAY_MAX_BYTES`), by :class:`~rda_cli.arrayfile.NpzArrays`."""
     p = _npz_path(run_dir, cell)
     if p is None:
         return None
     try:
-        with np.load(p, allow_pickle=False) as z:
-            if not all(k in z.files for k in required):
+        with NpzArrays(p, cap=FIGURE_ARRAY_MAX_BYTES) as z:
+            if not all(k in z.names for k in required):
                 return None
-            return {k: np.asarray(z[k]) for k in z.files}
-    except Exception:  # a truncated / half-written file from an interrupted run
+            return {k: np.asarray(z.load(k)) for k in [*required, *optional] if k in z.names}
+    except (ArrayFileError, OSError):  # a truncated / half-written file from an interrupted run, or a crafted one
         return None
 
 

@@ -114,13 +114,13 @@ def _examples(run_dir: Path, cells: list[dict]) -> Path | None:
 
     # Try ks by closeness to the target; fall through if an npz turns out unreadable.
     for k in sorted(rda_by_k, key=lambda k: (abs(k - TARGET_K), k)):
-        ae = _load_npz(run_dir, ae_by_k[k], ["L"])
+        ae = _load_npz(run_dir, ae_by_k[k], ["L"], ["corrupted", "clean"])
         if ae is None:
             continue
         cands = sorted(rda_by_k[k], key=lambda c: (_finite(c.get("error")) is None,
                                                     _finite(c.get("error")) or 0.0))
         for cell in cands:
-            rda = _load_npz(run_dir, cell, ["L", "S"])
+            rda = _load_npz(run_dir, cell, ["L", "S"], ["corrupted", "clean"])
             if rda is None:
                 continue
             fig = _draw_examples(k, cell, rda, ae)

@@ -54,7 +54,7 @@ def features_figures(run_dir, cells: list[dict]) -> list[Path]:
     order = sorted(range(len(rda)), key=lambda k: (-(f[k] if np.isfinite(f[k]) else -1.0), lam[k]))
     best = z = None
     for k in order:
-        z = _load_npz(run_dir, rda[k], ["column_norms", "stuck"])
+        z = _load_npz(run_dir, rda[k], ["column_norms", "stuck"], ["residual_norms"])
         if z is not None and np.size(z["column_norms"]) == IMG_SIDE * IMG_SIDE:
             best = rda[k]
             break
@@ -84,7 +84,7 @@ def features_figures(run_dir, cells: list[dict]) -> list[Path]:
     fig.tight_layout()
     written.append(_save(fig, run_dir / "column_norms.png"))
 
-    z = _load_npz(run_dir, best, ["corrupted", "L"])
+    z = _load_npz(run_dir, best, ["corrupted", "L"], ["clean"])
     if z is not None:
         n = min(MAX_EXAMPLES, len(np.atleast_2d(z["corrupted"])), len(np.atleast_2d(z["L"])))
         rows = [("clean original", z.get("clean")), ("corrupted input", z["corrupted"]), ("RDA  L_D\n(cleaned)", z["L"])]

@@ -240,7 +240,7 @@ def _frame(ax, idx: Iterable[int], ncols: int, color: str, lw: float):
 def _s_tiles(run_dir: Path, cells: list[dict]) -> Path | None:
     loaded = []
     for c in _rda_sorted_by_lam(cells, lambda c: _npz_path(run_dir, c) is not None):
-        z = _load_npz(run_dir, c, ["S"])
+        z = _load_npz(run_dir, c, ["S"], ["X", "is_outlier"])
         if z is not None and _as_images(z["S"], len(np.atleast_2d(z["S"]))) is not None:
             loaded.append((c, z))
     if not loaded:
