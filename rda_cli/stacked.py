@@ -192,8 +192,6 @@ def fit_lambda_path(X, lambdas, stack=None, **params):
         raise ValueError("fit_lambda_path trains the lambdas side by side; warm_start is not supported")
     if params.get("max_steps_per_epoch") is not None:
         raise ValueError("fit_lambda_path visits every row each epoch; max_steps_per_epoch is not supported")
-    if params.get("contamination") is not None:
-        raise ValueError("fit_lambda_path fits the given lambdas; contamination is not supported")
     if np.isnan(np.asarray(X, dtype=np.float32)).any():
         raise ValueError("fit_lambda_path does not take missing values (NaN): fit RobustAutoencoder per lambda")
     stack = len(lambdas) if stack is None else int(stack)

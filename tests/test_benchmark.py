@@ -41,7 +41,7 @@ def write_set(folder, name="1_planted", **kw):
 
 
 def config(paths, **extra):
-    raw = {"data": {"paths": [str(p) for p in paths]}, "model": dict(FAST_MODEL)}
+    raw = {"seeds": None, "data": {"paths": [str(p) for p in paths]}, "model": dict(FAST_MODEL)}  # one seed
     raw.update(extra)
     return validate(raw, B.SCHEMA)
 
@@ -233,7 +233,7 @@ def test_quadratic_detectors_are_subsampled(tmp_path):
 
 # ----------------------------------------------------------------------------- runs
 def _run_cfg(tmp_path, **extra):
-    cfg = {"run_name": "t", "data": {"paths": [str(write_set(tmp_path, "1_a")), str(write_set(tmp_path, "2_b", seed=3))]},
+    cfg = {"run_name": "t", "seeds": None, "data": {"paths": [str(write_set(tmp_path, "1_a")), str(write_set(tmp_path, "2_b", seed=3))]},
            "detectors": ["rda", "ae", "iforest", "ecod"], "model": dict(FAST_MODEL)}
     cfg.update(extra)
     path = tmp_path / "benchmark.yaml"

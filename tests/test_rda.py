@@ -420,3 +420,12 @@ def test_save_never_writes_what_load_refuses(outlier_data, tmp_path):
     with pytest.raises(RdaError, match="residual_scores_ holds NaN or infinite values; the model is not saved"):
         model.save(tmp_path / "m")
     assert not (tmp_path / "m").exists()
+
+
+def test_a_default_network_too_large_does_not_blame_layers():
+    """No `layers` given: the message names the data's width and the default network, before any training."""
+    from rda_cli.errors import RdaError
+
+    with pytest.raises(RdaError, match=r"the default network for 40,000 columns, \[40000, 20000, 10000\]: .* "
+                                       "exceeds the limit"):
+        RobustAutoencoder(lam=0.1).fit(np.zeros((3, 40_000), np.float32))
