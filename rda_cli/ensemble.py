@@ -1,9 +1,10 @@
-"""``RobustAutoencoderEnsemble``: the table detector -- robust scaling and RDA members averaged.
+"""``RobustAutoencoderEnsemble``: the table detector -- RDA members and a tail score, combined.
 
 Each member is one :func:`rda_cli.table_rule.fit_member` (pilot autoencoder -> lambda -> warm ℓ2,1
-RDA) on the same robustly scaled rows, over the table rule's grid of widths, depths and seeds
-(:data:`rda_cli.table_rule.MEMBER_GRID`); a member's scores are normalised against its own
-training scores (robust z) and the members' normalised scores averaged. ``n_members=1`` is the
+RDA) over the table rule's grid (:data:`rda_cli.table_rule.MEMBER_GRIDS`: the pilot's learning rate
+and the rows' scaling, or widths and depths), with the per-feature tail score
+(:class:`rda_cli.tails.TailScore`) as one more member; a member's scores are normalised against its
+own training scores (robust z) and combined per row (:func:`rda_cli.table_rule.combine_scores`). ``n_members=1`` is the
 single RDA through the same code, ``penalty=None`` the plain autoencoder (ensemble).
 :func:`rank_average` mixes the ensemble with another detector (``rda+iforest``).
 """
@@ -22,12 +23,14 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .errors import RdaError
 from .scoring import fingerprint
 from .selection import FRACTION
-from .table_rule import (DEFAULT_RULE, MEMBER_GRID, SCORE_CHUNK, TableRule, fit_member, flag_threshold, member_seed,
-                         robust_location_scale)
+from .table_rule import (COMBINE, DEFAULT_RULE, MEMBER_GRID, MEMBER_GRIDS, SCORE_CHUNK, TableRule, combine_scores,
+                         fit_member, flag_threshold, member_seed, robust_location_scale)
 
 __all__ = ["RobustAutoencoderEnsemble", "rank_average", "ecdf_scores", "ENSEMBLE_FILE"]
 
 ENSEMBLE_FILE = "ensemble.json"
+MINMAX_FILE = "scaler_minmax.json"  # the min-max members' scaler
+TAIL_FILE = "tail.npz"  # the tail score's quantiles
 ENSEMBLE_MAX_BYTES = 1 << 20  # ensemble.json (ours: a few KB)
 _VERSION = 2  # 2: members saved without their training data, n_samples_; 1: members with L_ and S_
 _VERSIONS = (1, 2)
@@ -53,7 +56,8 @@ class RobustAutoencoderEnsemble(OutlierMixin, BaseEstimator):
         None: rows above ``median + flag_mads * 1.4826 MAD`` of the training scores are flagged;
         a fraction: the top fraction of the training scores.
     hidden_min, hidden_max, code_min, batch_min, max_steps_per_epoch, pilot_outer, pilot_steps, \
-pilot_learning_rate, lambda_quantile, warm_outer, warm_steps, warm_learning_rate, flag_mads, tied
+pilot_learning_rate, lambda_quantile, warm_outer, warm_steps, warm_learning_rate, flag_mads, tied, \
+member_grid, combine, tail
         The table rule's settings (:class:`~rda_cli.table_rule.TableRule`, whose defaults these are).
     random_state : int, default=0
         Member ``j`` is seeded ``random_state + 1000 j``.
@@ -68,7 +72,7 @@ pilot_learning_rate, lambda_quantile, warm_outer, warm_steps, warm_learning_rate
     member_location_, member_scale_ : ndarray of shape (n_members,)
         Median and ``1.4826 MAD`` of each member's training scores.
     decision_scores_ : ndarray of shape (n_samples,)
-        Averaged normalised scores of the training rows (higher is more abnormal).
+        The members' normalised scores of the training rows, combined (higher is more abnormal).
     threshold_ : float
         The cut-off: ``labels_ == (decision_scores_ > threshold_)``.
     labels_ : ndarray of int
@@ -114,6 +118,9 @@ pilot_learning_rate, lambda_quantile, warm_outer, warm_steps, warm_learning_rate
         "warm_learning_rate": [Interval(Real, 0, None, closed="neither")],
         "flag_mads": [Interval(Real, 0, None, closed="left")],
         "tied": ["boolean"],
+        "member_grid": [StrOptions(set(MEMBER_GRIDS))],
+        "combine": [StrOptions(set(COMBINE))],
+        "tail": ["boolean"],
         "random_state": [_positive_int(0)],
     }
 
@@ -124,7 +131,8 @@ pilot_learning_rate, lambda_quantile, warm_outer, warm_steps, warm_learning_rate
                  pilot_steps=DEFAULT_RULE.pilot_steps, pilot_learning_rate=DEFAULT_RULE.pilot_learning_rate,
                  lambda_quantile=DEFAULT_RULE.lambda_quantile, warm_outer=DEFAULT_RULE.warm_outer,
                  warm_steps=DEFAULT_RULE.warm_steps, warm_learning_rate=DEFAULT_RULE.warm_learning_rate,
-                 flag_mads=DEFAULT_RULE.flag_mads, tied=DEFAULT_RULE.tied, random_state=0):
+                 flag_mads=DEFAULT_RULE.flag_mads, tied=DEFAULT_RULE.tied, member_grid=DEFAULT_RULE.member_grid,
+                 combine=DEFAULT_RULE.combine, tail=DEFAULT_RULE.tail, random_state=0):
         self.n_members = n_members
         self.penalty = penalty
         self.contamination = contamination
@@ -142,6 +150,9 @@ pilot_learning_rate, lambda_quantile, warm_outer, warm_steps, warm_learning_rate
         self.warm_learning_rate = warm_learning_rate
         self.flag_mads = flag_mads
         self.tied = tied
+        self.member_grid = member_grid
+        self.combine = combine
+        self.tail = tail
         self.random_state = random_state
 
     # ------------------------------------------------------------------ the rule
@@ -163,30 +174,50 @@ pilot_learning_rate, lambda_quantile, warm_outer, warm_steps, warm_learning_rate
         self : RobustAutoencoderEnsemble
         """
         from .scaling import RobustScaler01
+        from .tabular import MinMaxScaler01
 
         self._validate_params()
         with np.errstate(over="ignore", invalid="ignore"):  # sums over values near 1e308 (checked by the scaler)
             X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2, ensure_all_finite="allow-nan")
         rule = self.rule()
+        specs = MEMBER_GRIDS[rule.member_grid][: int(self.n_members)]
         self.scaler_ = RobustScaler01().fit(X)
-        Z = self.scaler_.transform(X)
-        self.members_, self.member_info_ = [], []
-        locations, scales, total = [], [], np.zeros(len(Z))
-        for j in range(int(self.n_members)):
-            width, depth = MEMBER_GRID[j]
-            model, info = fit_member(Z, member_seed(self.random_state, j), self.penalty, rule, width, depth)
-            train = model.decision_function(Z)
-            loc, scale = robust_location_scale(train)
+        self.minmax_scaler_ = MinMaxScaler01().fit(X) if any(sp[2] == "minmax" for sp in specs) else None
+        Z = self._scaled(X)
+        self.members_, self.member_info_, self.member_scalings_ = [], [], []
+        train = []
+        for j, (width, depth, scaling, lr_factor) in enumerate(specs):
+            member_rule = rule.replace(pilot_learning_rate=rule.pilot_learning_rate * lr_factor)
+            model, info = fit_member(Z[scaling], member_seed(self.random_state, j), self.penalty, member_rule, width,
+                                     depth)
+            info.update(scaling=scaling, pilot_learning_rate=member_rule.pilot_learning_rate)
             self.members_.append(model)
             self.member_info_.append(info)
-            locations.append(loc)
-            scales.append(scale)
-            total += (train - loc) / scale
+            self.member_scalings_.append(scaling)
+            train.append(model.decision_function(Z[scaling]))
+        self.tail_ = None
+        if rule.tail:
+            from .tails import TailScore
+
+            self.tail_ = TailScore().fit(Z["robust"])
+            train.append(self.tail_.score(Z["robust"]))
+        locations, scales = zip(*(robust_location_scale(t) for t in train))
         self.member_location_, self.member_scale_ = np.array(locations), np.array(scales)
-        self.decision_scores_ = total / len(self.members_)
+        self.decision_scores_ = self._combine([(t - loc) / sc for t, loc, sc in zip(train, locations, scales)])
         self._train_fingerprint = fingerprint(X)
         self._set_threshold()
         return self
+
+    def _scaled(self, X):
+        """``{scaling: X scaled}`` for the scalings the members use (always ``"robust"``)."""
+        Z = {"robust": self.scaler_.transform(X)}
+        if getattr(self, "minmax_scaler_", None) is not None:
+            Z["minmax"] = self.minmax_scaler_.transform(X)
+        return Z
+
+    def _combine(self, member_z):
+        """The members' (and the tail score's) normalised scores combined per row by ``combine``."""
+        return combine_scores(np.asarray(member_z), self.combine)
 
     def _set_threshold(self):
         self.threshold_ = flag_threshold(self.decision_scores_, self.contamination, self.rule())
@@ -198,33 +229,41 @@ pilot_learning_rate, lambda_quantile, warm_outer, warm_steps, warm_learning_rate
         return validate_data(self, X, reset=False, dtype=np.float64, ensure_all_finite="allow-nan")
 
     def _scaled_chunks(self, X):
-        """``X`` scaled, ``SCORE_CHUNK`` rows at a time; the training rows in one piece (the members then
-        use their fitted ``S_`` and ``L_``)."""
+        """``{scaling: X scaled}``, ``SCORE_CHUNK`` rows at a time; the training rows in one piece (the
+        members then use their fitted ``S_`` and ``L_``)."""
         if len(X) > SCORE_CHUNK and fingerprint(X) == self._train_fingerprint:
-            yield self.scaler_.transform(X)
+            yield self._scaled(X)
             return
         for start in range(0, len(X), SCORE_CHUNK):
-            yield self.scaler_.transform(X[start : start + SCORE_CHUNK])
+            yield self._scaled(X[start : start + SCORE_CHUNK])
+
+    def _tail_z(self, Z):
+        k = len(self.members_)
+        return (self.tail_.score(Z["robust"]) - self.member_location_[k]) / self.member_scale_[k]
 
     def member_scores(self, X):
-        """Each member's normalised scores of ``X``: an array of shape (n_members, n_samples)."""
+        """Each member's normalised scores of ``X`` (robust z against its training scores), the tail
+        score's last when ``tail``: an array of shape (n_members [+ 1], n_samples)."""
         X = self._check(X)
-        out = np.empty((len(self.members_), len(X)))
+        out = np.empty((len(self.member_location_), len(X)))
         start = 0
         for Z in self._scaled_chunks(X):
-            for j, m in enumerate(self.members_):
-                out[j, start : start + len(Z)] = (m.decision_function(Z) - self.member_location_[j]) / self.member_scale_[j]
-            start += len(Z)
+            rows = slice(start, start + len(Z["robust"]))
+            for j, (m, scaling) in enumerate(zip(self.members_, self.member_scalings_)):
+                out[j, rows] = (m.decision_function(Z[scaling]) - self.member_location_[j]) / self.member_scale_[j]
+            if self.tail_ is not None:
+                out[-1, rows] = self._tail_z(Z)
+            start = rows.stop
         return out
 
     def decision_function(self, X):
-        """Averaged normalised member scores of the rows of ``X``: higher is more abnormal, flagged above
-        ``threshold_``. The training rows get their fitted scores (the members know their data; a loaded
-        ensemble, whose members keep no training data, gives them ``decision_scores_``)."""
+        """The members' normalised scores of the rows of ``X`` combined by ``combine``: higher is more
+        abnormal, flagged above ``threshold_``. The training rows get their fitted scores (the members know
+        their data; a loaded ensemble, whose members keep no training data, gives them ``decision_scores_``)."""
         X = self._check(X)
         if self._saved_training_rows(X):
             return self.decision_scores_.copy()
-        return self.member_scores(X).mean(axis=0)
+        return self._combine(self.member_scores(X))
 
     def _saved_training_rows(self, X):
         """Whether ``X`` (validated) is the training data of a loaded ensemble whose members keep none of it."""
@@ -249,35 +288,46 @@ pilot_learning_rate, lambda_quantile, warm_outer, warm_steps, warm_learning_rate
         at most 1). With ``return_scores`` also :meth:`decision_function` from the same passes."""
         X = self._check(X)
         shares = np.zeros(X.shape)
-        scores = np.zeros(len(X))
+        member_z = np.empty((len(self.member_location_), len(X)))
         start = 0
         for Z in self._scaled_chunks(X):
-            rows = slice(start, start + len(Z))
-            for j, m in enumerate(self.members_):
-                sh, sc = m.feature_contributions(Z, return_scores=True)
+            rows = slice(start, start + len(Z["robust"]))
+            for j, (m, scaling) in enumerate(zip(self.members_, self.member_scalings_)):
+                sh, sc = m.feature_contributions(Z[scaling], return_scores=True)
                 shares[rows] += sh
-                scores[rows] += (sc - self.member_location_[j]) / self.member_scale_[j]
-            start += len(Z)
+                member_z[j, rows] = (sc - self.member_location_[j]) / self.member_scale_[j]
+            if self.tail_ is not None:
+                member_z[-1, rows] = self._tail_z(Z)
+            start = rows.stop
         shares /= len(self.members_)
-        scores /= len(self.members_)
+        scores = self._combine(member_z)
         if return_scores and self._saved_training_rows(X):
             scores = self.decision_scores_.copy()
         return (shares, scores) if return_scores else shares
 
     def decompose(self):
-        """``(L, S)`` of the training rows in scaled units, averaged over the members (of a fitted ensemble;
-        a loaded one keeps no training data)."""
+        """``(L, S)`` of the training rows in robustly scaled units, averaged over the members (of a fitted
+        ensemble; a loaded one keeps no training data); a min-max member's ``L`` and ``S`` are mapped to
+        those units through the user's units."""
         check_is_fitted(self, "members_")
         if getattr(self.members_[0], "S_", None) is None:
             raise RdaError("this ensemble was loaded from a folder, which keeps no training data (L, S); fit it")
-        L = sum(m.L_.astype(np.float64) for m in self.members_) / len(self.members_)
-        S = sum(m.S_.astype(np.float64) for m in self.members_) / len(self.members_)
-        return L, S
+        L = np.zeros(self.members_[0].L_.shape)
+        S = np.zeros(L.shape)
+        for m, scaling in zip(self.members_, self.member_scalings_):
+            if scaling == "robust":
+                L += m.L_
+                S += m.S_
+            else:
+                L += self.scaler_.transform(self.minmax_scaler_.inverse_transform(m.L_))
+                S += self.minmax_scaler_.inverse_scale(m.S_) / self.scaler_.span
+        return L / len(self.members_), S / len(self.members_)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path):
         """Save into folder ``path``: ``ensemble.json`` (parameters, normalisation, cut-off, training rows),
-        ``scaler.json``, ``scores.npz`` (the training rows' scores, one vector) and ``member_<j>/``
+        ``scaler.json`` (and ``scaler_minmax.json`` when members use min-max scaling), ``tail.npz`` (with
+        ``tail``: the tail score's quantiles), ``scores.npz`` (the training rows' scores, one vector) and ``member_<j>/``
         (:meth:`RobustAutoencoder.save` without the training data: a folder of the networks' size);
         no pickle. Atomic, with a manifest, under the one ownership rule
         (:func:`rda_cli.persistence.save_folder`): an existing ``path`` is replaced only if its whole tree
@@ -291,6 +341,10 @@ pilot_learning_rate, lambda_quantile, warm_outer, warm_steps, warm_learning_rate
             for j, m in enumerate(self.members_):
                 m.save(tmp / f"member_{j}", training_data=False)
             self.scaler_.save(tmp / "scaler.json")
+            if self.minmax_scaler_ is not None:
+                self.minmax_scaler_.save(tmp / MINMAX_FILE)
+            if self.tail_ is not None:
+                write_npz(tmp / TAIL_FILE, **self.tail_.to_arrays())
             write_npz(tmp / "scores.npz", decision_scores_=np.asarray(self.decision_scores_, np.float64))
             meta = {"kind": "rda-ensemble", "version": _VERSION, "params": self.get_params(),
                     "n_features_in_": int(self.n_features_in_), "n_samples_": len(self.decision_scores_),
@@ -312,7 +366,8 @@ pilot_learning_rate, lambda_quantile, warm_outer, warm_steps, warm_learning_rate
         from .estimator import RobustAutoencoder
         from .persistence import ModelFileError, check_param_types
         from .safeio import read_json
-        from .scaling import RobustScaler01
+        from .scaling import RobustScaler01, load_scaler
+        from .tails import TailScore
 
         path = Path(path)
         where = path / ENSEMBLE_FILE
@@ -323,11 +378,12 @@ pilot_learning_rate, lambda_quantile, warm_outer, warm_steps, warm_learning_rate
             raise ModelFileError(f"{where}: field 'params' is not an object of parameters")
         check_param_types(cls, meta["params"], where)
         try:
-            est = cls(**meta["params"])
+            # a folder saved before member_grid / combine / tail existed keeps the behaviour it was fitted with
+            est = cls(**{"member_grid": "widths", "combine": "mean", "tail": False, **meta["params"]})
             est._validate_params()
         except (TypeError, ValueError) as exc:
             raise ModelFileError(f"{where}: bad parameters ({' '.join(str(exc).split())[:200]})") from None
-        k = int(est.n_members)
+        k = int(est.n_members) + bool(est.tail)  # normalisations: the members' and the tail score's
         loc, scale, thr, d, n = (meta.get("member_location_"), meta.get("member_scale_"), meta.get("threshold_"),
                                  meta.get("n_features_in_"), meta.get("n_samples_"))
 
@@ -359,7 +415,21 @@ pilot_learning_rate, lambda_quantile, warm_outer, warm_steps, warm_learning_rate
         if scores.dtype.kind != "f":
             raise ModelFileError(f"{path / 'scores.npz'}: decision_scores_ has dtype {scores.dtype}, expected floats")
         # the members last: every file above is checked before TensorFlow is imported
-        est.members_ = [RobustAutoencoder.load(path / f"member_{j}") for j in range(k)]
+        est.member_scalings_ = [spec[2] for spec in MEMBER_GRIDS[est.member_grid][: int(est.n_members)]]
+        est.minmax_scaler_, est.tail_ = None, None
+        try:
+            if "minmax" in est.member_scalings_:
+                est.minmax_scaler_ = load_scaler(path / MINMAX_FILE)
+                if est.minmax_scaler_.n_features != d:
+                    raise ValueError(f"{path / MINMAX_FILE}: {est.minmax_scaler_.n_features} columns, expected {d}")
+            if est.tail:
+                est.tail_ = TailScore.from_arrays(read_npz(
+                    path / TAIL_FILE, {"quantiles": (None, d), "right_skewed": (d,), "counts": (d,)}, stored_only=True))
+        except FileNotFoundError as exc:
+            raise ModelFileError(f"{exc.filename or path} does not exist") from None
+        except (RdaError, ValueError) as exc:
+            raise ModelFileError(f"{path}: {' '.join(str(exc).split())[:200]}") from None
+        est.members_ = [RobustAutoencoder.load(path / f"member_{j}") for j in range(int(est.n_members))]
         if {m.n_features_in_ for m in est.members_} != {d}:
             raise ModelFileError(f"{path}: the scaler and the members disagree on the number of features")
         if meta["version"] == 1 and len(scores) != len(est.members_[0].S_):

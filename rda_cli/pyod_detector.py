@@ -41,6 +41,7 @@ from .ensemble import RobustAutoencoderEnsemble
 from .estimator import RobustAutoencoder
 from .scoring import ROW_PENALTIES
 from .selection import check_fraction
+from .table_rule import DEFAULT_RULE
 from .tabular import MinMaxScaler01
 
 __all__ = ["RDA"]
@@ -63,7 +64,7 @@ class RDA(BaseDetector):
         ``l21_cols``) is flagged (:func:`rda_cli.selection.lambda_for_fraction`).
     penalty : {"l21_rows", "l1", "l21_cols"} or None, default="l21_rows"
         As for :class:`~rda_cli.estimator.RobustAutoencoder`; None: plain autoencoder(s).
-    n_members : int in [1, 8], default=6
+    n_members : int in [1, 8], default=2 (the table rule's)
         The ensemble's members (the table rule's default; 1: a single RDA through the same code).
     hidden_layers : tuple of int or None, default=None
         One model's hidden layer sizes, e.g. ``(64, 32)``; None: the table rule's network from the shape.
@@ -95,7 +96,8 @@ class RDA(BaseDetector):
     Missing values (NaN) are accepted in ``fit`` and ``decision_function``.
     """
 
-    def __init__(self, contamination=0.1, lam=None, lam_for_fraction=None, penalty="l21_rows", n_members=6, hidden_layers=None,
+    def __init__(self, contamination=0.1, lam=None, lam_for_fraction=None, penalty="l21_rows",
+                 n_members=DEFAULT_RULE.n_members, hidden_layers=None,
                  outer_iterations=None, inner_epochs=None, batch_size=None, learning_rate=None,
                  lambda_scaling="paper", tied=True, reinitialize=False, preprocessing=True,
                  random_state=None, verbose=0):

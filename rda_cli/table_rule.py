@@ -19,10 +19,14 @@ its unlabeled rows only, the same on every table (measured in ``docs/benchmark.m
   the pilot's weights (Adam reset), ``warm_outer`` (10) outer iterations of about ``warm_steps`` (20)
   steps at ``warm_learning_rate`` (0.003) -- its first prox sees the residuals of a network that has
   learned the inliers, so about ``1 - lambda_quantile`` of the rows are in ``S`` from the start;
-* **ensemble** -- ``n_members`` (6) members over :data:`MEMBER_GRID` (width x1, x1/2, x2 by 2 or 3
-  hidden layers), member ``j`` seeded ``seed + SEED_STRIDE * j``; each member's scores normalised
-  against its own training scores (robust z: ``(s - median) / (1.4826 MAD)``) and averaged;
-* **flags** -- ``median + flag_mads (2.5) * 1.4826 * MAD`` of the averaged training scores, or with a
+* **ensemble** -- ``n_members`` (2) members over :data:`MEMBER_GRIDS` ``[member_grid]`` (``"extent"``:
+  the pilot's learning rate x1 and x0.1 on robustly scaled rows; members 2..3 the same on min-max
+  scaled rows, 4..7 other widths; ``"widths"``: width x1, x1/2, x2 by 2 or 3 hidden layers), member
+  ``j`` seeded ``seed + SEED_STRIDE * j``; with ``tail`` (on) a per-feature empirical-CDF tail score
+  (:class:`rda_cli.tails.TailScore`) is one more member; each member's scores normalised against its
+  own training scores (robust z: ``(s - median) / (1.4826 MAD)``) and combined per row by
+  ``combine`` (the mean); chosen by ``docs/benchmark.md``'s sensitivity study and held-out checks;
+* **flags** -- ``median + flag_mads (2.5) * 1.4826 * MAD`` of the combined training scores, or with a
   ``contamination`` the top fraction;
 * **explanations** -- per-feature shares of the members' ``S`` / residuals in scaled units, averaged.
 """
@@ -34,13 +38,25 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-__all__ = ["TableRule", "DEFAULT_RULE", "MEMBER_GRID", "SEED_STRIDE", "MAD_TO_SIGMA", "SCORE_CHUNK",
-           "layers_for", "batch_size_for", "phase_schedule", "member_settings", "one_model_settings", "member_seed", "fit_member",
-           "robust_location_scale", "flag_threshold"]
+__all__ = ["TableRule", "DEFAULT_RULE", "MEMBER_GRID", "MEMBER_GRIDS", "COMBINE", "SEED_STRIDE", "MAD_TO_SIGMA",
+           "SCORE_CHUNK", "layers_for", "batch_size_for", "phase_schedule", "member_settings", "one_model_settings",
+           "member_seed", "fit_member", "continue_from_pilot", "combine_scores", "robust_location_scale",
+           "flag_threshold"]
 
 MEMBER_GRID = ((1.0, 2), (0.5, 2), (2.0, 2), (1.0, 3), (0.5, 3), (2.0, 3), (1.0, 2), (2.0, 3))
-"""``(width factor of h, hidden layers)`` of member ``j`` (``n_members`` <= 8; members 6 and 7
-repeat settings 0 and 5 with their own seeds)."""
+"""``(width factor of h, hidden layers)`` of member ``j`` on the ``"widths"`` grid (``n_members`` <= 8;
+members 6 and 7 repeat settings 0 and 5 with their own seeds)."""
+MEMBER_GRIDS = {
+    "widths": tuple((w, d, "robust", 1.0) for w, d in MEMBER_GRID),
+    "extent": ((1.0, 2, "robust", 1.0), (1.0, 2, "robust", 0.1), (1.0, 2, "minmax", 1.0), (1.0, 2, "minmax", 0.1),
+               (0.5, 2, "robust", 1.0), (0.5, 2, "robust", 0.1), (2.0, 2, "minmax", 1.0), (2.0, 2, "minmax", 0.1)),
+}
+"""Member ``j`` of grid ``member_grid``: ``(width factor, hidden layers, scaling, factor of the pilot's
+learning rate)``. ``"widths"`` varies the network's shape on robustly scaled rows; ``"extent"`` varies
+how far the pilot learns the table (learning rate x1 and x0.1) and the scaling (robust and min-max),
+where ``docs/benchmark.md``'s sensitivity study finds the spread."""
+COMBINE = ("mean", "max", "top2")
+"""How members' robust z-scores are combined per row: their mean, the largest, the mean of the two largest."""
 SEED_STRIDE = 1000  # member j is seeded seed + SEED_STRIDE * j
 MAD_TO_SIGMA = 1.4826  # MAD x this estimates a normal standard deviation
 SCORE_CHUNK = 65536  # rows scored at a time (bounds memory on large tables)
@@ -54,7 +70,7 @@ class TableRule:
     of the benchmark config's ``model:`` section, with these defaults.
     """
 
-    n_members: int = 6
+    n_members: int = 2
     hidden_min: int = 2
     hidden_max: int = 64
     code_min: int = 1
@@ -69,6 +85,9 @@ class TableRule:
     warm_learning_rate: float = 0.003
     flag_mads: float = 2.5
     tied: bool = True
+    member_grid: str = "extent"
+    combine: str = "mean"
+    tail: bool = True
 
     def replace(self, **changes):
         """A copy with ``changes`` (unknown names raise TypeError)."""
@@ -169,8 +188,8 @@ def fit_member(Z, seed=0, penalty="l21_rows", rule=DEFAULT_RULE, width=1.0, dept
         outer iteration) and ``n_flagged``.
     """
     from .estimator import RobustAutoencoder
-    from .solver import SparsePart, sparse_step
 
+    _check_penalty(penalty)
     n, d = Z.shape
     settings = member_settings(n, d, rule, width, depth)
     pilot = RobustAutoencoder(penalty=None, lam=0.0, random_state=int(seed), **settings).fit(Z)
@@ -178,18 +197,51 @@ def fit_member(Z, seed=0, penalty="l21_rows", rule=DEFAULT_RULE, width=1.0, dept
             "inner_epochs": settings["inner_epochs"]}
     if penalty is None:
         return pilot, info
-    if penalty != "l21_rows":
+    model, warm_info = continue_from_pilot(Z, pilot, seed, penalty, rule)
+    info.update(warm_info)
+    return model, info
+
+
+def _check_penalty(penalty, allow_none=True):
+    if penalty != "l21_rows" and not (allow_none and penalty is None):
         raise ValueError(f"the table rule's members use penalty 'l21_rows' or None, got {penalty!r}")
+
+
+def continue_from_pilot(Z, pilot, seed=0, penalty="l21_rows", rule=DEFAULT_RULE):
+    """The warm ℓ2,1 RDA after a fitted ``pilot`` on the same scaled rows ``Z``: lambda = the
+    ``lambda_quantile`` quantile of the pilot's residual row norms, ``S0 = prox(Z - L_pilot)``, the
+    pilot's weights (Adam reset), ``warm_outer`` x about ``warm_steps`` steps at ``warm_learning_rate``.
+
+    Returns ``(model, info)`` with ``info`` holding ``threshold``, ``start_flagged``, ``first_flagged``
+    and ``n_flagged`` (:func:`fit_member`)."""
+    from .estimator import RobustAutoencoder
+    from .solver import SparsePart, sparse_step
+
+    _check_penalty(penalty, allow_none=False)
+    n = len(Z)
     threshold = float(np.quantile(pilot.residual_scores_, rule.lambda_quantile))
     S0 = sparse_step(Z, pilot.L_, SparsePart("l21_rows", threshold))  # prox of the pilot's residual
-    epochs, cap = phase_schedule(rule.warm_steps, n, settings["batch_size"])
-    warm = dict(settings, outer_iterations=rule.warm_outer, inner_epochs=epochs, max_steps_per_epoch=cap,
+    epochs, cap = phase_schedule(rule.warm_steps, n, pilot.batch_size)
+    warm = dict(pilot.get_params(), penalty=penalty, lam=threshold, random_state=int(seed),
+                outer_iterations=rule.warm_outer, inner_epochs=epochs, max_steps_per_epoch=cap,
                 learning_rate=rule.warm_learning_rate)
-    model = RobustAutoencoder(penalty=penalty, lam=threshold, random_state=int(seed), **warm)
+    model = RobustAutoencoder(**warm)
     model.set_warm_state(S0, pilot.L_, pilot.get_weights()).fit(Z)
-    info.update(threshold=threshold, start_flagged=float(np.mean(np.any(S0 != 0, axis=1))),
+    info = dict(threshold=threshold, start_flagged=float(np.mean(np.any(S0 != 0, axis=1))),
                 first_flagged=model.history_[0]["nonzero_groups"] / n, n_flagged=int(model.outlier_mask_.sum()))
     return model, info
+
+
+def combine_scores(Z, how="mean"):
+    """Combine members' normalised scores ``Z`` (n_members, n_rows) per row (:data:`COMBINE`)."""
+    Z = np.asarray(Z, np.float64)
+    if how == "mean" or len(Z) == 1:
+        return Z.mean(axis=0)
+    if how == "max":
+        return Z.max(axis=0)
+    if how == "top2":
+        return np.sort(Z, axis=0)[-2:].mean(axis=0)
+    raise ValueError(f"combine must be one of {COMBINE}, got {how!r}")
 
 
 def robust_location_scale(scores):

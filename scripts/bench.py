@@ -131,17 +131,25 @@ def _worker_epochs(task):
     return time.perf_counter() - t0
 
 
+def _limit_all_threads(threads):
+    """A bench worker: ``threads`` threads for TensorFlow's intra-op pool too (the executor leaves it)."""
+    from rda_cli.experiments.executors import limit_threads
+
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(threads))
+    limit_threads(threads)
+
+
 def parallel_trainer_gflops(layers, rows, batch, epochs, workers=2):
     """Summed throughput of ``workers`` single-model trainers in their own processes at once,
-    each limited to its share of the cores as ``--executor processes`` does."""
+    each limited to its share of the cores (TensorFlow's intra-op pool included)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from rda_cli.experiments.executors import limit_threads, threads_per_worker
+    from rda_cli.experiments.executors import threads_per_worker
 
     ctx = multiprocessing.get_context("spawn")
     with ctx.Manager() as manager, ProcessPoolExecutor(
-        workers, mp_context=ctx, initializer=limit_threads, initargs=(threads_per_worker(workers),)
+        workers, mp_context=ctx, initializer=_limit_all_threads, initargs=(threads_per_worker(workers),)
     ) as pool:
         barrier = manager.Barrier(workers)
         seconds = list(pool.map(_worker_epochs, [(layers, rows, batch, epochs, barrier)] * workers))

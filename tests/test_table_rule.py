@@ -7,8 +7,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from rda_cli.scaling import RobustScaler01, load_scaler
-from rda_cli.table_rule import (DEFAULT_RULE, TableRule, batch_size_for, fit_member, flag_threshold, layers_for,
-                                phase_schedule, robust_location_scale)
+from rda_cli.table_rule import (DEFAULT_RULE, TableRule, batch_size_for, combine_scores, fit_member, flag_threshold,
+                                layers_for, phase_schedule, robust_location_scale)
 from rda_cli.tabular import MinMaxScaler01, TableError
 
 from synthetic import manifold
@@ -30,7 +30,8 @@ def test_network_and_batch_from_the_shape():
 def test_rule_defaults_are_the_documented_rule():
     r = TableRule()
     assert (r.pilot_learning_rate, r.warm_learning_rate, r.lambda_quantile, r.flag_mads) == (0.01, 0.003, 0.95, 2.5)
-    assert (r.pilot_outer, r.pilot_steps, r.warm_outer, r.warm_steps, r.n_members) == (10, 200, 10, 20, 6)
+    assert (r.pilot_outer, r.pilot_steps, r.warm_outer, r.warm_steps, r.n_members) == (10, 200, 10, 20, 2)
+    assert (r.member_grid, r.combine, r.tail) == ("extent", "mean", True)
     with pytest.raises(TypeError):
         r.replace(nonsense=1)
 
@@ -47,6 +48,16 @@ def test_warm_start_begins_near_the_quantile_not_with_most_rows():
     assert model.prox_threshold_ == pytest.approx(info["threshold"])
     plain, info_plain = fit_member(X, seed=0, penalty=None, rule=QUICK)
     assert plain.penalty is None and "threshold" not in info_plain
+
+
+def test_combine_scores():
+    Z = np.array([[0.0, 5.0, -1.0], [1.0, 1.0, 3.0], [2.0, -4.0, 0.0]])
+    np.testing.assert_allclose(combine_scores(Z, "mean"), [1.0, 2 / 3, 2 / 3])
+    np.testing.assert_allclose(combine_scores(Z, "max"), [2.0, 5.0, 3.0])
+    np.testing.assert_allclose(combine_scores(Z, "top2"), [1.5, 3.0, 1.5])
+    np.testing.assert_allclose(combine_scores(Z[:1], "max"), Z[0])
+    with pytest.raises(ValueError):
+        combine_scores(Z, "median")
 
 
 def test_flag_rule():

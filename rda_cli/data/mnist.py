@@ -17,7 +17,6 @@ Nothing is cached on disk by this module.
 
 from __future__ import annotations
 
-import gzip
 import os
 import sys
 import zipfile
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import RdaError
+from ..safeio import read_capped
 
 __all__ = ["DataError", "load_mnist"]
 
@@ -64,18 +64,37 @@ def _one_line(text: object) -> str:
 # --------------------------------------------------------------------------- IDX
 
 
+IDX_MAX_BYTES = 1 << 30  # one IDX file, uncompressed (MNIST's training images: 47 MB)
+
+
 def _read_bytes(path: Path) -> bytes:
+    """The bytes of an IDX file (gunzipped when its name ends in ``.gz``), read through the I/O layer
+    (:func:`rda_cli.safeio.read_capped`: a regular file, at most :data:`IDX_MAX_BYTES`) and inflated no
+    further than that bound."""
     try:
-        if path.name.endswith(".gz"):
-            with gzip.open(path, "rb") as fh:
-                return fh.read()
-        return path.read_bytes()
-    except EOFError:
-        raise DataError(f"{path}: file is truncated (compressed stream ended early)") from None
-    except (zlib.error, gzip.BadGzipFile) as exc:
-        raise DataError(f"{path}: corrupt gzip data ({_one_line(exc)})") from None
+        raw = read_capped(path, IDX_MAX_BYTES, "IDX file", error=DataError)
+    except DataError:
+        raise
     except OSError as exc:
         raise DataError(f"{path}: cannot read file ({_one_line(exc.strerror or exc)})") from None
+    if not path.name.endswith(".gz"):
+        return raw
+    parts, size, rest = [], 0, raw
+    while rest:  # gzip members, one after another (as gzip.open reads them)
+        inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            part = inflate.decompress(rest, IDX_MAX_BYTES + 1 - size)
+        except zlib.error as exc:
+            raise DataError(f"{path}: corrupt gzip data ({_one_line(exc)})") from None
+        size += len(part)
+        if size > IDX_MAX_BYTES:
+            raise DataError(f"{path}: inflates past the {IDX_MAX_BYTES}-byte limit of an IDX file; refused")
+        if not inflate.eof:
+            raise DataError(f"{path}: file is truncated (compressed stream ended early)")
+        parts.append(part)
+        rest = inflate.unused_data
+    data = b"".join(parts)
+    return data
 
 
 def read_idx(path: Path, expected_magic: int) -> np.ndarray:

@@ -62,6 +62,10 @@ _MODEL_DOCS = {
     "warm_learning_rate": "the continuation's Adam learning rate",
     "flag_mads": "flag rule (n_flagged): median + this x 1.4826 MAD of the ensemble's training scores",
     "tied": "decoder weights tied to the encoder's",
+    "member_grid": "the members' grid (rda_cli.table_rule.MEMBER_GRIDS): widths (network shapes) or extent "
+                   "(pilot learning rate x1/x0.1 by robust/min-max scaling)",
+    "combine": "how the members' robust z-scores are combined per row: mean, max or top2 (mean of the two largest)",
+    "tail": "add a per-feature empirical-CDF tail score (rda_cli.tails) as one more member",
 }
 
 
@@ -71,7 +75,7 @@ def rule_schema():
     exactly what ``rda detect`` runs."""
     from dataclasses import fields
 
-    from ..table_rule import DEFAULT_RULE, MEMBER_GRID
+    from ..table_rule import COMBINE, DEFAULT_RULE, MEMBER_GRID, MEMBER_GRIDS
 
     from ..persistence import MAX_LAYER_WIDTH
 
@@ -82,7 +86,11 @@ def rule_schema():
     out = {}
     for f in fields(DEFAULT_RULE):
         value = getattr(DEFAULT_RULE, f.name)
-        if isinstance(value, bool):
+        if f.name == "member_grid":
+            out[f.name] = Field("choice", value, choices=tuple(MEMBER_GRIDS), doc=_MODEL_DOCS[f.name])
+        elif f.name == "combine":
+            out[f.name] = Field("choice", value, choices=COMBINE, doc=_MODEL_DOCS[f.name])
+        elif isinstance(value, bool):
             out[f.name] = Field("bool", value, doc=_MODEL_DOCS[f.name])
         elif isinstance(value, int):
             out[f.name] = Field("int", value, minimum=1, maximum=ceilings[f.name], doc=_MODEL_DOCS[f.name])
@@ -243,13 +251,13 @@ def rda_rule(model_cfg, n_rows, n_features):
 
 def ensemble_for(model_cfg, detector, seed):
     """The (unfitted) :class:`~rda_cli.ensemble.RobustAutoencoderEnsemble` an autoencoder cell fits:
-    ``rda``/``ae`` one member, ``rda-ens``/``ae-ens``/``rda+iforest`` ``n_members``; the ``ae`` ones
-    without a penalty. ``rda detect`` builds the same object (:func:`rda_cli.detect.detect`)."""
+    ``rda``/``ae`` one member (the rule's member 0, no tail score), ``rda-ens``/``ae-ens``/``rda+iforest``
+    ``n_members``; the ``ae`` ones without a penalty. ``rda detect`` builds the same object (:func:`rda_cli.detect.detect`)."""
     from ..ensemble import RobustAutoencoderEnsemble
 
     rule = table_rule(model_cfg)
     if detector in ("rda", "ae"):
-        rule = rule.replace(n_members=1)
+        rule = rule.replace(n_members=1, tail=False)
     return RobustAutoencoderEnsemble.from_rule(rule, penalty=None if detector.startswith("ae") else "l21_rows",
                                                random_state=int(seed))
 

@@ -26,7 +26,8 @@ __all__ = ["EXECUTORS", "run_tasks"]
 
 EXECUTORS = ("local", "processes", "dask")
 PARENT_CHECK_SECONDS = 1.0
-THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+# not TF_NUM_INTRAOP_THREADS: see limit_threads
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def threads_per_worker(workers):
@@ -35,11 +36,13 @@ def threads_per_worker(workers):
 
 
 def limit_threads(threads):
-    """Make this (fresh) process use ``threads`` threads for TensorFlow and the BLAS libraries.
+    """Make this (fresh) process use ``threads`` threads for the BLAS libraries and the prox step, and
+    one TensorFlow inter-op thread.
 
-    Called first thing in each pool worker: N workers each running two-thread matrix products on
-    two cores would fight over them, while N single-thread workers keep every core busy with
-    its own model (the small per-batch products of one network do not scale across threads).
+    Called first thing in each pool worker: N workers each running multi-thread NumPy products on
+    N cores would fight over them. TensorFlow's intra-op pool keeps its default size, the one the
+    calling process has: its kernels split sums by thread, so another size would change a cell's
+    numbers in the last float32 bits (the same config and seed give the same numbers in-process and in a pool).
     TensorFlow reads its variables when it starts; a variable the user already set is kept.
     Also applies the command's process settings (:func:`rda_cli._process.setup_process`).
     """
