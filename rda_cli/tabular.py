@@ -33,7 +33,6 @@ overflow. The scaler is saved as JSON (no pickle).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import stat
@@ -41,16 +40,12 @@ from pathlib import Path
 
 import numpy as np
 
-# CSV reading, and the table and its checks, live in csvread.py and table.py; every name is importable
-# from here too (tests and scripts reach tabular's private helpers and patch _have_arrow, _csv_layout,
-# _read_csv_exact here: _read_csv and iter_table below look them up in this module).
-from .csvread import (  # noqa: F401
-    ARROW_MAX_COLUMNS, BLOCK_BYTES, EXACT_CHUNK_ROWS, MAX_LINE, MISSING_TOKENS, _NUMBER, _arrow_batches, _arrow_options,
-    _cell_value, _content_end, _csv_layout, _exact_chunks, _finish, _float_would_take, _from_arrow,
-    _is_empty_line, _is_missing, _is_number, _Layout, _layout, _NotPlain, _null_spellings, _plain_lines,
-    _read_csv_arrow, _read_csv_exact, _read_csv_numpy, _records, _segments, _text_lines)
+# CSV reading lives in csvread.py, the table and its checks in table.py; tests patch _have_arrow, _csv_layout and
+# _read_csv_exact here (_read_csv and iter_table below look them up in this module).
+from .csvread import (ARROW_MAX_COLUMNS, _arrow_batches, _csv_layout, _exact_chunks, _finish, _from_arrow,
+                      _Layout, _NotPlain, _read_csv_arrow, _read_csv_exact, _read_csv_numpy)
 from .persistence import MAX_LAYER_WIDTH, ModelFileError
-from .safeio import read_json
+from .safeio import read_json, write_json
 from .table import Table, TableError, _check_finite, _check_observed, column_names  # noqa: F401
 from .csvread import check_width, column_index
 
@@ -417,7 +412,7 @@ class MinMaxScaler01:
         }
 
     def save(self, path):
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1))
+        write_json(path, self.to_dict())
         return path
 
     @classmethod
