@@ -34,7 +34,8 @@ from .safeio import show_path
 from .scoring import ROW_PENALTIES
 from .detect_lambda import choose_lambda
 from .progress import Phases, listening
-from .tabular import MinMaxScaler01, TableError, read_table
+from .scaling import MinMaxScaler01
+from .tabular import TableError, read_table
 
 __all__ = ["DetectError", "detect", "score", "parse_overrides", "parse_layers",
            "estimator_params"]

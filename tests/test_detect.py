@@ -15,7 +15,8 @@ from rda_cli.cli import main
 from rda_cli.detect import parse_overrides
 from rda_cli.errors import RdaError
 from rda_cli.selection import knee_index
-from rda_cli.tabular import MinMaxScaler01, TableError, read_table
+from rda_cli.scaling import MinMaxScaler01
+from rda_cli.tabular import TableError, read_table
 
 from synthetic import with_outlier_rows
 
