@@ -3,7 +3,8 @@
 Each member is one :func:`rda_cli.table_rule.fit_member` (pilot autoencoder -> lambda -> warm ℓ2,1
 RDA) over the table rule's grid (:data:`rda_cli.table_rule.MEMBER_GRIDS`: the pilot's learning rate
 and the rows' scaling, or widths and depths), with the per-feature tail score
-(:class:`rda_cli.tails.TailScore`) as one more member; a member's scores are normalised against its
+(:class:`rda_cli.tails.TailScore`) as one more member and, with ``forest``, an Isolation Forest kept as
+arrays (:class:`rda_cli.forest.ForestScore`) one more after it; a member's scores are normalised against its
 own training scores (robust z) and combined per row (:func:`rda_cli.table_rule.combine_scores`). ``n_members=1`` is the
 single RDA through the same code, ``penalty=None`` the plain autoencoder (ensemble).
 :func:`rank_average` mixes the ensemble with another detector (``rda+iforest``).
@@ -31,6 +32,7 @@ __all__ = ["RobustAutoencoderEnsemble", "rank_average", "ecdf_scores", "ENSEMBLE
 ENSEMBLE_FILE = "ensemble.json"
 MINMAX_FILE = "scaler_minmax.json"  # the min-max members' scaler
 TAIL_FILE = "tail.npz"  # the tail score's quantiles
+FOREST_FILE = "forest.npz"  # the forest's trees as arrays
 ENSEMBLE_MAX_BYTES = 1 << 20  # ensemble.json (ours: a few KB)
 _VERSION = 2  # 2: members saved without their training data, n_samples_; 1: members with L_ and S_
 _VERSIONS = (1, 2)
@@ -57,7 +59,7 @@ class RobustAutoencoderEnsemble(OutlierMixin, BaseEstimator):
         a fraction: the top fraction of the training scores.
     hidden_min, hidden_max, code_min, batch_min, max_steps_per_epoch, pilot_outer, pilot_steps, \
 pilot_learning_rate, lambda_quantile, warm_outer, warm_steps, warm_learning_rate, flag_mads, tied, \
-member_grid, combine, tail
+member_grid, combine, tail, forest
         The table rule's settings (:class:`~rda_cli.table_rule.TableRule`, whose defaults these are).
     random_state : int, default=0
         Member ``j`` is seeded ``random_state + 1000 j``.
@@ -121,6 +123,7 @@ member_grid, combine, tail
         "member_grid": [StrOptions(set(MEMBER_GRIDS))],
         "combine": [StrOptions(set(COMBINE))],
         "tail": ["boolean"],
+        "forest": ["boolean"],
         "random_state": [_positive_int(0)],
     }
 
@@ -132,7 +135,8 @@ member_grid, combine, tail
                  lambda_quantile=DEFAULT_RULE.lambda_quantile, warm_outer=DEFAULT_RULE.warm_outer,
                  warm_steps=DEFAULT_RULE.warm_steps, warm_learning_rate=DEFAULT_RULE.warm_learning_rate,
                  flag_mads=DEFAULT_RULE.flag_mads, tied=DEFAULT_RULE.tied, member_grid=DEFAULT_RULE.member_grid,
-                 combine=DEFAULT_RULE.combine, tail=DEFAULT_RULE.tail, random_state=0):
+                 combine=DEFAULT_RULE.combine, tail=DEFAULT_RULE.tail, forest=DEFAULT_RULE.forest,
+                 random_state=0):
         self.n_members = n_members
         self.penalty = penalty
         self.contamination = contamination
@@ -153,6 +157,7 @@ member_grid, combine, tail
         self.member_grid = member_grid
         self.combine = combine
         self.tail = tail
+        self.forest = forest
         self.random_state = random_state
 
     # ------------------------------------------------------------------ the rule
@@ -201,6 +206,12 @@ member_grid, combine, tail
 
             self.tail_ = TailScore().fit(Z["robust"])
             train.append(self.tail_.score(Z["robust"]))
+        self.forest_ = None
+        if rule.forest:
+            from .forest import ForestScore
+
+            self.forest_ = ForestScore(random_state=self.random_state).fit(Z["robust"])
+            train.append(self.forest_.score(Z["robust"]))
         locations, scales = zip(*(robust_location_scale(t) for t in train))
         self.member_location_, self.member_scale_ = np.array(locations), np.array(scales)
         self.decision_scores_ = self._combine([(t - loc) / sc for t, loc, sc in zip(train, locations, scales)])
@@ -237,13 +248,18 @@ member_grid, combine, tail
         for start in range(0, len(X), SCORE_CHUNK):
             yield self._scaled(X[start : start + SCORE_CHUNK])
 
-    def _tail_z(self, Z):
+    def _extra_z(self, Z):
+        """The tail score's and the forest's normalised scores of scaled rows ``Z`` (those present, in
+        that order): the rows after the members' in :meth:`member_scores`."""
+        extra = [s for s in (self.tail_, getattr(self, "forest_", None)) if s is not None]
         k = len(self.members_)
-        return (self.tail_.score(Z["robust"]) - self.member_location_[k]) / self.member_scale_[k]
+        return [(s.score(Z["robust"]) - self.member_location_[k + i]) / self.member_scale_[k + i]
+                for i, s in enumerate(extra)]
 
     def member_scores(self, X):
         """Each member's normalised scores of ``X`` (robust z against its training scores), the tail
-        score's last when ``tail``: an array of shape (n_members [+ 1], n_samples)."""
+        score's next when ``tail``, the forest's last when ``forest``: an array of shape
+        (n_members [+ 1] [+ 1], n_samples)."""
         X = self._check(X)
         out = np.empty((len(self.member_location_), len(X)))
         start = 0
@@ -251,8 +267,8 @@ member_grid, combine, tail
             rows = slice(start, start + len(Z["robust"]))
             for j, (m, scaling) in enumerate(zip(self.members_, self.member_scalings_)):
                 out[j, rows] = (m.decision_function(Z[scaling]) - self.member_location_[j]) / self.member_scale_[j]
-            if self.tail_ is not None:
-                out[-1, rows] = self._tail_z(Z)
+            for i, z in enumerate(self._extra_z(Z), start=len(self.members_)):
+                out[i, rows] = z
             start = rows.stop
         return out
 
@@ -285,7 +301,7 @@ member_grid, combine, tail
     def feature_contributions(self, X, return_scores=False):
         """Each feature's share of each row's anomaly, in scaled units: the members'
         :meth:`~rda_cli.estimator.RobustAutoencoder.feature_contributions` averaged (each row sums to
-        at most 1). With ``return_scores`` also :meth:`decision_function` from the same passes."""
+        at most 1; the tail score and the forest contribute no shares). With ``return_scores`` also :meth:`decision_function` from the same passes."""
         X = self._check(X)
         shares = np.zeros(X.shape)
         member_z = np.empty((len(self.member_location_), len(X)))
@@ -296,8 +312,8 @@ member_grid, combine, tail
                 sh, sc = m.feature_contributions(Z[scaling], return_scores=True)
                 shares[rows] += sh
                 member_z[j, rows] = (sc - self.member_location_[j]) / self.member_scale_[j]
-            if self.tail_ is not None:
-                member_z[-1, rows] = self._tail_z(Z)
+            for i, z in enumerate(self._extra_z(Z), start=len(self.members_)):
+                member_z[i, rows] = z
             start = rows.stop
         shares /= len(self.members_)
         scores = self._combine(member_z)
@@ -327,7 +343,8 @@ member_grid, combine, tail
     def save(self, path):
         """Save into folder ``path``: ``ensemble.json`` (parameters, normalisation, cut-off, training rows),
         ``scaler.json`` (and ``scaler_minmax.json`` when members use min-max scaling), ``tail.npz`` (with
-        ``tail``: the tail score's quantiles), ``scores.npz`` (the training rows' scores, one vector) and ``member_<j>/``
+        ``tail``: the tail score's quantiles), ``forest.npz`` (with ``forest``: the trees as arrays,
+        :class:`rda_cli.forest.ForestScore`), ``scores.npz`` (the training rows' scores, one vector) and ``member_<j>/``
         (:meth:`RobustAutoencoder.save` without the training data: a folder of the networks' size);
         no pickle. Atomic, with a manifest, under the one ownership rule
         (:func:`rda_cli.persistence.save_folder`): an existing ``path`` is replaced only if its whole tree
@@ -345,6 +362,8 @@ member_grid, combine, tail
                 self.minmax_scaler_.save(tmp / MINMAX_FILE)
             if self.tail_ is not None:
                 write_npz(tmp / TAIL_FILE, **self.tail_.to_arrays())
+            if getattr(self, "forest_", None) is not None:
+                write_npz(tmp / FOREST_FILE, **self.forest_.to_arrays())
             write_npz(tmp / "scores.npz", decision_scores_=np.asarray(self.decision_scores_, np.float64))
             meta = {"kind": "rda-ensemble", "version": _VERSION, "params": self.get_params(),
                     "n_features_in_": int(self.n_features_in_), "n_samples_": len(self.decision_scores_),
@@ -362,11 +381,12 @@ member_grid, combine, tail
         data), checking every file and field before use (raises
         :class:`~rda_cli.persistence.ModelFileError`, one line naming the file): bounded reads of regular
         files only (:func:`rda_cli.safeio.read_json`, :func:`rda_cli.arrayfile.read_npz`)."""
-        from .arrayfile import read_npz
+        from .arrayfile import ArrayFileError, read_npz
         from .estimator import RobustAutoencoder
         from .persistence import ModelFileError, check_param_types
         from .safeio import read_json
         from .scaling import RobustScaler01, load_scaler
+        from .forest import ForestScore
         from .tails import TailScore
 
         path = Path(path)
@@ -378,12 +398,12 @@ member_grid, combine, tail
             raise ModelFileError(f"{where}: field 'params' is not an object of parameters")
         check_param_types(cls, meta["params"], where)
         try:
-            # a folder saved before member_grid / combine / tail existed keeps the behaviour it was fitted with
-            est = cls(**{"member_grid": "widths", "combine": "mean", "tail": False, **meta["params"]})
+            # a folder saved before member_grid / combine / tail / forest existed keeps the behaviour it was fitted with
+            est = cls(**{"member_grid": "widths", "combine": "mean", "tail": False, "forest": False, **meta["params"]})
             est._validate_params()
         except (TypeError, ValueError) as exc:
             raise ModelFileError(f"{where}: bad parameters ({' '.join(str(exc).split())[:200]})") from None
-        k = int(est.n_members) + bool(est.tail)  # normalisations: the members' and the tail score's
+        k = int(est.n_members) + bool(est.tail) + bool(est.forest)  # normalisations: members', tail's, forest's
         loc, scale, thr, d, n = (meta.get("member_location_"), meta.get("member_scale_"), meta.get("threshold_"),
                                  meta.get("n_features_in_"), meta.get("n_samples_"))
 
@@ -416,7 +436,7 @@ member_grid, combine, tail
             raise ModelFileError(f"{path / 'scores.npz'}: decision_scores_ has dtype {scores.dtype}, expected floats")
         # the members last: every file above is checked before TensorFlow is imported
         est.member_scalings_ = [spec[2] for spec in MEMBER_GRIDS[est.member_grid][: int(est.n_members)]]
-        est.minmax_scaler_, est.tail_ = None, None
+        est.minmax_scaler_, est.tail_, est.forest_ = None, None, None
         try:
             if "minmax" in est.member_scalings_:
                 est.minmax_scaler_ = load_scaler(path / MINMAX_FILE)
@@ -429,6 +449,17 @@ member_grid, combine, tail
             raise ModelFileError(f"{exc.filename or path} does not exist") from None
         except (RdaError, ValueError) as exc:
             raise ModelFileError(f"{path}: {' '.join(str(exc).split())[:200]}") from None
+        if est.forest:
+            forest_file = path / FOREST_FILE
+            try:
+                est.forest_ = ForestScore.from_arrays(
+                    read_npz(forest_file, ForestScore.expected_shapes(d), stored_only=True), d)
+            except FileNotFoundError:
+                raise ModelFileError(f"{forest_file} does not exist") from None
+            except ArrayFileError as exc:  # names the file
+                raise ModelFileError(" ".join(str(exc).split())[:300]) from None
+            except ValueError as exc:
+                raise ModelFileError(f"{forest_file}: {' '.join(str(exc).split())[:200]}") from None
         est.members_ = [RobustAutoencoder.load(path / f"member_{j}") for j in range(int(est.n_members))]
         if {m.n_features_in_ for m in est.members_} != {d}:
             raise ModelFileError(f"{path}: the scaler and the members disagree on the number of features")

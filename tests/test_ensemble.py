@@ -176,18 +176,57 @@ def test_extent_grid_save_load_identical_scores(diverse, tmp_path):
         RobustAutoencoderEnsemble.load(tmp_path / "m")
 
 
+def test_forest_is_one_more_member_saved_as_arrays(small, tmp_path):
+    """With ``forest`` an Isolation Forest (kept as arrays) is the row after the tail score's, normalised
+    against its own training scores; it contributes no explanation shares; ``forest.npz`` round-trips
+    the scores exactly and a crafted one is refused with one line naming it."""
+    from rda_cli.forest import ForestScore
+
+    X = small[0]
+    ens = RobustAutoencoderEnsemble(**dict(QUICK, n_members=1), forest=True, random_state=3).fit(X)
+    Z = ens.member_scores(X)
+    assert Z.shape == (3, len(X))  # one network, the tail score, the forest
+    raw = ForestScore(random_state=3).fit(ens.scaler_.transform(X)).score(ens.scaler_.transform(X))
+    np.testing.assert_allclose(Z[2], (raw - ens.member_location_[2]) / ens.member_scale_[2])
+    np.testing.assert_allclose(ens.decision_scores_, Z.mean(axis=0))
+    shares, scores = ens.feature_contributions(X[:9], return_scores=True)
+    np.testing.assert_allclose(shares, ens.members_[0].feature_contributions(ens.scaler_.transform(X[:9])))
+    np.testing.assert_allclose(scores, ens.member_scores(X[:9]).mean(axis=0))
+    L, S = ens.decompose()
+    assert L.shape == S.shape == X.shape
+    ens.save(tmp_path / "m")
+    assert {"tail.npz", "forest.npz"} <= {p.name for p in (tmp_path / "m").iterdir()}
+    back = RobustAutoencoderEnsemble.load(tmp_path / "m")
+    assert back.forest and back.get_params() == ens.get_params()
+    new = X[::-1] + 0.01
+    np.testing.assert_array_equal(back.decision_function(new), ens.decision_function(new))
+    np.testing.assert_array_equal(back.member_scores(new), ens.member_scores(new))
+    arrays = ens.forest_.to_arrays()
+    arrays["left"] = np.where(arrays["left"] > 0, 0, arrays["left"])  # every child back to the root: a cycle
+    np.savez(tmp_path / "m" / "forest.npz", **arrays)
+    with pytest.raises(ModelFileError, match="forest.npz: forest node children") as info:
+        RobustAutoencoderEnsemble.load(tmp_path / "m")
+    assert "\n" not in str(info.value) and str(tmp_path / "m" / "forest.npz") in str(info.value)
+    np.savez(tmp_path / "m" / "forest.npz", **dict(arrays, extra=np.zeros(2)))
+    with pytest.raises(ModelFileError, match="forest.npz: unexpected array"):
+        RobustAutoencoderEnsemble.load(tmp_path / "m")
+    (tmp_path / "m" / "forest.npz").unlink()
+    with pytest.raises(ModelFileError, match="forest.npz does not exist"):
+        RobustAutoencoderEnsemble.load(tmp_path / "m")
+
+
 def test_folder_saved_before_the_grid_settings_keeps_its_behaviour(small, tmp_path):
-    """A folder whose parameters predate member_grid / combine / tail (the previous default: the widths
+    """A folder whose parameters predate member_grid / combine / tail / forest (the previous default: the widths
     grid, averaged, no tail score) loads with that behaviour, not with today's defaults."""
     X = small[0]
     ens = RobustAutoencoderEnsemble(**QUICK, member_grid="widths", combine="mean", tail=False, random_state=3).fit(X)
     ens.save(tmp_path / "m")
     meta = json.loads((tmp_path / "m" / "ensemble.json").read_text())
-    for name in ("member_grid", "combine", "tail"):
+    for name in ("member_grid", "combine", "tail", "forest"):
         meta["params"].pop(name)
     (tmp_path / "m" / "ensemble.json").write_text(json.dumps(meta))
     back = RobustAutoencoderEnsemble.load(tmp_path / "m")
-    assert (back.member_grid, back.combine, back.tail) == ("widths", "mean", False)
+    assert (back.member_grid, back.combine, back.tail, back.forest) == ("widths", "mean", False, False)
     np.testing.assert_array_equal(back.decision_function(X[:20]), ens.decision_function(X[:20]))
 
 

@@ -66,6 +66,7 @@ _MODEL_DOCS = {
                    "(pilot learning rate x1/x0.1 by robust/min-max scaling)",
     "combine": "how the members' robust z-scores are combined per row: mean, max or top2 (mean of the two largest)",
     "tail": "add a per-feature empirical-CDF tail score (rda_cli.tails) as one more member",
+    "forest": "add an Isolation Forest kept as arrays (rda_cli.forest) as one more member, after the tail score",
 }
 
 
@@ -251,13 +252,13 @@ def rda_rule(model_cfg, n_rows, n_features):
 
 def ensemble_for(model_cfg, detector, seed):
     """The (unfitted) :class:`~rda_cli.ensemble.RobustAutoencoderEnsemble` an autoencoder cell fits:
-    ``rda``/``ae`` one member (the rule's member 0, no tail score), ``rda-ens``/``ae-ens``/``rda+iforest``
+    ``rda``/``ae`` one member (the rule's member 0, no tail score or forest), ``rda-ens``/``ae-ens``/``rda+iforest``
     ``n_members``; the ``ae`` ones without a penalty. ``rda detect`` builds the same object (:func:`rda_cli.detect.detect`)."""
     from ..ensemble import RobustAutoencoderEnsemble
 
     rule = table_rule(model_cfg)
     if detector in ("rda", "ae"):
-        rule = rule.replace(n_members=1, tail=False)
+        rule = rule.replace(n_members=1, tail=False, forest=False)
     return RobustAutoencoderEnsemble.from_rule(rule, penalty=None if detector.startswith("ae") else "l21_rows",
                                                random_state=int(seed))
 
