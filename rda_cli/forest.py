@@ -123,10 +123,14 @@ class ForestScore:
         return 2.0 ** (-out / denominator)
 
     def to_arrays(self):
-        """The fitted state as plain arrays (for an ``.npz`` saved without pickle)."""
-        return {"fill": self.fill_, "offsets": self.offsets_, "left": self.left_, "right": self.right_,
-                "feature": self.feature_, "threshold": self.threshold_, "n_node_samples": self.n_node_samples_,
-                "features": self.features_, "max_samples": np.array([self.max_samples_], np.int64)}
+        """The fitted state as plain arrays (for an ``.npz`` saved without pickle): 24 bytes a node, so
+        at most about 1.2 MB for scikit-learn's default forest (100 trees of at most 511 nodes), whatever
+        the number of rows."""
+        i32 = np.int32  # indices and counts below 2**31 (at most MAX_NODES nodes); thresholds stay float64
+        return {"fill": self.fill_, "offsets": self.offsets_.astype(i32), "left": self.left_.astype(i32),
+                "right": self.right_.astype(i32), "feature": self.feature_.astype(i32), "threshold": self.threshold_,
+                "n_node_samples": self.n_node_samples_.astype(i32), "features": self.features_.astype(i32),
+                "max_samples": np.array([self.max_samples_], np.int64)}
 
     @staticmethod
     def expected_shapes(n_features):

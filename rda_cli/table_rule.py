@@ -23,7 +23,7 @@ its unlabeled rows only, the same on every table (measured in ``docs/benchmark.m
   the pilot's learning rate x1 and x0.1 on robustly scaled rows; members 2..3 the same on min-max
   scaled rows, 4..7 other widths; ``"widths"``: width x1, x1/2, x2 by 2 or 3 hidden layers), member
   ``j`` seeded ``seed + SEED_STRIDE * j``; with ``tail`` (on) a per-feature empirical-CDF tail score
-  (:class:`rda_cli.tails.TailScore`) is one more member, and with ``forest`` (off) an Isolation Forest kept as
+  (:class:`rda_cli.tails.TailScore`) is one more member, and with ``forest`` (on) an Isolation Forest kept as
   arrays (:class:`rda_cli.forest.ForestScore`) one more after it; each member's scores normalised against its
   own training scores (robust z: ``(s - median) / (1.4826 MAD)``) and combined per row by
   ``combine`` (the mean); chosen by ``docs/benchmark.md``'s sensitivity study and held-out checks;
@@ -89,7 +89,7 @@ class TableRule:
     member_grid: str = "extent"
     combine: str = "mean"
     tail: bool = True
-    forest: bool = False
+    forest: bool = True
 
     def replace(self, **changes):
         """A copy with ``changes`` (unknown names raise TypeError)."""

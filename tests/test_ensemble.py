@@ -60,9 +60,9 @@ def test_benchmark_cell_and_detect_are_one_code_path(tmp_path):
     ours = np.array([float(r.split(",")[1]) for r in rows]) + info["threshold"]
     np.testing.assert_allclose(ours, bench, atol=1e-5)  # scores.csv keeps 6 significant digits
     assert facts["n_members"] == 2 and info["n_members"] == 2
-    # the single RDA (n_members=1, no tail score) is member 0 of the same function
+    # the single RDA (n_members=1, no tail score, no forest) is member 0 of the same function
     single, _ = B.run_detector(cfg, "rda", X, X, 5)
-    ens = RobustAutoencoderEnsemble(**dict(QUICK, n_members=1, tail=False), random_state=5).fit(X)
+    ens = RobustAutoencoderEnsemble(**dict(QUICK, n_members=1, tail=False, forest=False), random_state=5).fit(X)
     model, _ = fit_member(ens.scaler_.transform(X), member_seed(5, 0), "l21_rows", ens.rule())
     np.testing.assert_allclose(single, ens.decision_scores_)
     z = model.decision_function(ens.scaler_.transform(X))
@@ -135,7 +135,7 @@ def test_parameters_are_checked():
             RobustAutoencoderEnsemble(**bad).fit(X)
 
 
-DIVERSE = dict(QUICK, n_members=3, member_grid="extent", combine="max", tail=True)
+DIVERSE = dict(QUICK, n_members=3, member_grid="extent", combine="max", tail=True, forest=True)
 
 
 @pytest.fixture(scope="module")
@@ -145,13 +145,13 @@ def diverse():
 
 
 def test_extent_grid_members_combined_per_row(diverse):
-    """Members over learning rate and scaling ("extent"), the tail score as one more member, each row's
+    """Members over learning rate and scaling ("extent"), the tail score and the forest as two more, each row's
     largest robust z: member 1 learns at a tenth of the rate, member 2 on min-max scaled rows."""
     X, y, ens = diverse
     assert ens.member_scalings_ == ["robust", "robust", "minmax"]
     assert [i["pilot_learning_rate"] for i in ens.member_info_] == pytest.approx([0.01, 0.001, 0.01])
     Z = ens.member_scores(X)
-    assert Z.shape == (4, len(X))  # three networks and the tail score
+    assert Z.shape == (5, len(X))  # three networks, the tail score and the forest
     np.testing.assert_allclose(ens.decision_scores_, Z.max(axis=0))
     np.testing.assert_allclose(ens.decision_function(X[:9]), ens.member_scores(X[:9]).max(axis=0))
     _, scores = ens.feature_contributions(X[:9], return_scores=True)
@@ -165,7 +165,7 @@ def test_extent_grid_save_load_identical_scores(diverse, tmp_path):
     X, _, ens = diverse
     ens.save(tmp_path / "m")
     names = {p.name for p in (tmp_path / "m").iterdir()}
-    assert {"scaler_minmax.json", "tail.npz"} <= names and not any(p.suffix == ".pkl" for p in (tmp_path / "m").rglob("*"))
+    assert {"scaler_minmax.json", "tail.npz", "forest.npz"} <= names and not any(p.suffix == ".pkl" for p in (tmp_path / "m").rglob("*"))
     back = RobustAutoencoderEnsemble.load(tmp_path / "m")
     assert back.get_params() == ens.get_params() and back.threshold_ == ens.threshold_
     new = X[::-1] + 0.01
@@ -219,7 +219,8 @@ def test_folder_saved_before_the_grid_settings_keeps_its_behaviour(small, tmp_pa
     """A folder whose parameters predate member_grid / combine / tail / forest (the previous default: the widths
     grid, averaged, no tail score) loads with that behaviour, not with today's defaults."""
     X = small[0]
-    ens = RobustAutoencoderEnsemble(**QUICK, member_grid="widths", combine="mean", tail=False, random_state=3).fit(X)
+    ens = RobustAutoencoderEnsemble(**QUICK, member_grid="widths", combine="mean", tail=False, forest=False,
+                                    random_state=3).fit(X)
     ens.save(tmp_path / "m")
     meta = json.loads((tmp_path / "m" / "ensemble.json").read_text())
     for name in ("member_grid", "combine", "tail", "forest"):
