@@ -30,10 +30,11 @@ import zipfile
 
 import numpy as np
 
-from .data import DataError
+from .errors import DataError
 from .safeio import open_regular
 
-__all__ = ["ArrayFileError", "memory_cap", "read_npy", "read_npz", "NpzArrays", "DEFLATE_MAX_RATIO", "MAX_MEMBERS"]
+__all__ = ["ArrayFileError", "memory_cap", "read_npy", "read_npz", "read_zip", "NpzArrays", "DEFLATE_MAX_RATIO",
+           "MAX_MEMBERS"]
 
 DEFLATE_MAX_RATIO = 1032  # deflate's largest possible expansion (258-byte matches from 2-bit codes)
 MAX_MEMBERS = 1024
@@ -213,3 +214,38 @@ def read_npz(path, expected, optional=(), cap=None, finite=True, stored_only=Fal
         if bad is not None:
             raise ArrayFileError(f"{path}: {bad} holds NaN or infinite values")
     return out
+
+
+def read_zip(path, limit, caps, kind, error, read=()):
+    """Check the zip file ``path`` before anything else reads it, and return ``{name: bytes}`` of its members
+    ``read``: a regular file within ``limit`` bytes whose members are each named in ``caps`` (once), stored
+    or deflated, declaring no more than their cap and than their compression can give, and lying within
+    the file. ``kind`` names the file in messages (``"a Keras model file rda wrote"``); faults: ``error``."""
+    def one_line(exc):
+        return " ".join(str(exc).split())[:200]
+
+    try:
+        with open_regular(path, limit, "", error) as fh:
+            size = os.fstat(fh.fileno()).st_size
+            with zipfile.ZipFile(fh) as z:
+                infos = z.infolist()
+                if len(infos) > len(caps) or len({i.filename for i in infos}) != len(infos):
+                    raise error(f"{path}: holds {len(infos)} members; {kind} holds {', '.join(caps)}, once each")
+                for info in infos:
+                    cap = caps.get(info.filename)
+                    if cap is None:
+                        raise error(f"{path}: holds {info.filename[:80]!r}, not a member of {kind}")
+                    bound = info.compress_size if info.compress_type == zipfile.ZIP_STORED else \
+                        DEFLATE_MAX_RATIO * info.compress_size + 1024
+                    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) or \
+                            info.file_size > min(cap, bound) or info.header_offset + info.compress_size > size:
+                        raise error(f"{path}: member {info.filename!r} declares {info.file_size} bytes (from "
+                                    f"{info.compress_size} compressed), more than its limit of {cap} bytes or than "
+                                    "its compression can give: damaged or crafted")
+                return {name: z.read(name) for name in read}  # each within its checked declared size
+    except FileNotFoundError:
+        raise error(f"{path} does not exist") from None
+    except error:
+        raise
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
+        raise error(f"{path}: not {kind.split(' rda wrote')[0]} ({one_line(exc)})") from None

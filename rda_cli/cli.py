@@ -355,7 +355,7 @@ def plot(run_dir):
     from .outputs import MARKER
 
     if (Path(run_dir) / MARKER).is_file():  # an rda detect result
-        from .detect import replot as replot_detect
+        from .outputs import replot as replot_detect
 
         n_rows, figures = replot_detect(run_dir)
         click.echo(f"rda plot: rda detect result with {n_rows} rows; wrote {', '.join(figures)}")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import difflib
 import math
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,13 +27,15 @@ import numpy as np
 
 from .detect_report import TOP_FEATURES, plural, top_columns
 from .errors import DetectError
-from .outputs import (MARKER, DetectResult, check_out_dir, check_score_out, located, place_result, start_output,
-                      write_marked, write_result, write_scores_file)
+from .outputs import (MARKER, DetectResult, OutputChangedError, check_out_dir, check_score_out, write_marked,
+                      write_result, write_scores_file)
+from .owned import write_folder
 from .safeio import show_path
 from .scoring import ROW_PENALTIES
 from .detect_lambda import choose_lambda
 from .progress import Phases, listening
-from .tabular import MinMaxScaler01, TableError, read_table
+from .scaling import MinMaxScaler01
+from .tabular import TableError, read_table
 
 __all__ = ["DetectError", "detect", "score", "parse_overrides", "parse_layers",
            "estimator_params"]
@@ -260,23 +261,7 @@ def detect(data_path, out_dir=None, penalty="l21_rows", lam=None, contamination=
 
         def fit_and_write(tmp):
             return _fit_and_write(run, tmp, params, penalty, lam, lam_for_fraction)
-    try:
-        tmp, created = start_output(out_dir)
-    except OSError as exc:
-        from .safeio import oserror_line
-
-        raise DetectError(f"`out_dir` {out_dir}: {oserror_line(exc, 'create a folder in')}") from None
-    try:
-        info = fit_and_write(tmp)
-        place_result(tmp, claimed)
-    except BaseException as exc:
-        from .safeio import remove_dirs_if_empty
-
-        shutil.rmtree(tmp, ignore_errors=True)
-        remove_dirs_if_empty(created)
-        if isinstance(exc, OSError):
-            raise located(exc, tmp, out_dir) from None
-        raise
+    info = write_folder(claimed, fit_and_write, "`out_dir`", error=OutputChangedError, refused=DetectError)
     info["out_dir"] = str(out_dir)
     return info
 
@@ -610,73 +595,3 @@ def _scored_chunks(model, scaler, tables):
         else:
             shares, scores = model.feature_contributions(scaler.transform(X), return_scores=True)
         yield table.ids, table.id_name, scaler.feature_names or table.feature_names, scores, shares
-
-
-# ---------------------------------------------------------------------------- plot
-DETECT_JSON_MAX_BYTES = 16 * 2**20
-RESULT_CSV_MAX_BYTES = 1 << 30  # scores.csv / explain.csv / a figure of a detect result read back by replot
-
-
-def replot(folder):
-    """Redraw ``score_hist.png`` and ``top_rows.png`` of a detect result folder from its ``detect.json``,
-    ``scores.csv`` and ``explain.csv`` (no model is loaded); returns ``(n_rows, figure names)``.
-
-    Each figure is written under a temporary name and renamed. When the folder is still wholly rda's
-    (:func:`rda_cli.owned.ownership_problem`), the figures' entries of its manifest are updated, so that
-    ``--force`` may still replace it; else the manifest is left as it is (and the folder stays someone
-    else's). Bad or missing files: one DetectError line."""
-    import csv
-    import io
-
-    from .detect_report import detect_figures
-    from .owned import MANIFEST, MANIFEST_MAX_BYTES, ownership_problem, sha256_file, temp_dir
-    from .safeio import atomic_write_bytes, read_capped, read_json, write_json
-
-    folder = Path(folder)
-    shown = show_path(folder)
-    info = read_json(folder / MARKER, DETECT_JSON_MAX_BYTES, "detect result", error=DetectError)
-    if not isinstance(info, dict) or "data" not in info:
-        raise DetectError(f"{show_path(folder / MARKER)} is not a detect.json rda wrote")
-    owned = ownership_problem(folder, MARKER) is None
-
-    def csv_rows(name):
-        text = read_capped(folder / name, RESULT_CSV_MAX_BYTES, name, error=DetectError)
-        return csv.reader(io.StringIO(text.decode("utf-8"), newline=""))
-
-    try:
-        rows = list(csv_rows("scores.csv"))[1:]
-        labels = [r[0] for r in rows]
-        scores = np.array([float(r[1]) for r in rows])
-        flagged = np.array([r[2] == "1" for r in rows])
-        where = {label: i for i, label in enumerate(labels)}
-        pairs = {}
-        if (folder / "explain.csv").is_file():
-            explain = csv_rows("explain.csv")
-            head = next(explain)
-            for e in (dict(zip(head, r)) for r in explain):
-                pairs.setdefault(where[e["row"]], []).append((e["feature"], float(e["share"])))
-        else:  # a folder written before explain.csv: the shares scores.csv names
-            for i, r in enumerate(rows):
-                if len(r) > 3 and r[3]:
-                    pairs[i] = [(p.rsplit(":", 1)[0], float(p.rsplit(":", 1)[1])) for p in r[3].split(";")]
-    except FileNotFoundError as exc:
-        raise DetectError(f"{shown}: {Path(exc.filename).name} is missing; nothing to redraw") from None
-    except (ValueError, IndexError, KeyError, StopIteration) as exc:
-        raise DetectError(f"{shown}: scores.csv or explain.csv is not as rda detect wrote it ({exc})") from None
-    tmp = temp_dir(folder)
-    try:
-        chart = detect_figures(tmp, info, labels, scores, flagged, pairs)
-        names = ["score_hist.png"] + (["top_rows.png"] if chart else [])
-        for name in names:
-            figure = read_capped(tmp / name, RESULT_CSV_MAX_BYTES, name, error=DetectError)
-            atomic_write_bytes(folder / name, figure)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    if owned:  # the figures' manifest entries, nothing else (a file added meanwhile stays unlisted)
-        listing = read_json(folder / MANIFEST, MANIFEST_MAX_BYTES, "manifest", error=DetectError)
-        for name in names:
-            listing["files"][name] = [(folder / name).stat().st_size, sha256_file(folder / name)]
-        write_json(folder / MANIFEST, listing)
-    return len(rows), names
-
-

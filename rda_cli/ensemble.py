@@ -182,7 +182,7 @@ member_grid, combine, tail
         self : RobustAutoencoderEnsemble
         """
         from .scaling import RobustScaler01
-        from .tabular import MinMaxScaler01
+        from .scaling import MinMaxScaler01
 
         self._validate_params()
         with np.errstate(over="ignore", invalid="ignore"):  # sums over values near 1e308 (checked by the scaler)

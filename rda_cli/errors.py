@@ -10,7 +10,7 @@ so library code that catches ``ValueError`` keeps working. This module imports n
 any module may import it.
 """
 
-__all__ = ["RdaError", "DetectError"]
+__all__ = ["RdaError", "DetectError", "DataError"]
 
 
 class RdaError(ValueError):
@@ -19,3 +19,10 @@ class RdaError(ValueError):
 
 class DetectError(RdaError):
     """A problem with an ``rda detect`` / ``rda score`` request: options, output location, model folder."""
+
+
+class DataError(RdaError):
+    """A problem with a data file (MNIST, ADBench, a table); the message is made one line."""
+
+    def __init__(self, message):
+        super().__init__(" ".join(str(message).split()))

@@ -3,23 +3,21 @@
 The rules (see ``docs/reliability.md``), all :mod:`rda_cli.owned`'s one ownership rule: a result folder
 is claimed before any work (:func:`check_out_dir`: new, empty, or -- with ``force`` -- an earlier
 ``rda detect`` result whose manifest still lists its whole tree), built under a temporary name next
-to its destination and put in place at the end (:func:`place_result`), replacing only the folder
+to its destination and put in place at the end (:func:`rda_cli.owned.write_folder`), replacing only the folder
 claimed; a folder that appeared meanwhile stays, and the run says so. A scores file replaces only a
 scores file ``rda`` wrote (its sidecar :func:`scores_sidecar` holds the file's size and SHA-256),
 unless forced, and never the input or a file inside a folder rda owns (a model, a detect result); a
 scores file absent at the start is never replaced by one that appeared meanwhile. Temporary names carry
 the writer's PID, so that what a killed run left is recognised and removed by the next run. Refusals are
 :class:`~rda_cli.errors.DetectError` lines naming the function's parameters (``out_dir``, ``out``,
-``force``). The generic file operations are :mod:`rda_cli.safeio`; the content of the files is
-rendered by :mod:`rda_cli.detect_report`.
+``force``). :func:`replot` redraws a result folder's figures (``rda plot DETECT_DIR``). The generic file
+operations are :mod:`rda_cli.safeio`; the content of the files is rendered by :mod:`rda_cli.detect_report`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,15 +25,15 @@ import numpy as np
 
 from .detect_report import chart_pairs, columns_csv, detect_figures, explain_csv, report_markdown, scores_csv
 from .errors import DetectError
-from .owned import (MANIFEST, claim, place, remove_stale, sha256_file, temp_dir, temp_prefix,
-                    write_manifest, _stem)
-from .safeio import (check_parent_is_folder, is_within, make_dirs, oserror_line, read_json, remove_dirs_if_empty,
-                     rename_noreplace, show_path, umask)
+from .owned import MANIFEST, claim, ownership_problem, relist, sha256_file, write_manifest
+from .safeio import (check_parent_is_folder, is_within, make_dirs, oserror_line, read_capped, read_json,
+                     remove_dirs_if_empty,
+                     short_name, show_path, write_file, write_json, write_npy, atomic_write_text as write_text)
 
-__all__ = ["MARKER", "OUTPUT_NAMES", "OutputChangedError", "check_out_dir", "start_output", "place_result",
+__all__ = ["MARKER", "OUTPUT_NAMES", "OutputChangedError", "check_out_dir",
            "is_scores_file", "scores_sidecar", "write_marked", "check_score_out", "DetectResult", "write_result",
            "write_scores_file",
-           "owning_folder", "located"]
+           "owning_folder", "replot"]
 
 MARKER = "detect.json"  # the file that says a folder holds an rda detect result
 OUTPUT_NAMES = frozenset({"scores.csv", "explain.csv", "columns.csv", "L.npy", "S.npy", "imputed.npy", "model", "score_hist.png",
@@ -59,7 +57,7 @@ def check_out_dir(out_dir, data_path, force=False):
     holds an earlier ``rda detect`` result (its ``detect.json``) whose manifest lists its whole tree
     (no manifest, no claim; no file or folder added at any depth, none changed); never the current
     folder or one above it, never a folder holding the input file, never a path under a regular file.
-    Returns the :class:`~rda_cli.owned.Claim` that :func:`place_result` holds to.
+    Returns the :class:`~rda_cli.owned.Claim` that :func:`rda_cli.owned.write_folder` holds to.
     """
     out = Path(out_dir)
     shown = show_path(out)
@@ -83,30 +81,11 @@ def check_out_dir(out_dir, data_path, force=False):
     return claim(out, MARKER, "`out_dir`", error=DetectError)
 
 
-def start_output(out_dir):
-    """Create the temporary folder the results are built in, next to ``out_dir`` (this proves the location
-    writable before any training), after removing those killed runs left; returns ``(tmp, created_parents)``."""
-    created = make_dirs(out_dir.parent)
-    try:
-        tmp = temp_dir(out_dir)
-    except BaseException:
-        remove_dirs_if_empty(created)
-        raise
-    return tmp, created
-
-
-def place_result(tmp, claimed):
-    """Put the finished result folder ``tmp`` in place of what :func:`check_out_dir` claimed (see
-    :func:`rda_cli.owned.place`): a folder that appeared at ``out_dir``, or an earlier result that
-    changed, meanwhile is kept and :class:`OutputChangedError` (exit 1) says so."""
-    place(tmp, claimed, "`out_dir`", error=OutputChangedError)
-
-
 def scores_sidecar(path):
     """The sidecar that marks ``path`` as a scores file rda wrote: ``.NAME.rda-scores.json`` beside it (a
     name too long for that: its first characters and a hash, see :mod:`rda_cli.owned`)."""
     path = Path(path)
-    return path.with_name(f".{_stem(path.name)}.rda-scores.json")
+    return path.with_name(f".{short_name(path.name)}.rda-scores.json")
 
 
 def is_scores_file(path):
@@ -162,17 +141,6 @@ def check_score_out(out, data_path, model_dir, force=False):
     return exists
 
 
-def located(exc, tmp, out_dir):
-    """The OSError ``exc`` met while writing into ``tmp``, naming where the file goes under ``out_dir``
-    (or ``out_dir`` itself when the error named no file: a write through a file object, e.g. a full disk)."""
-    name = exc.filename
-    try:
-        where = Path(out_dir) / Path(name).relative_to(tmp) if name else Path(out_dir)
-    except ValueError:
-        return exc
-    return OSError(exc.errno, exc.strerror or str(exc), str(where))
-
-
 @dataclass
 class DetectResult:
     """What a detect run hands to :func:`write_result`: ``info`` (``detect.json``), the ``table``, each
@@ -197,29 +165,28 @@ class DetectResult:
 
 def write_result(tmp, result):
     """Write every file of a detect :class:`DetectResult` into ``tmp`` (the model included) and its
-    manifests; the caller puts it in place (:func:`place_result`)."""
+    model's manifest; :func:`rda_cli.owned.write_folder` adds the folder's and puts it in place."""
     r = result
     info, table, scores, flagged, L, S = r.info, r.table, r.scores, r.flagged, r.L, r.S
     model, scaler, col_rows, top, shares, imputed = r.model, r.scaler, r.col_rows, r.top, r.shares, r.imputed
-    (tmp / "scores.csv").write_text(scores_csv(table.ids, info["id_column"], scores, flagged, top))
+    write_text(tmp / "scores.csv", scores_csv(table.ids, info["id_column"], scores, flagged, top))
     if col_rows is not None:
-        (tmp / "columns.csv").write_text(columns_csv(col_rows))
+        write_text(tmp / "columns.csv", columns_csv(col_rows))
     elif shares is not None:  # the flagged rows' top features in the table's units
-        (tmp / "explain.csv").write_text(explain_csv(table.ids, table.X, L, shares, flagged, table.feature_names))
-    np.save(tmp / "L.npy", L)
-    np.save(tmp / "S.npy", S)
+        write_text(tmp / "explain.csv", explain_csv(table.ids, table.X, L, shares, flagged, table.feature_names))
+    write_npy(tmp / "L.npy", L)
+    write_npy(tmp / "S.npy", S)
     if imputed is not None:
-        np.save(tmp / "imputed.npy", imputed)
+        write_npy(tmp / "imputed.npy", imputed)
     model.save(tmp / "model")
     scaler.save(tmp / "model" / "scaler.json")
     labels = [str(v) for v in table.ids] if table.ids is not None else [str(i) for i in range(len(scores))]
     pairs = chart_pairs(shares, flagged, table.feature_names) if shares is not None else {}
     chart = detect_figures(tmp, info, labels, scores, flagged, pairs)
-    (tmp / "report.md").write_text(report_markdown(info, table.ids, info["id_column"], scores, flagged, col_rows,
+    write_text(tmp / "report.md", report_markdown(info, table.ids, info["id_column"], scores, flagged, col_rows,
                                                    top, chart))
-    (tmp / MARKER).write_text(json.dumps(info, indent=1, default=float))
-    write_manifest(tmp / "model")  # now with scaler.json
-    write_manifest(tmp)
+    write_json(tmp / MARKER, info, default=float)
+    write_manifest(tmp / "model")  # now with scaler.json; the folder's own manifest: rda_cli.owned.write_folder
 
 
 def write_scores_file(out, chunks, replace=True):
@@ -240,58 +207,100 @@ def write_scores_file(out, chunks, replace=True):
 
 
 def write_marked(out, pieces, replace=True):
-    """Write the bytes ``pieces`` yields to ``out`` atomically (temporary file, rename), mode 0666 less the
-    umask, then its sidecar (:func:`scores_sidecar`: size and SHA-256, so that a later run may replace
-    it); folders it had to create are removed on failure or interruption. With ``replace=False`` (``out``
-    was absent when checked) a file that appeared at ``out`` meanwhile is kept
-    (:class:`OutputChangedError`). The temporary file is created before the first piece is made
-    (proving the place writable: a DetectError, exit 2, if it is not)."""
+    """Write the bytes ``pieces`` yields to ``out`` atomically (:func:`rda_cli.safeio.write_file`), then its
+    sidecar (:func:`scores_sidecar`: size and SHA-256, so that a later run may replace it); folders it had
+    to create are removed on failure or interruption. With ``replace=False`` (``out`` was absent when
+    checked) a file that appeared at ``out`` meanwhile is kept (:class:`OutputChangedError`). The temporary
+    file is created before the first piece is made (proving the place writable: a DetectError, exit 2, if
+    it is not)."""
     out = Path(out)
-    tmp = side_tmp = None
-    side = scores_sidecar(out)
+    digest, size = hashlib.sha256(), 0
+
+    def fill(fh):
+        nonlocal size
+        for data in pieces:
+            fh.write(data)
+            digest.update(data)
+            size += len(data)
+
     try:
         created = make_dirs(out.parent)
     except OSError as exc:
         raise DetectError(f"`out` {show_path(out)}: {oserror_line(exc, 'create a folder in')}") from None
     try:
         try:
-            remove_stale(out.parent, out.name)
-            fd, tmp = tempfile.mkstemp(prefix=temp_prefix(out.name), suffix=".tmp", dir=out.parent)
-        except OSError as exc:
-            raise DetectError(f"`out` {show_path(out)}: {oserror_line(exc, 'create a file in')}") from None
-        digest = hashlib.sha256()
-        size = 0
-        with os.fdopen(fd, "wb") as fh:
-            os.fchmod(fd, 0o666 & ~umask())  # mkstemp makes 0600: give the file the usual permissions
-            for data in pieces:
-                fh.write(data)
-                digest.update(data)
-                size += len(data)
-        mark = json.dumps({"rda_scores": 1, "size": size, "sha256": digest.hexdigest()})
-        side_tmp = Path(tmp).with_name(Path(tmp).name[:-4] + ".side.tmp")
-        side_tmp.write_text(mark)
-        if replace:
-            os.replace(tmp, out)
-        else:
-            try:
-                rename_noreplace(tmp, out)
-            except FileExistsError:
-                raise OutputChangedError(f"`out` {show_path(out)} appeared while rda score ran; it was not replaced "
-                                         "and the new scores were discarded: run again, or name another file") from None
-        os.replace(side_tmp, side)  # the sidecar last: it marks only a complete file
+            write_file(out, fill, replace, refused=_NotWritable)
+        except _NotWritable as exc:
+            raise DetectError(f"`out` {exc}") from None
+        except FileExistsError:
+            raise OutputChangedError(f"`out` {show_path(out)} appeared while rda score ran; it was not replaced "
+                                     "and the new scores were discarded: run again, or name another file") from None
+        write_json(scores_sidecar(out), {"rda_scores": 1, "size": size, "sha256": digest.hexdigest()})
     except OSError as exc:
-        _remove_temps(tmp, side_tmp)
         remove_dirs_if_empty(created)
         if not exc.filename:  # a write through a file object: say where
             raise OSError(exc.errno, exc.strerror, str(out)) from None
         raise
     except BaseException:
-        _remove_temps(tmp, side_tmp)
         remove_dirs_if_empty(created)
         raise
 
 
-def _remove_temps(*paths):
-    for t in paths:
-        if t is not None and os.path.lexists(t):
-            os.unlink(t)
+class _NotWritable(DetectError):
+    """No file can be created where ``out`` goes."""
+
+
+# ---------------------------------------------------------------------------- redrawing a result
+DETECT_JSON_MAX_BYTES = 16 * 2**20
+RESULT_CSV_MAX_BYTES = 1 << 30  # scores.csv / explain.csv / a figure of a detect result read back by replot
+
+
+def replot(folder):
+    """Redraw ``score_hist.png`` and ``top_rows.png`` of a detect result folder from its ``detect.json``,
+    ``scores.csv`` and ``explain.csv`` (no model is loaded); returns ``(n_rows, figure names)``.
+
+    Each figure is written under a temporary name and renamed. When the folder is still wholly rda's
+    (:func:`rda_cli.owned.ownership_problem`), the figures' entries of its manifest are updated, so that
+    ``--force`` may still replace it; else the manifest is left as it is (and the folder stays someone
+    else's). Bad or missing files: one DetectError line."""
+    import csv
+    import io
+
+    folder = Path(folder)
+    shown = show_path(folder)
+    info = read_json(folder / MARKER, DETECT_JSON_MAX_BYTES, "detect result", error=DetectError)
+    if not isinstance(info, dict) or "data" not in info:
+        raise DetectError(f"{show_path(folder / MARKER)} is not a detect.json rda wrote")
+    owned = ownership_problem(folder, MARKER) is None
+
+    def csv_rows(name):
+        text = read_capped(folder / name, RESULT_CSV_MAX_BYTES, name, error=DetectError)
+        return csv.reader(io.StringIO(text.decode("utf-8"), newline=""))
+
+    try:
+        rows = list(csv_rows("scores.csv"))[1:]
+        labels = [r[0] for r in rows]
+        scores = np.array([float(r[1]) for r in rows])
+        flagged = np.array([r[2] == "1" for r in rows])
+        where = {label: i for i, label in enumerate(labels)}
+        pairs = {}
+        if (folder / "explain.csv").is_file():
+            explain = csv_rows("explain.csv")
+            head = next(explain)
+            for e in (dict(zip(head, r)) for r in explain):
+                pairs.setdefault(where[e["row"]], []).append((e["feature"], float(e["share"])))
+        else:  # a folder written before explain.csv: the shares scores.csv names
+            for i, r in enumerate(rows):
+                if len(r) > 3 and r[3]:
+                    pairs[i] = [(p.rsplit(":", 1)[0], float(p.rsplit(":", 1)[1])) for p in r[3].split(";")]
+    except FileNotFoundError as exc:
+        raise DetectError(f"{shown}: {Path(exc.filename).name} is missing; nothing to redraw") from None
+    except (ValueError, IndexError, KeyError, StopIteration) as exc:
+        raise DetectError(f"{shown}: scores.csv or explain.csv is not as rda detect wrote it ({exc})") from None
+    chart = detect_figures(folder, info, labels, scores, flagged, pairs)  # each figure written atomically
+    names = ["score_hist.png"] + (["top_rows.png"] if chart else [])
+    if owned:
+        relist(folder, names, error=DetectError)
+    return len(rows), names
+
+

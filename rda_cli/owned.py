@@ -19,30 +19,26 @@ Every writer of such a folder follows the same three steps:
    the same folder and still wholly rda's (checked again after moving it aside; else it is put back).
 
 Reading is bounded: the manifest at :data:`MANIFEST_MAX_BYTES`, a walk at :data:`MAX_ENTRIES` entries.
-Temporary names (:func:`temp_prefix`) carry the writer's host and PID, so that one left by a killed
-process is recognised (:func:`stale_temps`) once :func:`pid_alive` says that process is gone.
+Temporary names (:func:`rda_cli.safeio.temp_prefix`) carry the writer's host and PID, so that one left by a killed
+process is recognised and removed (:func:`rda_cli.safeio.remove_stale`) once that process is gone.
 """
 
 from __future__ import annotations
 
 import errno
 import hashlib
-import json
 import os
-import re
-import shutil
-import socket
 import stat
 import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
 from .errors import RdaError
-from .safeio import read_json, rename_noreplace, show_path, umask
+from .safeio import (make_dirs, oserror_line, read_json, remove_dirs_if_empty, remove_stale, remove_tree,
+                     rename_noreplace, short_name, show_path, temp_prefix, umask, write_json)
 
 __all__ = ["MANIFEST", "MANIFEST_MAX_BYTES", "MAX_ENTRIES", "NotOwnedError", "PlaceError", "Claim", "claim",
-           "ownership_problem", "place", "temp_dir", "write_manifest", "sha256_file", "temp_prefix", "stale_temps",
-           "remove_stale", "pid_alive"]
+           "ownership_problem", "place", "temp_dir", "write_folder", "write_manifest", "relist", "sha256_file"]
 
 MANIFEST = ".rda-files.json"
 MANIFEST_MAX_BYTES = 1 << 20  # 1 MiB: a detect result lists about 15 files
@@ -86,8 +82,17 @@ def write_manifest(folder):
     folder = Path(folder)
     files, folders, _ = _walk(folder)
     listed = {f: [os.path.getsize(folder / f), sha256_file(folder / f)] for f in sorted(files) if f != MANIFEST}
-    text = json.dumps({"rda_files": 1, "files": listed, "folders": sorted(folders)}, indent=1)
-    (folder / MANIFEST).write_text(text)
+    write_json(folder / MANIFEST, {"rda_files": 1, "files": listed, "folders": sorted(folders)})
+
+
+def relist(folder, names, error=RdaError):
+    """After rda rewrote the files ``names`` of ``folder``, update their entries in its manifest (and nothing
+    else: a file added meanwhile stays unlisted, so the folder stays someone else's)."""
+    folder = Path(folder)
+    listing = read_json(folder / MANIFEST, MANIFEST_MAX_BYTES, "manifest", error=error)
+    for name in names:
+        listing["files"][name] = [(folder / name).stat().st_size, sha256_file(folder / name)]
+    write_json(folder / MANIFEST, listing)
 
 
 def _read_manifest(path):
@@ -98,59 +103,6 @@ def _read_manifest(path):
                     for v in d["files"].values())):
         raise RdaError(f"{path} is not a manifest rda wrote")
     return d
-
-
-_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
-_STEM_MAX = 100  # a longer name is shortened (and hashed) in temporary names, which must fit in NAME_MAX (255)
-
-
-def _stem(name):
-    """``name`` as it appears in temporary names: itself, or its first 80 characters and a hash of it."""
-    if len(name) <= _STEM_MAX:
-        return name
-    return f"{name[:80]}~{hashlib.sha256(os.fsencode(name)).hexdigest()[:12]}"
-
-
-def temp_prefix(name):
-    """The prefix of a temporary file or folder for ``name`` made by this process: ``.NAME.rda-HOST-PID-``
-    (a long ``name`` shortened and hashed, so that the whole stays within the file-name limit)."""
-    return f".{_stem(name)}.rda-{_HOST}-{os.getpid()}-"
-
-
-def stale_temps(parent, name):
-    """Temporary entries for ``name`` in ``parent`` left by processes of this host that no longer run."""
-    pattern = re.compile(rf"\.{re.escape(_stem(name))}\.rda-{_HOST}-(\d+)-.*\.tmp\Z")
-    out = []
-    try:
-        entries = list(os.scandir(parent))
-    except OSError:
-        return out
-    for entry in entries:
-        m = pattern.match(entry.name)
-        if m and not pid_alive(int(m.group(1))):
-            out.append(Path(entry.path))
-    return out
-
-
-def remove_stale(parent, name):
-    """Remove what killed runs (SIGKILL, power loss) left for ``name`` in ``parent`` (see :func:`stale_temps`)."""
-    for p in stale_temps(parent, name):
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            p.unlink(missing_ok=True)
-
-
-def pid_alive(pid):
-    """Whether process ``pid`` of this host runs (one we may not signal counts as running; so does a
-    value that cannot be judged)."""
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError, ValueError, TypeError):
-        return True
-    return True
 
 
 def temp_dir(dest):
@@ -268,7 +220,7 @@ def place(tmp, claimed, what="folder", error=PlaceError):
             raise error(f"{label} appeared or was filled while rda ran{lost}") from None
         return
     # not a temporary name: if this process is killed before the swap ends, nothing deletes what it holds
-    old = Path(tempfile.mkdtemp(prefix=f".{_stem(dest.name)}.old-", dir=dest.parent))
+    old = Path(tempfile.mkdtemp(prefix=f".{short_name(dest.name)}.old-", dir=dest.parent))
     moved = old / "old"
     try:
         os.rename(dest, moved)
@@ -291,7 +243,7 @@ def place(tmp, claimed, what="folder", error=PlaceError):
         except OSError:
             kept = f" (the earlier folder is kept as {show_path(moved)})"
         raise error(f"{label} changed while rda ran ({problem}){lost}{kept}")
-    shutil.rmtree(old, ignore_errors=True)
+    remove_tree(old)
 
 
 def _rename_onto_empty(tmp, dest, ident):
@@ -305,3 +257,43 @@ def _rename_onto_empty(tmp, dest, ident):
         if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
             raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(dest)) from None
         raise
+
+
+def write_folder(claimed, fill, what="folder", error=PlaceError, refused=NotOwnedError):
+    """Write the folder :func:`claim` claimed, as a whole: its missing parents and a :func:`temp_dir` are made
+    (where that fails: ``refused``, one line, before any work), ``fill(tmp)`` writes the files, the manifest
+    is added and :func:`place` puts it in place (``error`` if the destination changed meanwhile). After any
+    failure or interruption the temporary folder and the parents this call made are removed, and an
+    OSError names the file under the destination, not under the temporary folder. Returns ``fill``'s value."""
+    dest = Path(claimed.path)
+    try:
+        created = make_dirs(dest.parent)
+        try:
+            tmp = temp_dir(dest)
+        except BaseException:
+            remove_dirs_if_empty(created)
+            raise
+    except OSError as exc:
+        raise refused(f"{what} {show_path(dest)}: {oserror_line(exc, 'create a folder in')}") from None
+    try:
+        value = fill(tmp)
+        write_manifest(tmp)
+        place(tmp, claimed, what, error)
+    except BaseException as exc:
+        remove_tree(tmp)
+        remove_dirs_if_empty(created)
+        if isinstance(exc, OSError):
+            raise _located(exc, tmp, dest) from None
+        raise
+    return value
+
+
+def _located(exc, tmp, dest):
+    """The OSError ``exc`` met while writing into ``tmp``, naming where the file goes under ``dest`` (or
+    ``dest`` itself when the error named no file: a write through a file object, e.g. a full disk)."""
+    name = exc.filename
+    try:
+        where = dest / Path(name).relative_to(tmp) if name else dest
+    except ValueError:
+        return exc
+    return OSError(exc.errno, exc.strerror or str(exc), str(where))

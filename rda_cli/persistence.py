@@ -26,15 +26,14 @@ ensemble save) replaces an existing folder only while its whole tree is what an 
 from __future__ import annotations
 
 import math
-import shutil
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from .errors import RdaError
-from .owned import claim, place, temp_dir, write_manifest
-from .safeio import check_regular, parse_json, read_json, write_json, write_npz
+from .owned import claim, write_folder
+from .safeio import parse_json, read_json, write_json, write_npz
 
 __all__ = ["NetworkState", "ModelFileError", "save_folder", "check_param_types", "MAX_LAYER_WIDTH", "MAX_PARAMETERS", "MAX_THRESHOLD", "PARAMS_MAX_BYTES",
            "NETWORK_MAX_BYTES", "network_size_problem", "save_model", "load_model"]
@@ -149,18 +148,8 @@ def save_folder(path, write, marker, what):
     touched), ``write(tmp)`` fills a :func:`~rda_cli.owned.temp_dir` beside it, the manifest is added, and
     :func:`~rda_cli.owned.place` puts it in place (what appeared or changed meanwhile is kept: PlaceError).
     ``what``: the folder's name in messages (``"model folder"``)."""
-    path = Path(path)
-    claimed = claim(path, marker, what)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_dir(path)
-    try:
-        write(tmp)
-        write_manifest(tmp)
-        place(tmp, claimed, what)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path
+    write_folder(claim(path, marker, what), write, what)
+    return Path(path)
 
 
 def check_param_types(cls, params, where):
@@ -330,38 +319,12 @@ def _member_caps(layers):
 
 def _check_network_file(path, layers, tied):
     """Check ``network.keras`` before Keras reads it: a regular file within :data:`NETWORK_MAX_BYTES`, a zip of
-    the members Keras writes, each declaring no more than its cap and its compression can give, and a
-    ``config.json`` declaring ``layers`` and ``tied``."""
-    from .arrayfile import DEFLATE_MAX_RATIO
+    the members Keras writes, each declaring no more than its cap and its compression can give
+    (:func:`rda_cli.arrayfile.read_zip`), and a ``config.json`` declaring ``layers`` and ``tied``."""
+    from .arrayfile import read_zip
 
-    try:
-        st = check_regular(path, NETWORK_MAX_BYTES, "", ModelFileError)
-        caps = _member_caps(layers)
-        with zipfile.ZipFile(path) as z:
-            infos = z.infolist()
-            if len(infos) > len(caps) or len({i.filename for i in infos}) != len(infos):
-                raise ModelFileError(f"{path}: holds {len(infos)} members; a Keras model file rda wrote holds "
-                                     f"{', '.join(caps)}, once each")
-            for info in infos:
-                cap = caps.get(info.filename)
-                if cap is None:
-                    raise ModelFileError(f"{path}: holds {info.filename[:80]!r}, not a member of a Keras model file "
-                                         "rda wrote")
-                bound = info.compress_size if info.compress_type == zipfile.ZIP_STORED else \
-                    DEFLATE_MAX_RATIO * info.compress_size + 1024
-                if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) or \
-                        info.file_size > min(cap, bound) or info.header_offset + info.compress_size > st.st_size:
-                    raise ModelFileError(f"{path}: member {info.filename!r} declares {info.file_size} bytes (from "
-                                         f"{info.compress_size} compressed), more than its limit of {cap} bytes or "
-                                         "than its compression can give: damaged or crafted")
-            with z.open("config.json") as fh:
-                text = fh.read(CONFIG_MAX_BYTES + 1)
-    except FileNotFoundError:
-        raise ModelFileError(f"{path} does not exist") from None
-    except ModelFileError:
-        raise
-    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
-        raise ModelFileError(f"{path}: not a Keras model file ({_one_line(exc)})") from None
+    text = read_zip(path, NETWORK_MAX_BYTES, _member_caps(layers), "a Keras model file rda wrote", ModelFileError,
+                    read=("config.json",))["config.json"]
     if len(text) > CONFIG_MAX_BYTES:
         raise ModelFileError(f"{path}: config.json holds more than {CONFIG_MAX_BYTES} bytes")
     config = parse_json(text, f"{path}: config.json", ModelFileError)

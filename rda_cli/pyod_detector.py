@@ -42,7 +42,7 @@ from .estimator import RobustAutoencoder
 from .scoring import ROW_PENALTIES
 from .selection import check_fraction
 from .table_rule import DEFAULT_RULE
-from .tabular import MinMaxScaler01
+from .scaling import MinMaxScaler01
 
 __all__ = ["RDA"]
 

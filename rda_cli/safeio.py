@@ -10,8 +10,12 @@ command created and leaves everything else as it was.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
+import re
+import shutil
+import socket
 import stat
 import tempfile
 from pathlib import Path
@@ -22,8 +26,9 @@ from .errors import RdaError
 
 __all__ = ["read_capped", "read_json", "parse_json", "open_regular", "JSON_MAX_DEPTH", "check_regular", "file_kind",
            "missing_dirs", "make_dirs", "remove_dirs_if_empty", "oserror_line", "check_parent_is_folder",
-           "is_within", "umask", "rename_noreplace", "show_path", "write_file", "write_json", "write_npz",
-           "atomic_write_bytes", "atomic_write_text"]
+           "is_within", "umask", "rename_noreplace", "show_path", "write_file", "write_json", "write_npz", "write_npy",
+           "atomic_write_bytes", "atomic_write_text", "short_name", "temp_prefix", "stale_temps", "remove_stale",
+           "remove_tree", "pid_alive"]
 
 
 def missing_dirs(path):
@@ -102,6 +107,69 @@ def umask():
     return mask
 
 
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
+_STEM_MAX = 100  # a longer name is shortened (and hashed) in temporary names, which must fit in NAME_MAX (255)
+
+
+def short_name(name):
+    """``name`` as it appears in temporary names: itself, or its first 80 characters and a hash of it."""
+    if len(name) <= _STEM_MAX:
+        return name
+    return f"{name[:80]}~{hashlib.sha256(os.fsencode(name)).hexdigest()[:12]}"
+
+
+def temp_prefix(name):
+    """The prefix of a temporary file or folder for ``name`` made by this process: ``.NAME.rda-HOST-PID-``
+    (a long ``name`` shortened and hashed, so that the whole stays within the file-name limit)."""
+    return f".{short_name(name)}.rda-{_HOST}-{os.getpid()}-"
+
+
+def stale_temps(parent, name):
+    """Temporary entries for ``name`` in ``parent`` left by processes of this host that no longer run."""
+    pattern = re.compile(rf"\.{re.escape(short_name(name))}\.rda-{_HOST}-(\d+)-.*\.tmp\Z")
+    out = []
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:
+        return out
+    for entry in entries:
+        m = pattern.match(entry.name)
+        if m and not pid_alive(int(m.group(1))):
+            out.append(Path(entry.path))
+    return out
+
+
+def remove_stale(parent, name):
+    """Remove what killed writers (SIGKILL, power loss) left for ``name`` in ``parent`` (:func:`stale_temps`)."""
+    for p in stale_temps(parent, name):
+        remove_tree(p)
+
+
+def remove_tree(path):
+    """Remove the file or folder ``path`` (a link itself, never what it points to); what is already gone
+    or cannot be removed is left as it is."""
+    path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+def pid_alive(pid):
+    """Whether process ``pid`` of this host runs (one we may not signal counts as running; so does a
+    value that cannot be judged)."""
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError, TypeError):
+        return True
+    return True
+
+
 _RENAME_NOREPLACE = 1  # linux/fs.h
 _renameat2 = None
 
@@ -153,19 +221,32 @@ def rename_noreplace(src, dst):
     os.unlink(src)
 
 
-def write_file(path, fill):
-    """Write the file ``path`` atomically: ``fill(fh)`` writes into a temporary file beside it (binary), which
-    is flushed to disk (``fsync``) and renamed over ``path``; after any failure the temporary file is
-    removed and ``path`` is as it was. The one file writer of rda's library code."""
+def write_file(path, fill, replace=True, refused=None):
+    """Write the file ``path`` atomically: ``fill(fh)`` writes into a temporary file beside it (binary, named by
+    :func:`temp_prefix`, 0666 less the umask), which is flushed to disk (``fsync``) and renamed to ``path``;
+    after any failure the temporary file is removed and ``path`` is as it was. The one file writer of rda.
+
+    ``replace=False``: ``path`` must still be absent (a file that appeared meanwhile is kept:
+    FileExistsError). ``refused``: an error class for a place where no file can be created (one line
+    naming ``path``), raised before ``fill`` runs; without it, the OSError."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:100]}.", suffix=".tmp", dir=path.parent)
+    remove_stale(path.parent, path.name)
     try:
-        os.chmod(tmp, 0o666 & ~umask())  # mkstemp creates 0600; give it the usual permissions
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        if refused is None:
+            raise
+        raise refused(f"{show_path(path)}: {oserror_line(exc, 'create a file in')}") from None
+    try:
+        os.fchmod(fd, 0o666 & ~umask())  # mkstemp creates 0600; give it the usual permissions
         with os.fdopen(fd, "wb") as fh:
             fill(fh)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            rename_noreplace(tmp, path)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -181,12 +262,24 @@ def write_json(path, value, **dumps):
     return write_file(path, lambda fh: fh.write(data))
 
 
-def write_npz(path, **arrays):
-    """``arrays`` into the ``.npz`` file ``path`` (stored, as ``np.savez`` writes; no pickles), atomically."""
+def _numbers_only(arrays):
     for name, a in arrays.items():
         if np.asarray(a).dtype.hasobject:
             raise TypeError(f"array {name!r} holds Python objects; rda writes numbers only")
-    return write_file(path, lambda fh: np.savez(fh, **arrays))
+
+
+def write_npz(path, compressed=False, **arrays):
+    """``arrays`` into the ``.npz`` file ``path`` (stored as ``np.savez`` writes, or deflated; no pickles),
+    atomically."""
+    _numbers_only(arrays)
+    save = np.savez_compressed if compressed else np.savez
+    return write_file(path, lambda fh: save(fh, **arrays))
+
+
+def write_npy(path, array):
+    """``array`` into the ``.npy`` file ``path`` (no pickles), atomically."""
+    _numbers_only({"array": array})
+    return write_file(path, lambda fh: np.save(fh, array, allow_pickle=False))
 
 
 def atomic_write_bytes(path, data: bytes):

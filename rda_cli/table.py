@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .data import DataError
+from .errors import DataError
 
 
 class TableError(DataError):

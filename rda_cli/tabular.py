@@ -1,4 +1,4 @@
-"""User tables for ``rda detect`` / ``rda score``: reading them and scaling them to [0, 1].
+"""User tables for ``rda detect`` / ``rda score``: reading them (their scaling: :mod:`rda_cli.scaling`).
 
 Readable files
 --------------
@@ -16,54 +16,28 @@ Readable files
     zip directory's and the arrays' declared sizes are checked before anything is decompressed.
 
 Anything but a regular file (a FIFO, a device, a folder) is refused before it is opened.
-
-Scaling
--------
-The network's sigmoid output lives in [0, 1], so features are min-max scaled with the training
-table's minimum and maximum: ``(x - min) / (max - min)``. A constant column (``max == min``) cannot
-be divided by its range: its training value maps to 0.5, and on new data any value above it maps to
-1 and any value below it to 0 (a change in a column that never changed is as abnormal as it gets).
-New data outside the training range is *not* clipped to [0, 1]: it maps outside, which the sigmoid
-network cannot reconstruct, so such rows score higher. Only a value more than ``CLIP`` (10^6)
-training ranges away is held at that distance, so that any finite number (1e300 included) scores
-as very abnormal instead of overflowing the network's float32 arithmetic. Ranges are computed from
-halved values, so a column spanning nearly the whole float64 range (-1e308 to 1e308) does not
-overflow. The scaler is saved as JSON (no pickle).
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import stat
 from pathlib import Path
 
 import numpy as np
 
-# CSV reading, and the table and its checks, live in csvread.py and table.py; every name is importable
-# from here too (tests and scripts reach tabular's private helpers and patch _have_arrow, _csv_layout,
-# _read_csv_exact here: _read_csv and iter_table below look them up in this module).
-from .csvread import (  # noqa: F401
-    ARROW_MAX_COLUMNS, BLOCK_BYTES, EXACT_CHUNK_ROWS, MAX_LINE, MISSING_TOKENS, _NUMBER, _arrow_batches, _arrow_options,
-    _cell_value, _content_end, _csv_layout, _exact_chunks, _finish, _float_would_take, _from_arrow,
-    _is_empty_line, _is_missing, _is_number, _Layout, _layout, _NotPlain, _null_spellings, _plain_lines,
-    _read_csv_arrow, _read_csv_exact, _read_csv_numpy, _records, _segments, _text_lines)
-from .persistence import MAX_LAYER_WIDTH, ModelFileError
-from .safeio import read_json
+# CSV reading lives in csvread.py, the table and its checks in table.py; tests patch _have_arrow, _csv_layout and
+# _read_csv_exact here (_read_csv and iter_table below look them up in this module).
+from .csvread import (ARROW_MAX_COLUMNS, _arrow_batches, _csv_layout, _exact_chunks, _finish, _from_arrow,
+                      _Layout, _NotPlain, _read_csv_arrow, _read_csv_exact, _read_csv_numpy)
+
 from .table import Table, TableError, _check_finite, _check_observed, column_names  # noqa: F401
 from .csvread import check_width, column_index
 
-__all__ = ["TableError", "ScalerFileError", "Table", "read_table", "MinMaxScaler01"]
+__all__ = ["TableError", "Table", "read_table", "iter_table"]
 
 SUFFIXES = (".csv", ".parquet", ".npy", ".npz")
-CLIP = 1e6  # scaled values are held within [-CLIP, 1 + CLIP]
-SCALER_MAX_BYTES = 64 << 20  # scaler.json: two numbers and a name per column (up to 10^6 columns)
 MISSING = ("allow", "refuse")  # values of `missing`
-
-
-class ScalerFileError(TableError, ModelFileError):
-    """A ``scaler.json`` that cannot be trusted or read: both a TableError and a ModelFileError (one line)."""
 
 
 def _have_arrow():
@@ -345,115 +319,3 @@ def _read_checked(path, id_column, min_rows, array, missing, columns=True):
         raise TableError(f"{path} has {table.n_rows} data row{'s' if table.n_rows != 1 else ''}; "
                          f"at least {min_rows} are needed")
     return table
-
-
-class MinMaxScaler01:
-    """Min-max scaling to [0, 1] fitted on a table; constant columns handled (see the module docstring)."""
-
-    def __init__(self, data_min=None, data_max=None, feature_names=None, id_column=None):
-        self.data_min = None if data_min is None else np.asarray(data_min, dtype=np.float64)
-        self.data_max = None if data_max is None else np.asarray(data_max, dtype=np.float64)
-        self.feature_names, self.id_column = column_names(feature_names, id_column)
-
-    def fit(self, X, feature_names=None, id_column=None):
-        X = np.asarray(X, dtype=np.float64)
-        self.data_min, self.data_max = np.nanmin(X, axis=0), np.nanmax(X, axis=0)  # missing values ignored
-        self.feature_names, self.id_column = column_names(feature_names, id_column, self.feature_names)
-        return self
-
-    @property
-    def n_features(self):
-        return int(self.data_min.shape[0])
-
-    @property
-    def half_range(self):
-        """``(max - min) / 2`` per column, computed without overflow (0 for constant columns)."""
-        return self.data_max / 2 - self.data_min / 2
-
-    @property
-    def data_range(self):
-        """``max - min`` per column (0 for constant columns; inf if it exceeds the float64 range)."""
-        with np.errstate(over="ignore"):
-            return self.half_range * 2
-
-    @property
-    def constant(self):
-        return self.half_range == 0
-
-    def transform(self, X):
-        X = np.asarray(X, dtype=np.float64)
-        half = self.half_range
-        const = half == 0
-        safe = np.where(const, 1.0, half)
-        with np.errstate(over="ignore"):
-            Z = (X / 2 - self.data_min / 2) / safe
-        if const.any():
-            Z[:, const] = 0.5 + 0.5 * np.sign(X[:, const] - self.data_min[const])
-        return np.clip(Z, -CLIP, 1 + CLIP).astype(np.float32)
-
-    def fit_transform(self, X, **kwargs):
-        return self.fit(X, **kwargs).transform(X)
-
-    def inverse_transform(self, Z):
-        """Back to the original units (a constant column's values all become its constant)."""
-        Z = np.asarray(Z, dtype=np.float64)
-        with np.errstate(over="ignore"):
-            return np.where(self.constant, self.data_min, 2 * (Z * self.half_range + self.data_min / 2))
-
-    def inverse_scale(self, D):
-        """A difference in scaled units (e.g. ``S``) in the original units: ``D * (max - min)``."""
-        with np.errstate(over="ignore"):
-            return 2 * (np.asarray(D, dtype=np.float64) * self.half_range)
-
-    # ------------------------------------------------------------------ JSON
-    def to_dict(self):
-        return {
-            "kind": "minmax01",
-            "version": 1,
-            "min": [float(v) for v in self.data_min],
-            "max": [float(v) for v in self.data_max],
-            "feature_names": self.feature_names,
-            "id_column": self.id_column,
-        }
-
-    def save(self, path):
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1))
-        return path
-
-    @classmethod
-    def load(cls, path):
-        """The scaler in ``scaler.json``, every field checked (raises :class:`ScalerFileError`, one line naming
-        the file and the field): a regular file of at most :data:`SCALER_MAX_BYTES`; ``min``/``max`` lists of
-        the same length (at most ``MAX_LAYER_WIDTH``) of finite numbers with ``min <= max``;
-        ``feature_names`` null or that many strings; ``id_column`` null or a string."""
-        path = Path(path)
-        d = read_json(path, SCALER_MAX_BYTES, "", ScalerFileError)
-        if not isinstance(d, dict) or d.get("kind") != "minmax01":
-            raise ScalerFileError(f"{path} is not a scaler written by rda detect (no \"kind\": \"minmax01\")")
-
-        def bad(key, expected):
-            text = repr(d.get(key))
-            text = text if len(text) <= 80 else text[:79] + "\u2026"
-            return ScalerFileError(f"{path}: field {key!r} is {text}, expected {expected}")
-
-        def numbers(v):
-            return isinstance(v, list) and 1 <= len(v) <= MAX_LAYER_WIDTH and all(
-                isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
-
-        lo, hi = d.get("min"), d.get("max")
-        for key, v in (("min", lo), ("max", hi)):
-            if not numbers(v):
-                raise bad(key, f"a list of 1 to {MAX_LAYER_WIDTH} finite numbers")
-        if len(lo) != len(hi):
-            raise ScalerFileError(f"{path}: fields 'min' and 'max' have {len(lo)} and {len(hi)} values")
-        wrong = next((j for j, (a, b) in enumerate(zip(lo, hi)) if a > b), None)
-        if wrong is not None:
-            raise ScalerFileError(f"{path}: field 'min' is above 'max' for column {wrong} "
-                                  f"({lo[wrong]!r} > {hi[wrong]!r})")
-        names = d.get("feature_names")
-        if names is not None and not (isinstance(names, list) and len(names) == len(lo)
-                                      and all(isinstance(n, str) for n in names)):
-            raise bad("feature_names", f"null or a list of {len(lo)} strings (one per column)")
-        if d.get("id_column") is not None and not isinstance(d.get("id_column"), str):
-            raise bad("id_column", "null or a column name (a string)")
-        return cls(lo, hi, names, d.get("id_column"))

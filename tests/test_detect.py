@@ -15,7 +15,8 @@ from rda_cli.cli import main
 from rda_cli.detect import parse_overrides
 from rda_cli.errors import RdaError
 from rda_cli.selection import knee_index
-from rda_cli.tabular import MinMaxScaler01, TableError, read_table
+from rda_cli.scaling import MinMaxScaler01
+from rda_cli.tabular import TableError, read_table
 
 from synthetic import with_outlier_rows
 
@@ -758,6 +759,7 @@ def test_score_output_messages_and_permissions(fitted, tmp_path, monkeypatch):
     import errno
 
     import rda_cli.outputs as outputs
+    import rda_cli.safeio as safeio
 
     model = fitted["run"] / "model"
     data = write_csv(tmp_path / "new.csv", fitted["X"][:5], fitted["ids"][:5])
@@ -771,7 +773,7 @@ def test_score_output_messages_and_permissions(fitted, tmp_path, monkeypatch):
         raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / ".s.csv.rda-x.tmp"))
 
     with monkeypatch.context() as m:  # cannot create the file: refused before any row is read (exit 2)
-        m.setattr(outputs.tempfile, "mkstemp", read_only)
+        m.setattr(safeio.tempfile, "mkstemp", read_only)
         one_line(invoke("score", "--model", model, "--data", data, "--out", out), 2, "Read-only file system")
 
     def disk_full(*args, **kw):

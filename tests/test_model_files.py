@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 from rda_cli import RobustAutoencoder
 from rda_cli.cli import main
 from rda_cli.persistence import ModelFileError
-from rda_cli.tabular import MinMaxScaler01
+from rda_cli.scaling import MinMaxScaler01
 
 from synthetic import enospc, invoke, one_error_line, snapshot, table, with_outlier_rows
 

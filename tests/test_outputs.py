@@ -447,7 +447,7 @@ def test_score_write_fault_leaves_no_partial_file(tmp_path, monkeypatch):
         return real_replace(src, dst, *a, **k)
 
     monkeypatch.setattr(os_module, "replace", failing_replace)
-    monkeypatch.setattr("rda_cli.outputs.rename_noreplace", failing_replace)  # a new --out is put in place so
+    monkeypatch.setattr("rda_cli.safeio.rename_noreplace", failing_replace)  # a new --out is put in place so
     one_error_line(invoke("score", "--model", out / "model", "--data", data, "--out", tmp_path / "new.csv"), code=1)
     assert not [p for p in tmp_path.iterdir() if "new.csv" in p.name]
 

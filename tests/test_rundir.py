@@ -38,8 +38,8 @@ from hypothesis import strategies as st
 from rda_cli.cli import main
 from rda_cli.experiments import features as features_module
 from rda_cli.experiments.config import CONFIG_MAX_BYTES, ConfigError, load_config, read_yaml
-from rda_cli.experiments.rundir import (CELL_MAX_BYTES, FINGERPRINT_KEY, MARKER_KEY, RunDir, RunDirError,
-                                        atomic_write_text, read_json)
+from rda_cli.experiments.rundir import CELL_MAX_BYTES, FINGERPRINT_KEY, MARKER_KEY, RunDir, RunDirError, read_json
+from rda_cli.safeio import atomic_write_text
 
 from synthetic import enospc, invoke, one_error_line, snapshot, tiny_features, without_timings, write_config
 
@@ -872,7 +872,7 @@ def test_experiment_write_fault_is_one_line(tmp_path, mnist_dir, monkeypatch):
     import rda_cli.experiments.rundir as rundir
 
     cfg = write_config(tmp_path, tiny_features(mnist_dir))
-    monkeypatch.setattr(rundir, "atomic_write_bytes", enospc)
+    monkeypatch.setattr(rundir, "write_npz", enospc)
     line = one_error_line(invoke("features", "--config", cfg, "--out", tmp_path / "run", "--quiet"), code=1)
     assert "No space left on device" in line
     assert not (tmp_path / "run").exists()

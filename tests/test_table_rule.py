@@ -9,7 +9,8 @@ from hypothesis.extra.numpy import arrays
 from rda_cli.scaling import RobustScaler01, load_scaler
 from rda_cli.table_rule import (DEFAULT_RULE, TableRule, batch_size_for, combine_scores, fit_member, flag_threshold,
                                 layers_for, phase_schedule, robust_location_scale)
-from rda_cli.tabular import MinMaxScaler01, TableError
+from rda_cli.scaling import MinMaxScaler01
+from rda_cli.tabular import TableError
 
 from synthetic import manifold
 
@@ -95,7 +96,7 @@ def test_robust_scaler(tmp_path):
 def test_scaled_values_stay_within_the_clip_and_float32(X):
     """Any finite table (values up to +-1e308): refused with one line when a column's span overflows float64,
     else scaled within [-CLIP, 1 + CLIP], so a row's squares sum finitely in float32 (the network's arithmetic)."""
-    from rda_cli.tabular import CLIP
+    from rda_cli.scaling import CLIP
 
     try:
         scaler = RobustScaler01().fit(X)

@@ -287,7 +287,7 @@ def test_missing_tokens(tmp_path, reader, token):
 @pytest.mark.parametrize("cell", ["1_000", "\u0661\u0662\u0663", "\uff11\uff12", "\u0661", "nan(1)", "0x10", "1e5.0"])
 @pytest.mark.parametrize("missing", ["allow", "refuse"])
 def test_only_plain_decimal_numbers(tmp_path, reader, cell, missing):
-    first = [(f"5,{cell}\n1,2\n", 1)] if tabular._float_would_take(cell) else []  # else a name: a header
+    first = [(f"5,{cell}\n1,2\n", 1)] if csvread._float_would_take(cell) else []  # else a name: a header
     for text, line in [(f"a,b\n1,2\n3,{cell}\n", 3)] + first:
         with pytest.raises(TableError, match=f"line {line}, column '(b|x2)' holds"):
             read_table(write(tmp_path, text), missing=missing)

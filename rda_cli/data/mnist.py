@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import os
 import sys
-import zipfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import RdaError
+from ..arrayfile import NpzArrays
+from ..errors import DataError
 from ..safeio import read_capped
 
 __all__ = ["DataError", "load_mnist"]
@@ -48,13 +48,6 @@ _IDX_NAMES = {
 }
 _NPZ_NAME = "mnist.npz"
 _NPZ_KEYS = {"train": ("x_train", "y_train"), "test": ("x_test", "y_test")}
-
-
-class DataError(RdaError):
-    """A user-facing problem with the data; the message is a single line."""
-
-    def __init__(self, message: str):
-        super().__init__(_one_line(message))
 
 
 def _one_line(text: object) -> str:
@@ -166,20 +159,15 @@ def _to_output(images: np.ndarray, labels: np.ndarray):
 
 def _load_npz(path: Path, split: str):
     x_key, y_key = _NPZ_KEYS[split]
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            missing = [k for k in (x_key, y_key) if k not in archive.files]
-            if missing:
-                raise DataError(
-                    f"{path}: missing array(s) {', '.join(missing)} "
-                    "(expected Keras mnist.npz layout: x_train, y_train, x_test, y_test)"
-                )
-            images = archive[x_key]
-            labels = archive[y_key]
-    except DataError:
-        raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        raise DataError(f"{path}: cannot read .npz archive ({_one_line(exc)})") from None
+    with NpzArrays(path) as archive:  # bounded: each member's size checked before it is inflated
+        missing = [k for k in (x_key, y_key) if k not in archive.names]
+        if missing:
+            raise DataError(
+                f"{path}: missing array(s) {', '.join(missing)} "
+                "(expected Keras mnist.npz layout: x_train, y_train, x_test, y_test)"
+            )
+        images = archive.load(x_key)
+        labels = archive.load(y_key)
 
     if images.ndim not in (2, 3) or images.shape[0] == 0:
         raise DataError(f"{path}: {x_key} must have shape (n, rows, cols) or (n, features), got {images.shape}")

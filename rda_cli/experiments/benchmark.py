@@ -227,7 +227,7 @@ def autoencoder_scaler(kind, X_fit):
         qt = QuantileTransformer(n_quantiles=min(1000, len(X_fit)), output_distribution="uniform",
                                  subsample=10**9).fit(X_fit)
         return lambda X: qt.transform(X).astype(np.float32)
-    from ..tabular import MinMaxScaler01
+    from ..scaling import MinMaxScaler01
 
     scaler = MinMaxScaler01().fit(X_fit)
     return scaler.transform

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 
+from ..safeio import make_dirs, rename_noreplace
 from ..safeio import read_json as _read_json
 from .config import ConfigError, quote
 
@@ -65,17 +66,17 @@ class CellFiles:
 
     def set_aside(self, name, problem):
         """Move ``cells/<name>.json`` (and its ``.npz``) to ``cells/invalid/``, never overwriting, and warn."""
-        self.invalid_dir.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.invalid_dir)
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         for suffix in (".json", ".npz"):
             src = self.cells_dir / f"{name}{suffix}"
-            if os.path.lexists(src):
-                dst = self.invalid_dir / f"{name}{suffix}"
-                n = 1
-                while dst.exists():
-                    dst = self.invalid_dir / f"{name}.{stamp}-{n}{suffix}"
+            n = 0
+            while os.path.lexists(src):
+                dst = self.invalid_dir / (f"{name}{suffix}" if n == 0 else f"{name}.{stamp}-{n}{suffix}")
+                try:
+                    rename_noreplace(src, dst)
+                except FileExistsError:
                     n += 1
-                os.replace(src, dst)
         self.warn(f"cell {name} in {self.cells_dir} is invalid ({problem}); moved to {self.invalid_dir} "
                   "and computed again")
 

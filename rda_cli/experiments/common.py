@@ -202,7 +202,7 @@ def read_summary(run):
 
 def write_summary(run, summary, markdown):
     """A run's ``summary.json`` (``summary``, JSON-safe) and ``summary.md`` (``markdown``), atomically."""
-    from .rundir import atomic_write_text
+    from ..safeio import atomic_write_text
 
     atomic_write_text(run.path / "summary.json", json.dumps(json_safe(summary), indent=1))
     atomic_write_text(run.path / "summary.md", markdown)

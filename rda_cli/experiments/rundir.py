@@ -40,15 +40,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 
-from ..owned import pid_alive
-from ..safeio import atomic_write_bytes, atomic_write_text, oserror_line
+from ..safeio import atomic_write_text, make_dirs, oserror_line, pid_alive, remove_tree, write_file, write_npz
 from .cells import CELL_MAX_BYTES, FINGERPRINT_KEY, CellFiles, read_json
 from .config import CONFIG_MAX_BYTES, ConfigError, dump_config, quote, read_yaml
 
-__all__ = ["RunDir", "RunDirError", "atomic_write_bytes", "atomic_write_text", "config_fingerprint",
-           "is_run_dir"]
+__all__ = ["RunDir", "RunDirError", "config_fingerprint", "is_run_dir"]
 
 IDENTITY_KEYS_IGNORED = ("run_name",)
 MARKER_KEY = "rda_run_folder"  # in manifest.json: this folder is an rda run folder (format version)
@@ -56,7 +53,8 @@ MARKER_VERSION = 1
 MANIFEST_MAX_BYTES = 1 << 20  # 1 MiB (a manifest grows by ~60 bytes a session)
 # What a run leaves behind when killed at the wrong instant before its manifest exists: temp files of
 # atomic writes and the lock (recognised by its content, see _is_rda_lock); a folder of only these is empty.
-_DEBRIS = re.compile(r"\.(manifest\.json|config\.yaml|lock)\..+\.tmp")
+_DEBRIS = re.compile(r"\.(manifest\.json|config\.yaml|lock|\.lock)\..+\.tmp")  # .lock's: "..lock.rda-HOST-PID-*.tmp"
+_LOCK_TEMPS = (".lock.", "..lock.")  # another run's lock-to-be (never removed by this one)
 
 
 class RunDirError(ConfigError):
@@ -142,6 +140,8 @@ def _is_rda_lock(path):
 def _only_debris(folder):
     """Whether every entry of ``folder`` is what an rda run killed before writing its manifest leaves."""
     for entry in Path(folder).iterdir():
+        if not os.path.lexists(entry):  # gone meanwhile: another run's temporary file, or a lock it took over
+            continue
         if entry.name == ".lock" and entry.is_file() and _is_rda_lock(entry):
             continue
         if _DEBRIS.fullmatch(entry.name) and entry.is_file():
@@ -234,20 +234,8 @@ class RunDir(CellFiles):
 
     def _create_lock(self, text):
         """Create ``.lock`` holding ``text`` if it does not exist, whole or not at all (FileExistsError if it
-        does): written to a temp file, then hard-linked into place."""
-        lock = self._lock_path()
-        tmp = self.path / f".lock.{os.getpid()}.tmp"
-        tmp.write_text(text)
-        try:
-            os.link(tmp, lock)
-        except FileExistsError:
-            raise
-        except OSError:  # no hard links on this file system: exclusive create, then write
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(text)
-        finally:
-            tmp.unlink(missing_ok=True)
+        does): :func:`rda_cli.safeio.write_file` without replacing."""
+        write_file(self._lock_path(), lambda fh: fh.write(text.encode()), replace=False)
 
     def acquire_lock(self):
         """Take ``.lock`` (PID and host). A live owner on this host makes it a RunDirError; a dead one's lock
@@ -343,10 +331,8 @@ class RunDir(CellFiles):
         created, self.created = self.created, []
         if self._lock is not None and created and created[-1] == self.path \
                 and not any(self.cells_dir.glob("*.json")):
-            import shutil
-
             # the lock is held while the folder goes: no other run can have started in it
-            shutil.rmtree(self.path, ignore_errors=True)
+            remove_tree(self.path)
             self._lock = None
             self.removed = True
         self.release_lock()
@@ -354,7 +340,7 @@ class RunDir(CellFiles):
 
     def _open(self, identity_keys_ignored):
         for entry in self.path.iterdir():  # temp files of writes a kill interrupted (not another run's lock-to-be)
-            if _DEBRIS.fullmatch(entry.name) and not entry.name.startswith(".lock."):
+            if _DEBRIS.fullmatch(entry.name) and not entry.name.startswith(_LOCK_TEMPS):
                 entry.unlink(missing_ok=True)
         cfg_file = self.path / "config.yaml"
         manifest = self.manifest()
@@ -386,7 +372,7 @@ class RunDir(CellFiles):
         self._stamped = True
         if not cfg_file.exists():
             atomic_write_text(cfg_file, dump_config(self.config))
-        self.cells_dir.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.cells_dir)
 
     def _check_config_may_be_rewritten(self, manifest):
         """``config.yaml`` is missing from a run folder: it is written again from this config only if the
@@ -440,9 +426,7 @@ class RunDir(CellFiles):
         result = dict(result)
         result[FINGERPRINT_KEY] = self.fingerprint
         if arrays:
-            buf = io.BytesIO()
-            np.savez_compressed(buf, **arrays)
-            atomic_write_bytes(self.cells_dir / f"{cell_id}.npz", buf.getvalue())
+            write_npz(self.cells_dir / f"{cell_id}.npz", compressed=True, **arrays)
         atomic_write_text(self.cells_dir / f"{cell_id}.json", json.dumps(result, indent=1))
 
     def write_metrics_csv(self, rows, columns):

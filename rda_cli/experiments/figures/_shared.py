@@ -21,7 +21,7 @@ from matplotlib.ticker import LogFormatter
 
 from ...arrayfile import ArrayFileError, NpzArrays
 from ..common import pick_seed
-from ..rundir import atomic_write_bytes
+from ...safeio import atomic_write_bytes
 
 DPI = 120
 
