@@ -1,10 +1,10 @@
 """Fit several Robust Deep Autoencoders of one shape at once, in one compiled training step.
 
 K models of the same network shape and batch size on the same rows -- a lambda sweep, or the table
-detector's members of one shape and scaling (:func:`rda_cli.table_rule.fit_members`) -- train side
-by side. ``StackedTrainer`` holds their K networks and trains them together: every layer is one
-batched matrix product over the K models (their weights stacked, kernels of shape ``(K, a, b)``),
-so K small per-batch products become one call with the per-call overhead paid once. The models stay
+detector's members of one network and scaling (:func:`rda_cli.table_rule.fit_members`) -- train side
+by side. ``StackedTrainer`` holds their K networks and trains them in one compiled step: each step
+runs every model's forward and backward pass as its own chain of operations in one program, which
+the runtime runs side by side, with one call, one loop and one step counter for all. The models stay
 independent: the loss is the sum of their own mean squared errors, so each model's gradient is its
 own; each model's weights are updated by TensorFlow's fused Adam kernel with its own learning rate
 (the update a single fit applies, :class:`~rda_cli.autoencoder.AutoencoderTrainer`); each model draws
@@ -13,8 +13,9 @@ seed, and missing values (NaN) take the single fit's masked loss.
 
 :func:`fit_together` runs the alternating algorithm of :class:`~rda_cli.estimator.RobustAutoencoder`
 for K estimators in lockstep, through the loop of a single fit (:func:`~rda_cli.estimator.fit_alternating`):
-each ends as it would fitted alone with its seed, up to floating-point rounding (the batched products
-add in another order). Each may have its own ``lam``, penalty, learning rate, seed and warm state
+each ends as it would fitted alone with its seed, up to floating-point rounding (XLA, where a fit is
+long enough to be compiled, may fuse the K models' operations differently). Each may have its own
+``lam``, penalty, learning rate, seed and warm state
 (:meth:`~rda_cli.estimator.RobustAutoencoder.set_warm_state`); the network, batch size and schedule are
 shared. :func:`fit_lambda_path` is the lambda sweep through it. A model that meets the stopping rule
 keeps the state it stopped in, while the others go on.
@@ -129,19 +130,23 @@ class StackedTrainer(CompiledLoop):
 
     # -- compiled kernels ----------------------------------------------------------------------
     def _net(self, x):
-        """Reconstructions and codes of ``x`` (K, rows, d): model k's own weights on its own slice."""
+        """Reconstructions and codes of ``x`` (K, rows, d): model k's own network on its own slice. Each
+        model is its own chain of operations in the one compiled step, so the runtime runs the K chains
+        side by side (on CPU faster than one batched matrix product per layer over the K models)."""
         n = len(self.layer_sizes) - 1
-        w = [tf.stack(ws) for ws in zip(*self.variables)]  # (K, ...) per weight
-        enc_k, enc_b = w[:n], w[n : 2 * n]
-        dec_k, dec_b = ([] if self.tied else w[2 * n : 3 * n]), w[-n:]
-        h = x
-        for kernel, b in zip(enc_k, enc_b):
-            h = tf.sigmoid(tf.matmul(h, kernel) + b[:, None, :])
-        code = h
-        for i in reversed(range(n)):
-            h = tf.matmul(h, enc_k[i], transpose_b=True) if self.tied else tf.matmul(h, dec_k[i])
-            h = tf.sigmoid(h + dec_b[i][:, None, :])
-        return h, code
+        recon, codes = [], []
+        for k, w in enumerate(self.variables):
+            enc_k, enc_b = w[:n], w[n : 2 * n]
+            dec_k, dec_b = ([] if self.tied else w[2 * n : 3 * n]), w[-n:]
+            h = x[k]
+            for kernel, b in zip(enc_k, enc_b):
+                h = tf.sigmoid(tf.matmul(h, kernel) + b)
+            codes.append(h)
+            for i in reversed(range(n)):
+                h = tf.matmul(h, enc_k[i], transpose_b=True) if self.tied else tf.matmul(h, dec_k[i])
+                h = tf.sigmoid(h + dec_b[i])
+            recon.append(h)
+        return tf.stack(recon), tf.stack(codes)
 
     def _step(self, xb, wb=None):
         """One Adam step per model on its batch ``xb[k]`` (with ``wb``: observed entries, the masked loss of
