@@ -51,8 +51,9 @@ class RobustAutoencoderEnsemble(OutlierMixin, BaseEstimator):
 
     Parameters
     ----------
-    n_members : int in [1, 8], default=6
-        Members, over :data:`~rda_cli.table_rule.MEMBER_GRID`; 1 is the single RDA.
+    n_members : int in [1, 8], default=2
+        Members, the first ``n_members`` of :data:`~rda_cli.table_rule.MEMBER_GRIDS` ``[member_grid]``; 1 is
+        the single RDA.
     penalty : {"l21_rows"} or None, default="l21_rows"
         None: plain autoencoder members (the pilots).
     contamination : float in (0, 0.5) or None, default=None
