@@ -28,7 +28,8 @@ with quiet_native_stderr():  # only when the rda command asked for a quiet start
 
     tf.config.list_physical_devices()
 
-__all__ = ["DeepAutoencoder", "AutoencoderTrainer", "cached_trainer", "CACHE_SIZE"]
+__all__ = ["DeepAutoencoder", "AutoencoderTrainer", "cached_trainer", "cached", "CACHE_SIZE", "rows_per_epoch",
+           "steps_per_epoch", "epoch_orders"]
 
 
 @keras.saving.register_keras_serializable(package="rda_cli")
@@ -116,7 +117,60 @@ mini-batch steps. Compiling costs about half a second once per data shape; it th
 faster without it, a long one with it."""
 
 
-class AutoencoderTrainer:
+def rows_per_epoch(n_rows, batch_size, max_steps=None):
+    """The rows an epoch over ``n_rows`` rows visits: all, or ``max_steps`` mini-batches of ``batch_size``."""
+    return n_rows if max_steps is None else min(n_rows, int(max_steps) * min(int(batch_size), n_rows))
+
+
+def steps_per_epoch(n_rows, batch_size, max_steps=None):
+    """Mini-batch steps of one epoch over ``n_rows`` rows (:func:`rows_per_epoch`)."""
+    visit = rows_per_epoch(n_rows, batch_size, max_steps)
+    return -(-visit // min(int(batch_size), max(visit, 1)))
+
+
+def epoch_orders(rng, n_rows, visit, epochs):
+    """The rows each of ``epochs`` epochs visits, in order: the first ``visit`` of a fresh permutation of
+    ``n_rows`` drawn from ``rng`` per epoch; an int32 array of shape (epochs, visit)."""
+    perms = np.empty((int(epochs), visit), np.int32)
+    for e in range(int(epochs)):  # one permutation per epoch, drawn in order
+        perms[e] = rng.permutation(n_rows)[:visit]
+    return perms
+
+
+class CompiledLoop:
+    """What :class:`AutoencoderTrainer` and :class:`rda_cli.stacked.StackedTrainer` share: running their
+    compiled training program (``_programs[xla]``), traced once per signature for any number of epochs."""
+
+    def use_xla(self, steps):
+        """Whether a fit of ``steps`` mini-batch steps in all (per network) is compiled with XLA (``jit_compile``)."""
+        if self.jit_compile == "auto":
+            return steps >= XLA_MIN_STEPS
+        return bool(self.jit_compile)
+
+    def _run(self, X_host, perms, mask, reconstruct, xla, n_rows):
+        """Train on ``X_host`` visiting the rows ``perms`` (epochs first), the loss over ``mask``'s entries;
+        returns the losses, or with ``reconstruct`` (losses, reconstruction of ``X_host``)."""
+        X = tf.convert_to_tensor(X_host)
+        W = None if mask is None else tf.convert_to_tensor(np.asarray(mask, dtype=np.float32))
+        # up to FORWARD_CHUNK rows the reconstruction runs in the training call; beyond, in chunks
+        # after it (the hidden layers of all rows at once could take more memory than X itself)
+        fused = bool(reconstruct) and n_rows <= self.FORWARD_CHUNK
+        program = self._programs[bool(xla)]
+        signature = (bool(xla), tuple(X.shape), perms.shape[1:], W is None, fused)
+        if signature not in self._signatures:  # traced once for any number of epochs (pilot and continuation)
+            program.get_concrete_function(tf.TensorSpec(X.shape, tf.float32),
+                                          tf.TensorSpec((None,) + perms.shape[1:], tf.int32),
+                                          None if W is None else tf.TensorSpec(W.shape, tf.float32), fused)
+            self._signatures.add(signature)
+        out = program(X, tf.convert_to_tensor(perms), W, fused)
+        if fused:
+            return out[0].numpy(), out[1].numpy()
+        if reconstruct:
+            return out.numpy(), self.reconstruct(X_host)
+        return out.numpy()
+
+
+class AutoencoderTrainer(CompiledLoop):
     """Adam / mean-squared-error training of a :class:`DeepAutoencoder` on in-memory arrays.
 
     One call of :meth:`train` runs all requested epochs (and, if asked, the reconstruction of the
@@ -250,20 +304,13 @@ class AutoencoderTrainer:
         return self.model(X), self.model.encode(X)
 
     # -- public API ----------------------------------------------------------------------------
-    def use_xla(self, steps):
-        """Whether a fit of ``steps`` mini-batch steps in all is compiled with XLA (``jit_compile``)."""
-        if self.jit_compile == "auto":
-            return steps >= XLA_MIN_STEPS
-        return bool(self.jit_compile)
-
     def rows_per_epoch(self, n_rows, max_steps=None):
         """The rows an epoch over ``n_rows`` rows visits: all, or ``max_steps`` mini-batches of them."""
-        return n_rows if max_steps is None else min(n_rows, int(max_steps) * min(self.batch_size, n_rows))
+        return rows_per_epoch(n_rows, self.batch_size, max_steps)
 
     def steps_per_epoch(self, n_rows, max_steps=None):
         """Mini-batch steps of one epoch over ``n_rows`` rows."""
-        visit = self.rows_per_epoch(n_rows, max_steps)
-        return -(-visit // min(self.batch_size, max(visit, 1)))
+        return steps_per_epoch(n_rows, self.batch_size, max_steps)
 
     def train(self, X, epochs, mask=None, max_steps=None, reconstruct=False, xla=None):
         """Train ``epochs`` epochs on ``X`` (shuffled each epoch) in one compiled call; returns the
@@ -277,31 +324,11 @@ class AutoencoderTrainer:
         this call's steps).
         """
         X_host = np.asarray(X, dtype=np.float32)
-        X = tf.convert_to_tensor(X_host)
-        n, epochs = int(X.shape[0]), int(epochs)
+        n, epochs = X_host.shape[0], int(epochs)
         visit = self.rows_per_epoch(n, max_steps)
         if xla is None:
             xla = self.use_xla(epochs * self.steps_per_epoch(n, max_steps))
-        perms = np.empty((epochs, visit), np.int32)
-        for e in range(epochs):  # one permutation per epoch, drawn in order
-            perms[e] = self.rng.permutation(n)[:visit]
-        W = None if mask is None else tf.convert_to_tensor(np.asarray(mask, dtype=np.float32))
-        # up to FORWARD_CHUNK rows the reconstruction runs in the training call; beyond, in chunks
-        # after it (the hidden layers of all rows at once could take more memory than X itself)
-        fused = bool(reconstruct) and n <= self.FORWARD_CHUNK
-        program = self._programs[bool(xla)]
-        signature = (bool(xla), tuple(X.shape), visit, W is None, fused)
-        if signature not in self._signatures:  # traced once for any number of epochs (pilot and continuation)
-            spec = tf.TensorSpec(X.shape, tf.float32)
-            program.get_concrete_function(spec, tf.TensorSpec([None, visit], tf.int32), None if W is None else spec,
-                                          fused)
-            self._signatures.add(signature)
-        out = program(X, tf.convert_to_tensor(perms), W, fused)
-        if fused:
-            return out[0].numpy(), out[1].numpy()
-        if reconstruct:
-            return out.numpy(), self.reconstruct(X_host)
-        return out.numpy()
+        return self._run(X_host, epoch_orders(self.rng, n, visit, epochs), mask, reconstruct, xla, n)
 
     def forward(self, X, chunk=None):
         """Reconstruction and code of ``X`` as numpy arrays, ``chunk`` rows at a time (default
@@ -347,12 +374,17 @@ def cached_trainer(layer_sizes, tied=True, learning_rate=0.001, batch_size=133):
     trainer loses nothing but its compiled loops.
     """
     key = (tuple(int(d) for d in layer_sizes), bool(tied), int(batch_size))
+    return cached(key, lambda: AutoencoderTrainer(DeepAutoencoder(key[0], tied=key[1]), learning_rate=learning_rate,
+                                                  batch_size=key[2]))
+
+
+def cached(key, make):
+    """The process's trainer under ``key``, made by ``make()`` on first use (the cache of :func:`cached_trainer`,
+    shared with :func:`rda_cli.stacked.cached_stacked_trainer`: at most :data:`CACHE_SIZE` trainers in all)."""
     with _CACHE_LOCK:
         trainer = _CACHE.get(key)
         if trainer is None:
-            trainer = _CACHE[key] = AutoencoderTrainer(
-                DeepAutoencoder(key[0], tied=key[1]), learning_rate=learning_rate, batch_size=key[2]
-            )
+            trainer = _CACHE[key] = make()
             while len(_CACHE) > CACHE_SIZE:
                 _CACHE.popitem(last=False)
         _CACHE.move_to_end(key)

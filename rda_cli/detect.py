@@ -341,9 +341,7 @@ def _fit_ensemble_and_write(run, tmp, ens):
     """Fit the ensemble on the raw rows, score and explain them, write every result file into ``tmp``.
     A row's score is the ensemble's score minus its cut-off (> 0: flagged)."""
     table, progress = run.table, run.progress
-    n = int(ens.n_members)
-    phases = [f"member {j + 1}/{n}, " + ("pilot autoencoder" if k == 0 else "warm RDA") for j in range(n)
-              for k in range(2 if ens.penalty is not None else 1)]
+    phases = ens.fit_phases()
     if progress:
         progress(0, len(phases), phases[0])
     with listening(Phases(progress, phases) if progress else None):

@@ -2,7 +2,9 @@
 
 Each member is one :func:`rda_cli.table_rule.fit_member` (pilot autoencoder -> lambda -> warm ℓ2,1
 RDA) over the table rule's grid (:data:`rda_cli.table_rule.MEMBER_GRIDS`: the pilot's learning rate
-and the rows' scaling, or widths and depths), with the per-feature tail score
+and the rows' scaling, or widths and depths); members of one network and scaling (the default grid's
+two) are trained side by side in one compiled step (:func:`rda_cli.table_rule.fit_members`, the same
+fits up to float rounding), with the per-feature tail score
 (:class:`rda_cli.tails.TailScore`) as one more member and, with ``forest``, an Isolation Forest kept as
 arrays (:class:`rda_cli.forest.ForestScore`) one more after it; a member's scores are normalised against its
 own training scores (robust z) and combined per row (:func:`rda_cli.table_rule.combine_scores`). ``n_members=1`` is the
@@ -25,7 +27,7 @@ from .errors import RdaError
 from .scoring import fingerprint
 from .selection import FRACTION
 from .table_rule import (COMBINE, DEFAULT_RULE, MEMBER_GRID, MEMBER_GRIDS, SCORE_CHUNK, TableRule, combine_scores,
-                         fit_member, flag_threshold, member_seed, robust_location_scale)
+                         fit_members, fit_phases, flag_threshold, robust_location_scale)
 
 __all__ = ["RobustAutoencoderEnsemble", "rank_average", "ecdf_scores", "ENSEMBLE_FILE"]
 
@@ -46,12 +48,14 @@ class RobustAutoencoderEnsemble(OutlierMixin, BaseEstimator):
     """An ensemble of Robust Deep Autoencoders for tables, fitted label-free by the table rule.
 
     ``fit`` takes raw rows (any units): they are scaled robustly (:class:`~rda_cli.scaling.RobustScaler01`),
-    then every member is fitted by :func:`~rda_cli.table_rule.fit_member` on the scaled rows.
+    then every member is fitted by :func:`~rda_cli.table_rule.fit_member` on the scaled rows; members of one
+    network and scaling are fitted together in one compiled step (:func:`~rda_cli.table_rule.fit_members`).
 
     Parameters
     ----------
-    n_members : int in [1, 8], default=6
-        Members, over :data:`~rda_cli.table_rule.MEMBER_GRID`; 1 is the single RDA.
+    n_members : int in [1, 8], default=2
+        Members, the first ``n_members`` of :data:`~rda_cli.table_rule.MEMBER_GRIDS` ``[member_grid]``; 1 is
+        the single RDA.
     penalty : {"l21_rows"} or None, default="l21_rows"
         None: plain autoencoder members (the pilots).
     contamination : float in (0, 0.5) or None, default=None
@@ -63,6 +67,9 @@ member_grid, combine, tail, forest
         The table rule's settings (:class:`~rda_cli.table_rule.TableRule`, whose defaults these are).
     random_state : int, default=0
         Member ``j`` is seeded ``random_state + 1000 j``.
+    train_together : bool, default=True
+        Train members of one network and scaling side by side in one compiled step
+        (:mod:`rda_cli.stacked`); each is its one-by-one fit up to float rounding. False: one after another.
 
     Attributes
     ----------
@@ -125,6 +132,7 @@ member_grid, combine, tail, forest
         "tail": ["boolean"],
         "forest": ["boolean"],
         "random_state": [_positive_int(0)],
+        "train_together": ["boolean"],
     }
 
     def __init__(self, *, n_members=DEFAULT_RULE.n_members, penalty="l21_rows", contamination=None,
@@ -136,7 +144,7 @@ member_grid, combine, tail, forest
                  warm_steps=DEFAULT_RULE.warm_steps, warm_learning_rate=DEFAULT_RULE.warm_learning_rate,
                  flag_mads=DEFAULT_RULE.flag_mads, tied=DEFAULT_RULE.tied, member_grid=DEFAULT_RULE.member_grid,
                  combine=DEFAULT_RULE.combine, tail=DEFAULT_RULE.tail, forest=DEFAULT_RULE.forest,
-                 random_state=0):
+                 random_state=0, train_together=True):
         self.n_members = n_members
         self.penalty = penalty
         self.contamination = contamination
@@ -159,6 +167,7 @@ member_grid, combine, tail, forest
         self.tail = tail
         self.forest = forest
         self.random_state = random_state
+        self.train_together = train_together
 
     # ------------------------------------------------------------------ the rule
     def rule(self):
@@ -189,17 +198,11 @@ member_grid, combine, tail, forest
         self.scaler_ = RobustScaler01().fit(X)
         self.minmax_scaler_ = MinMaxScaler01().fit(X) if any(sp[2] == "minmax" for sp in specs) else None
         Z = self._scaled(X)
-        self.members_, self.member_info_, self.member_scalings_ = [], [], []
-        train = []
-        for j, (width, depth, scaling, lr_factor) in enumerate(specs):
-            member_rule = rule.replace(pilot_learning_rate=rule.pilot_learning_rate * lr_factor)
-            model, info = fit_member(Z[scaling], member_seed(self.random_state, j), self.penalty, member_rule, width,
-                                     depth)
-            info.update(scaling=scaling, pilot_learning_rate=member_rule.pilot_learning_rate)
-            self.members_.append(model)
-            self.member_info_.append(info)
-            self.member_scalings_.append(scaling)
-            train.append(model.decision_function(Z[scaling]))
+        fitted = fit_members(Z, specs, self.random_state, self.penalty, rule, self.train_together)
+        self.members_ = [model for model, _ in fitted]
+        self.member_info_ = [info for _, info in fitted]
+        self.member_scalings_ = [spec[2] for spec in specs]
+        train = [m.decision_function(Z[scaling]) for m, scaling in zip(self.members_, self.member_scalings_)]
         self.tail_ = None
         if rule.tail:
             from .tails import TailScore
@@ -218,6 +221,12 @@ member_grid, combine, tail, forest
         self._train_fingerprint = fingerprint(X)
         self._set_threshold()
         return self
+
+    def fit_phases(self):
+        """One label per fit that :meth:`fit` runs, in order (pilots, warm RDAs; members fitted together
+        share one): the phases of a progress display."""
+        specs = MEMBER_GRIDS[self.member_grid][: int(self.n_members)]
+        return fit_phases(specs, self.penalty, self.train_together)
 
     def _scaled(self, X):
         """``{scaling: X scaled}`` for the scalings the members use (always ``"robust"``)."""
@@ -301,7 +310,8 @@ member_grid, combine, tail, forest
     def feature_contributions(self, X, return_scores=False):
         """Each feature's share of each row's anomaly, in scaled units: the members'
         :meth:`~rda_cli.estimator.RobustAutoencoder.feature_contributions` averaged (each row sums to
-        at most 1; the tail score and the forest contribute no shares). With ``return_scores`` also :meth:`decision_function` from the same passes."""
+        at most 1; the tail score and the forest contribute no shares). With ``return_scores`` also
+        :meth:`decision_function` from the same passes."""
         X = self._check(X)
         shares = np.zeros(X.shape)
         member_z = np.empty((len(self.member_location_), len(X)))

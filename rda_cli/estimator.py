@@ -356,6 +356,12 @@ class RobustAutoencoder(ScoringMixin, OutlierMixin, TransformerMixin, BaseEstima
             return None
         return S.copy(), L + S, weights
 
+    def _start_state(self, X):
+        """``(S, LS_prev, weights)`` a fit on ``X`` starts from: :meth:`_initial_state`, or ``S = 0``, ``L + S`` the
+        filled ``X`` and freshly drawn weights (None)."""
+        init = self._initial_state(X)
+        return init if init is not None else (np.zeros_like(X), fill_missing(X).copy(), None)
+
     def fit(self, X, y=None):
         """Run the alternating algorithm on ``X``; ``y`` is ignored.
 
@@ -364,8 +370,7 @@ class RobustAutoencoder(ScoringMixin, OutlierMixin, TransformerMixin, BaseEstima
         self : RobustAutoencoder
         """
         X = start_fits(X, [self])
-        init = self._initial_state(X)
-        S, LS_prev, weights = init if init is not None else (np.zeros_like(X), fill_missing(X).copy(), None)
+        S, LS_prev, weights = self._start_state(X)
         with self._trainer(self._seed(), weights) as trainer:
             bank = BankOfOne(trainer, self._use_xla(trainer, X.shape[0]))
             fit_alternating(X, [self], bank, S[None], LS_prev[None])

@@ -22,7 +22,8 @@ its unlabeled rows only, the same on every table (measured in ``docs/benchmark.m
 * **ensemble** -- ``n_members`` (2) members over :data:`MEMBER_GRIDS` ``[member_grid]`` (``"extent"``:
   the pilot's learning rate x1 and x0.1 on robustly scaled rows; members 2..3 the same on min-max
   scaled rows, 4..7 other widths; ``"widths"``: width x1, x1/2, x2 by 2 or 3 hidden layers), member
-  ``j`` seeded ``seed + SEED_STRIDE * j``; with ``tail`` (on) a per-feature empirical-CDF tail score
+  ``j`` seeded ``seed + SEED_STRIDE * j``, members of one network and scaling trained together in one
+  compiled step (:func:`fit_members`); with ``tail`` (on) a per-feature empirical-CDF tail score
   (:class:`rda_cli.tails.TailScore`) is one more member, and with ``forest`` (on) an Isolation Forest kept as
   arrays (:class:`rda_cli.forest.ForestScore`) one more after it; each member's scores normalised against its
   own training scores (robust z: ``(s - median) / (1.4826 MAD)``) and combined per row by
@@ -41,7 +42,8 @@ import numpy as np
 
 __all__ = ["TableRule", "DEFAULT_RULE", "MEMBER_GRID", "MEMBER_GRIDS", "COMBINE", "SEED_STRIDE", "MAD_TO_SIGMA",
            "SCORE_CHUNK", "layers_for", "batch_size_for", "phase_schedule", "member_settings", "one_model_settings",
-           "member_seed", "fit_member", "continue_from_pilot", "combine_scores", "robust_location_scale",
+           "member_seed", "fit_member", "fit_members", "member_groups", "fit_phases",
+           "continue_from_pilot", "combine_scores", "robust_location_scale",
            "flag_threshold"]
 
 MEMBER_GRID = ((1.0, 2), (0.5, 2), (2.0, 2), (1.0, 3), (0.5, 3), (2.0, 3), (1.0, 2), (2.0, 3))
@@ -167,7 +169,8 @@ def member_seed(seed, j):
 def fit_member(Z, seed=0, penalty="l21_rows", rule=DEFAULT_RULE, width=1.0, depth=2):
     """Fit one member on scaled rows ``Z``: the pilot, then (with a penalty) lambda and the warm RDA.
 
-    This is the one function ``rda detect``, the benchmark's RDA cells and the ensemble call.
+    This is the one function ``rda detect``, the benchmark's RDA cells and the ensemble call for a
+    member; :func:`fit_members` fits several members of one network together with the same result.
 
     Parameters
     ----------
@@ -189,19 +192,24 @@ def fit_member(Z, seed=0, penalty="l21_rows", rule=DEFAULT_RULE, width=1.0, dept
         threshold), ``start_flagged`` (fraction of rows in ``S0``), ``first_flagged`` (after the first
         outer iteration) and ``n_flagged``.
     """
-    from .estimator import RobustAutoencoder
-
     _check_penalty(penalty)
-    n, d = Z.shape
-    settings = member_settings(n, d, rule, width, depth)
-    pilot = RobustAutoencoder(penalty=None, lam=0.0, random_state=int(seed), **settings).fit(Z)
-    info = {"layers": "-".join(map(str, settings["layers"])), "batch_size": settings["batch_size"],
-            "inner_epochs": settings["inner_epochs"]}
+    pilot, info = _pilot(Z, seed, rule, width, depth)
+    pilot.fit(Z)
     if penalty is None:
         return pilot, info
     model, warm_info = continue_from_pilot(Z, pilot, seed, penalty, rule)
     info.update(warm_info)
     return model, info
+
+
+def _pilot(Z, seed, rule, width, depth):
+    """The member's pilot (unfitted) and its facts: ``layers``, ``batch_size``, ``inner_epochs``."""
+    from .estimator import RobustAutoencoder
+
+    settings = member_settings(*Z.shape, rule, width, depth)
+    pilot = RobustAutoencoder(penalty=None, lam=0.0, random_state=int(seed), **settings)
+    return pilot, {"layers": "-".join(map(str, settings["layers"])), "batch_size": settings["batch_size"],
+                   "inner_epochs": settings["inner_epochs"]}
 
 
 def _check_penalty(penalty, allow_none=True):
@@ -216,22 +224,94 @@ def continue_from_pilot(Z, pilot, seed=0, penalty="l21_rows", rule=DEFAULT_RULE)
 
     Returns ``(model, info)`` with ``info`` holding ``threshold``, ``start_flagged``, ``first_flagged``
     and ``n_flagged`` (:func:`fit_member`)."""
+    model, S0 = _warm_model(Z, pilot, seed, penalty, rule)
+    model.fit(Z)
+    return model, _warm_info(model, S0)
+
+
+def _warm_model(Z, pilot, seed, penalty, rule):
+    """The warm RDA of :func:`continue_from_pilot`, unfitted but holding its warm state, and its ``S0``."""
     from .estimator import RobustAutoencoder
     from .solver import SparsePart, sparse_step
 
     _check_penalty(penalty, allow_none=False)
-    n = len(Z)
     threshold = float(np.quantile(pilot.residual_scores_, rule.lambda_quantile))
     S0 = sparse_step(Z, pilot.L_, SparsePart("l21_rows", threshold))  # prox of the pilot's residual
-    epochs, cap = phase_schedule(rule.warm_steps, n, pilot.batch_size)
+    epochs, cap = phase_schedule(rule.warm_steps, len(Z), pilot.batch_size)
     warm = dict(pilot.get_params(), penalty=penalty, lam=threshold, random_state=int(seed),
                 outer_iterations=rule.warm_outer, inner_epochs=epochs, max_steps_per_epoch=cap,
                 learning_rate=rule.warm_learning_rate)
-    model = RobustAutoencoder(**warm)
-    model.set_warm_state(S0, pilot.L_, pilot.get_weights()).fit(Z)
-    info = dict(threshold=threshold, start_flagged=float(np.mean(np.any(S0 != 0, axis=1))),
-                first_flagged=model.history_[0]["nonzero_groups"] / n, n_flagged=int(model.outlier_mask_.sum()))
-    return model, info
+    return RobustAutoencoder(**warm).set_warm_state(S0, pilot.L_, pilot.get_weights()), S0
+
+
+def _warm_info(model, S0):
+    return dict(threshold=model.prox_threshold_, start_flagged=float(np.mean(np.any(S0 != 0, axis=1))),
+                first_flagged=model.history_[0]["nonzero_groups"] / len(S0), n_flagged=int(model.outlier_mask_.sum()))
+
+
+def member_groups(specs, together=True):
+    """The members of ``specs`` (:data:`MEMBER_GRIDS` rows) that :func:`fit_members` fits together: lists of
+    member indices, in the order they are fitted; members of one width, depth and scaling share a group
+    (with ``together``; else each is its own)."""
+    if not together:
+        return [[j] for j in range(len(specs))]
+    groups = {}
+    for j, (width, depth, scaling, _) in enumerate(specs):
+        groups.setdefault((float(width), int(depth), scaling), []).append(j)
+    return list(groups.values())
+
+
+def fit_phases(specs, penalty="l21_rows", together=True):
+    """One label per fit :func:`fit_members` runs, in order (a progress display's phases)."""
+    labels = []
+    for group in member_groups(specs, together):
+        who = f"member {group[0] + 1}/{len(specs)}" if len(group) == 1 else \
+            f"members {', '.join(str(j + 1) for j in group)}/{len(specs)} together"
+        labels += [f"{who}, pilot autoencoder"] + ([f"{who}, warm RDA"] if penalty is not None else [])
+    return labels
+
+
+def fit_members(Z, specs, seed=0, penalty="l21_rows", rule=DEFAULT_RULE, together=True):
+    """Fit the members ``specs`` (:data:`MEMBER_GRIDS` rows) of an ensemble seeded ``seed``: member ``j`` is
+    :func:`fit_member` on ``Z[scaling]`` with seed :func:`member_seed` ``(seed, j)`` and the pilot's learning
+    rate times its factor.
+
+    With ``together`` the members of one network and scaling (:func:`member_groups`) are fitted side by
+    side in one compiled step (:func:`rda_cli.stacked.fit_together`), pilots together and then warm RDAs
+    together, each from its own pilot: each member equals its :func:`fit_member` up to floating-point
+    rounding. Returns ``[(model, info), ...]`` in the order of ``specs``; ``info`` as :func:`fit_member`'s,
+    with ``scaling`` and ``pilot_learning_rate``.
+    """
+    _check_penalty(penalty)
+    out = [None] * len(specs)
+    for group in member_groups(specs, together):
+        width, depth, scaling, _ = specs[group[0]]
+        X = Z[scaling]
+        rules = [rule.replace(pilot_learning_rate=rule.pilot_learning_rate * specs[j][3]) for j in group]
+        seeds = [member_seed(seed, j) for j in group]
+        if len(group) == 1:
+            fitted = [fit_member(X, seeds[0], penalty, rules[0], width, depth)]
+        else:
+            fitted = _fit_stacked(X, seeds, penalty, rules, width, depth)
+        for j, r, (model, info) in zip(group, rules, fitted):
+            info.update(scaling=scaling, pilot_learning_rate=r.pilot_learning_rate)
+            out[j] = (model, info)
+    return out
+
+
+def _fit_stacked(Z, seeds, penalty, rules, width, depth):
+    """:func:`fit_member` for each ``(seeds[i], rules[i])`` on ``Z``, the pilots side by side, then the warm RDAs."""
+    from .stacked import fit_together
+
+    pilots, infos = zip(*(_pilot(Z, s, r, width, depth) for s, r in zip(seeds, rules)))
+    fit_together(Z, pilots)
+    if penalty is None:
+        return list(zip(pilots, infos))
+    warm = [_warm_model(Z, p, s, penalty, r) for p, s, r in zip(pilots, seeds, rules)]
+    fit_together(Z, [m for m, _ in warm])
+    for info, (m, S0) in zip(infos, warm):
+        info.update(_warm_info(m, S0))
+    return [(m, info) for (m, _), info in zip(warm, infos)]
 
 
 def combine_scores(Z, how="mean"):

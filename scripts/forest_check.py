@@ -74,7 +74,8 @@ def held_out(on, off, sets, folds=FOLDS, seed=FOLD_SEED):
         choice = max(cands, key=lambda c: (np.mean([cands[c][s] for s in rest]), c == "off"))
         out.append({"fold": k, "sets": list(map(str, part)), "chosen": choice,
                     "held_out_mean": float(np.mean([cands[choice][s] for s in part])),
-                    "on_mean": float(np.mean([on[s] for s in part])), "off_mean": float(np.mean([off[s] for s in part]))})
+                    "on_mean": float(np.mean([on[s] for s in part])),
+                    "off_mean": float(np.mean([off[s] for s in part]))})
     chosen = {s: cands[f["chosen"]][s] for f in out for s in f["sets"]}
     return {"folds": out, "chosen_mean": float(np.mean(list(chosen.values()))),
             "picks_on": sum(f["chosen"] == "on" for f in out)}
@@ -138,8 +139,10 @@ def table(result):
              "| held-out choice | planted mean AUROC |", "|---|---|---|---|---|---|---|"]
     for c in ("off", "on"):
         r = b[c] if b else {}
-        held = f"{b['held_out']['picks_on'] if c == 'on' else FOLDS - b['held_out']['picks_on']} of {FOLDS} folds" if b else ""
-        lines.append(f"| {c.upper()} | {r.get('mean_auroc', float('nan')):.3f} | {r.get('average_rank', float('nan')):.2f} "
+        picks = b["held_out"]["picks_on"] if b else 0
+        held = f"{picks if c == 'on' else FOLDS - picks} of {FOLDS} folds" if b else ""
+        lines.append(f"| {c.upper()} | {r.get('mean_auroc', float('nan')):.3f} | "
+                     f"{r.get('average_rank', float('nan')):.2f} "
                      f"| {r.get('worst_vs_iforest', float('nan')):+.3f} ({r.get('worst_set', '')}) | "
                      f"{r.get('sets_below_0.10', '')} | {held} | {p['mean'][c] if p else float('nan'):.3f} |")
     if b:

@@ -165,7 +165,8 @@ def test_extent_grid_save_load_identical_scores(diverse, tmp_path):
     X, _, ens = diverse
     ens.save(tmp_path / "m")
     names = {p.name for p in (tmp_path / "m").iterdir()}
-    assert {"scaler_minmax.json", "tail.npz", "forest.npz"} <= names and not any(p.suffix == ".pkl" for p in (tmp_path / "m").rglob("*"))
+    assert {"scaler_minmax.json", "tail.npz", "forest.npz"} <= names
+    assert not any(p.suffix == ".pkl" for p in (tmp_path / "m").rglob("*"))
     back = RobustAutoencoderEnsemble.load(tmp_path / "m")
     assert back.get_params() == ens.get_params() and back.threshold_ == ens.threshold_
     new = X[::-1] + 0.01

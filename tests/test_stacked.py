@@ -1,10 +1,13 @@
-"""Several lambdas trained side by side in one stacked trainer give the models separate fits give."""
+"""Several models trained side by side in one stacked trainer (a lambda path; the table detector's members
+of one network) give the models separate fits give."""
 
 import numpy as np
 import pytest
 
-from rda_cli import RobustAutoencoder
-from rda_cli.stacked import StackedTrainer, fit_lambda_path
+from rda_cli import RobustAutoencoder, RobustAutoencoderEnsemble
+from rda_cli.autoencoder import AutoencoderTrainer, DeepAutoencoder
+from rda_cli.stacked import StackedTrainer, fit_lambda_path, fit_together
+from rda_cli.table_rule import DEFAULT_RULE, MEMBER_GRIDS, fit_members, fit_phases, member_groups
 
 from synthetic import with_outlier_rows
 
@@ -89,3 +92,81 @@ def test_exported_from_the_package():
 def test_seeds_per_model_required():
     with pytest.raises(ValueError, match="one seed per model"):
         StackedTrainer([4, 2], 2, [0])
+
+
+def test_per_model_learning_rates_caps_and_masks_equal_single_trainers(data):
+    """Each stacked network is the single trainer with its seed and learning rate: same draws, same batches
+    (``max_steps`` random ones per epoch), the fused Adam update, the masked loss of missing entries."""
+    X, _ = data
+    mask = np.random.default_rng(1).random(X.shape) > 0.1
+    seeds, lrs = [4, 9], [0.01, 0.001]
+    stacked = StackedTrainer([30, 12, 4], 2, seeds, learning_rate=lrs, batch_size=32, jit_compile=False)
+    stacked.reinitialize()
+    losses = stacked.train(np.stack([X, X * 0.5]), 3, mask=mask, max_steps=5)
+    for k in range(2):
+        single = AutoencoderTrainer(DeepAutoencoder([30, 12, 4]), learning_rate=lrs[k], batch_size=32, seed=seeds[k],
+                                    jit_compile=False)
+        single.reinitialize()
+        alone = single.train(X * [1.0, 0.5][k], 3, mask=mask, max_steps=5)
+        np.testing.assert_allclose(losses[:, k], alone, rtol=1e-5)
+        for a, b in zip(stacked.get_weights(k), single.get_weights()):
+            np.testing.assert_allclose(a, b, atol=1e-6)
+    assert stacked.learning_rates == pytest.approx(lrs)
+
+
+QUICK = DEFAULT_RULE.replace(pilot_outer=2, pilot_steps=30, warm_outer=2, warm_steps=5)
+CAPPED = QUICK.replace(pilot_steps=2, warm_steps=1)  # fewer steps than an epoch: max_steps_per_epoch random batches
+
+
+@pytest.mark.parametrize("rule", [QUICK, CAPPED], ids=["whole-epochs", "capped"])
+@pytest.mark.parametrize("missing", [False, True])
+def test_members_fitted_together_equal_members_fitted_alone(data, rule, missing):
+    """The default grid's members (one network, one scaling; own seed, pilot learning rate, lambda and warm
+    weights) fitted side by side equal :func:`fit_member` one after another, up to float rounding."""
+    X, _ = data
+    Z = X[:300].astype(np.float32)
+    if missing:
+        Z = Z.copy()
+        Z[np.random.default_rng(2).random(Z.shape) < 0.05] = np.nan
+    specs = MEMBER_GRIDS["extent"][:2]
+    together = fit_members({"robust": Z}, specs, seed=7, rule=rule)
+    alone = fit_members({"robust": Z}, specs, seed=7, rule=rule, together=False)
+    if rule is CAPPED:
+        assert together[0][0].max_steps_per_epoch == 1 and together[0][1]["inner_epochs"] == 1
+    for (a, info_a), (b, info_b) in zip(together, alone):
+        assert (a.random_state, a.learning_rate, a.layers_) == (b.random_state, b.learning_rate, b.layers_)
+        assert info_a["pilot_learning_rate"] == info_b["pilot_learning_rate"]
+        assert info_a["threshold"] == pytest.approx(info_b["threshold"], rel=1e-5)
+        sa, sb = a.decision_function(Z), b.decision_function(Z)
+        np.testing.assert_allclose(sa, sb, atol=1e-5)
+        assert np.corrcoef(np.argsort(np.argsort(sa)), np.argsort(np.argsort(sb)))[0, 1] > 0.9999
+        np.testing.assert_allclose(a.L_, b.L_, atol=1e-5)
+        np.testing.assert_allclose(a.decision_function(Z[:20] * 0.9), b.decision_function(Z[:20] * 0.9), atol=1e-5)
+    assert together[0][1]["threshold"] != together[1][1]["threshold"]  # each member its own lambda
+
+
+def test_the_default_detector_trains_its_members_together(data):
+    """The ensemble's default members share a network and scaling: fitted together, its scores are the
+    one-by-one fit's up to float rounding; the progress names the shared phases."""
+    X, _ = data
+    raw = 40 + 20 * X[:300]
+    params = dict(pilot_outer=2, pilot_steps=30, warm_outer=2, warm_steps=5, random_state=2)
+    together = RobustAutoencoderEnsemble(**params).fit(raw)
+    alone = RobustAutoencoderEnsemble(**params, train_together=False).fit(raw)
+    np.testing.assert_allclose(together.decision_scores_, alone.decision_scores_, atol=1e-4)
+    assert together.fit_phases() == ["members 1, 2/2 together, pilot autoencoder", "members 1, 2/2 together, warm RDA"]
+    assert alone.fit_phases()[1:3] == ["member 1/2, warm RDA", "member 2/2, pilot autoencoder"]
+
+
+def test_member_groups():
+    assert member_groups(MEMBER_GRIDS["extent"]) == [[0, 1], [2, 3], [4, 5], [6, 7]]
+    assert member_groups(MEMBER_GRIDS["widths"]) == [[0, 6], [1], [2], [3], [4], [5, 7]]
+    assert member_groups(MEMBER_GRIDS["extent"][:3], together=False) == [[0], [1], [2]]
+    assert len(fit_phases(MEMBER_GRIDS["widths"], penalty=None)) == 6
+
+
+def test_fit_together_refuses_models_of_other_schedules(data):
+    X, _ = data
+    models = [RobustAutoencoder(**settings()), RobustAutoencoder(**settings(inner_epochs=2))]
+    with pytest.raises(ValueError, match="must share"):
+        fit_together(X, models)
