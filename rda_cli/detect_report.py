@@ -215,6 +215,14 @@ def _single_lines(info, id_name, col_rows):
     ]
 
 
+def _scored_by(n_members, rule):
+    """``"the 2 networks, the per-feature tail score and an Isolation Forest"``: what the ensemble averages."""
+    parts = [f"the {plural(n_members, 'network')}"]
+    parts += [name for key, name in (("tail", "the per-feature tail score"), ("forest", "an Isolation Forest"))
+              if rule.get(key)]
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
 def _ensemble_lines(info, id_name):
     """The facts of an ensemble run (the default detector)."""
     rule = info["rule"]
@@ -227,7 +235,8 @@ def _ensemble_lines(info, id_name):
         f"rate {rule['pilot_learning_rate']}), lambda = its {rule['lambda_quantile']} quantile of the residual row "
         f"norms, then a warm l2,1 RDA ({rule['warm_outer']} x about {rule['warm_steps']} steps at "
         f"{rule['warm_learning_rate']}); random_state={info['random_state']}",
-        f"- score: the members' robust z-scores averaged, minus the cut-off **{info['threshold']:.4g}** (> 0: flagged)",
+        f"- score: the robust z-scores of {_scored_by(info['n_members'], rule)} averaged, minus the cut-off "
+        f"**{info['threshold']:.4g}** (> 0: flagged)",
         f"- flagged by: {info['how']}",
         f"- flagged: **{info['n_flagged']} of {info['n_rows']} rows** ({info['n_flagged'] / info['n_rows']:.1%})",
         f"- fits: {info['fits']} (pilot and RDA per member), {info['seconds']:.1f} s",
