@@ -8,8 +8,8 @@ tries several cut-offs on the same scores, so that they are compared on equal te
 * ``mixture``: a two-component Gaussian mixture (scikit-learn) of the training scores; a row is flagged
   where the upper component is the more likely, above the median; when one component fits the scores
   better (BIC), ``median + 3 MAD``;
-* ``k of members above z``: a row is flagged when at least 2 of the members (the networks and the tail
-  score, each a robust z against its own training scores) exceed z;
+* ``k of members above z``: a row is flagged when at least 2 of the members (the networks, the tail score
+  and the forest, each a robust z against its own training scores) exceed z;
 
 against Isolation Forest's own ``predict`` (scikit-learn's defaults, min-max scaled rows).
 
