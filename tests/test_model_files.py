@@ -38,14 +38,19 @@ from synthetic import enospc, invoke, one_error_line, snapshot, table, with_outl
 FILES = ("params.json", "scaler.json", "network.keras", "arrays.npz")
 
 
-@pytest.fixture(scope="module")
-def saved(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("saved")
-    X, _ = with_outlier_rows(n=40, d=5, fraction=0.05, seed=0)
-    np.savetxt(tmp / "d.csv", X, delimiter=",", header="a,b,c,d,e", comments="")
+def detected(tmp, n, d):
+    """``rda detect --lam 0.01`` (one short fit) on an ``n`` x ``d`` CSV ``tmp/d.csv``, into ``tmp/r``."""
+    X, _ = with_outlier_rows(n=n, d=d, fraction=0.05, seed=0)
+    np.savetxt(tmp / "d.csv", X, delimiter=",", header=",".join("abcdefgh"[:d]), comments="")
     res = CliRunner().invoke(main, ["detect", "--data", str(tmp / "d.csv"), "--out", str(tmp / "r"), "--lam", "0.01",
                                     "--set", "outer_iterations=1", "--set", "inner_epochs=1", "--quiet"])
     assert res.exit_code == 0, res.output
+    return tmp
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    tmp = detected(tmp_path_factory.mktemp("saved"), 40, 5)
     return tmp / "r" / "model", tmp / "d.csv"
 
 
@@ -265,13 +270,7 @@ values = st.recursive(
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("fuzzmodel")
-    X, _ = with_outlier_rows(n=30, d=4, fraction=0.05, seed=0)
-    np.savetxt(tmp / "d.csv", X, delimiter=",", header="a,b,c,d", comments="")
-    res = CliRunner().invoke(main, ["detect", "--data", str(tmp / "d.csv"), "--out", str(tmp / "r"), "--lam", "0.01",
-                                    "--set", "outer_iterations=1", "--set", "inner_epochs=1", "--quiet"])
-    assert res.exit_code == 0, res.output
-    return tmp
+    return detected(tmp_path_factory.mktemp("fuzzmodel"), 30, 4)
 
 
 def _fresh(base, name):
