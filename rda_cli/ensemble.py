@@ -14,9 +14,7 @@ single RDA through the same code, ``penalty=None`` the plain autoencoder (ensemb
 
 from __future__ import annotations
 
-import math
 from numbers import Integral, Real
-from pathlib import Path
 
 import numpy as np
 from sklearn.base import BaseEstimator, OutlierMixin
@@ -24,6 +22,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .errors import RdaError
+from .ensemble_folder import ENSEMBLE_FILE
 from .scoring import fingerprint
 from .selection import FRACTION
 from .table_rule import (COMBINE, DEFAULT_RULE, MEMBER_GRID, MEMBER_GRIDS, SCORE_CHUNK, TableRule, combine_scores,
@@ -31,13 +30,6 @@ from .table_rule import (COMBINE, DEFAULT_RULE, MEMBER_GRID, MEMBER_GRIDS, SCORE
 
 __all__ = ["RobustAutoencoderEnsemble", "rank_average", "ecdf_scores", "ENSEMBLE_FILE"]
 
-ENSEMBLE_FILE = "ensemble.json"
-MINMAX_FILE = "scaler_minmax.json"  # the min-max members' scaler
-TAIL_FILE = "tail.npz"  # the tail score's quantiles
-FOREST_FILE = "forest.npz"  # the forest's trees as arrays
-ENSEMBLE_MAX_BYTES = 1 << 20  # ensemble.json (ours: a few KB)
-_VERSION = 2  # 2: members saved without their training data, n_samples_; 1: members with L_ and S_
-_VERSIONS = (1, 2)
 
 
 def _positive_int(low=1, high=None):
@@ -359,31 +351,9 @@ member_grid, combine, tail, forest
         no pickle. Atomic, with a manifest, under the one ownership rule
         (:func:`rda_cli.persistence.save_folder`): an existing ``path`` is replaced only if its whole tree
         is what an earlier save wrote (its manifest says so)."""
-        from .persistence import save_folder
-        from .safeio import write_json, write_npz
+        from .ensemble_folder import save_ensemble
 
-        check_is_fitted(self, "members_")
-
-        def write(tmp):
-            for j, m in enumerate(self.members_):
-                m.save(tmp / f"member_{j}", training_data=False)
-            self.scaler_.save(tmp / "scaler.json")
-            if self.minmax_scaler_ is not None:
-                self.minmax_scaler_.save(tmp / MINMAX_FILE)
-            if self.tail_ is not None:
-                write_npz(tmp / TAIL_FILE, **self.tail_.to_arrays())
-            if getattr(self, "forest_", None) is not None:
-                write_npz(tmp / FOREST_FILE, **self.forest_.to_arrays())
-            write_npz(tmp / "scores.npz", decision_scores_=np.asarray(self.decision_scores_, np.float64))
-            meta = {"kind": "rda-ensemble", "version": _VERSION, "params": self.get_params(),
-                    "n_features_in_": int(self.n_features_in_), "n_samples_": len(self.decision_scores_),
-                    "threshold_": float(self.threshold_),
-                    "member_location_": [float(v) for v in self.member_location_],
-                    "member_scale_": [float(v) for v in self.member_scale_],
-                    "member_info_": self.member_info_, "train_fingerprint": self._train_fingerprint}
-            write_json(tmp / ENSEMBLE_FILE, meta, default=float)
-
-        return save_folder(path, write, ENSEMBLE_FILE, "ensemble folder")
+        return save_ensemble(self, path)
 
     @classmethod
     def load(cls, path):
@@ -391,98 +361,9 @@ member_grid, combine, tail, forest
         data), checking every file and field before use (raises
         :class:`~rda_cli.persistence.ModelFileError`, one line naming the file): bounded reads of regular
         files only (:func:`rda_cli.safeio.read_json`, :func:`rda_cli.arrayfile.read_npz`)."""
-        from .arrayfile import ArrayFileError, read_npz
-        from .estimator import RobustAutoencoder
-        from .persistence import ModelFileError, check_param_types
-        from .safeio import read_json
-        from .scaling import RobustScaler01, load_scaler
-        from .forest import ForestScore
-        from .tails import TailScore
+        from .ensemble_folder import load_ensemble
 
-        path = Path(path)
-        where = path / ENSEMBLE_FILE
-        meta = read_json(where, ENSEMBLE_MAX_BYTES, "", ModelFileError)
-        if not isinstance(meta, dict) or meta.get("kind") != "rda-ensemble" or meta.get("version") not in _VERSIONS:
-            raise ModelFileError(f"{where} is not an ensemble file written by this rda")
-        if not isinstance(meta.get("params"), dict):
-            raise ModelFileError(f"{where}: field 'params' is not an object of parameters")
-        check_param_types(cls, meta["params"], where)
-        try:
-            # a folder saved before member_grid / combine / tail / forest existed keeps the behaviour it was fitted with
-            est = cls(**{"member_grid": "widths", "combine": "mean", "tail": False, "forest": False, **meta["params"]})
-            est._validate_params()
-        except (TypeError, ValueError) as exc:
-            raise ModelFileError(f"{where}: bad parameters ({' '.join(str(exc).split())[:200]})") from None
-        k = int(est.n_members) + bool(est.tail) + bool(est.forest)  # normalisations: members', tail's, forest's
-        loc, scale, thr, d, n = (meta.get("member_location_"), meta.get("member_scale_"), meta.get("threshold_"),
-                                 meta.get("n_features_in_"), meta.get("n_samples_"))
-
-        def number(x):
-            return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-        def count(x):
-            return isinstance(x, int) and not isinstance(x, bool) and x >= 1
-
-        if not (isinstance(loc, list) and isinstance(scale, list) and len(loc) == len(scale) == k
-                and all(map(number, loc + scale)) and all(s > 0 for s in scale)):
-            raise ModelFileError(f"{where}: malformed member normalisation")
-        if not number(thr) or not count(d) or (meta["version"] >= 2 and not count(n)):
-            raise ModelFileError(f"{where}: malformed threshold_, n_features_in_ or n_samples_")
-        fp = meta.get("train_fingerprint", "")
-        if not isinstance(fp, str) or (meta.get("member_info_") is not None and not isinstance(meta["member_info_"], list)):
-            raise ModelFileError(f"{where}: malformed train_fingerprint or member_info_")
-        est.scaler_ = RobustScaler01.load(path / "scaler.json")
-        if est.scaler_.n_features != d:
-            raise ModelFileError(f"{path / 'scaler.json'}: {est.scaler_.n_features} columns, "
-                                 f"{ENSEMBLE_FILE} says {d}")
-        try:  # version 1 does not say how many rows: checked against the members below
-            scores = read_npz(path / "scores.npz", {"decision_scores_": (n if meta["version"] >= 2 else None,)},
-                              stored_only=True)["decision_scores_"]
-        except FileNotFoundError:
-            raise ModelFileError(f"{path / 'scores.npz'} does not exist") from None
-        except RdaError as exc:
-            raise ModelFileError(str(exc)) from None
-        if scores.dtype.kind != "f":
-            raise ModelFileError(f"{path / 'scores.npz'}: decision_scores_ has dtype {scores.dtype}, expected floats")
-        # the members last: every file above is checked before TensorFlow is imported
-        est.member_scalings_ = [spec[2] for spec in MEMBER_GRIDS[est.member_grid][: int(est.n_members)]]
-        est.minmax_scaler_, est.tail_, est.forest_ = None, None, None
-        try:
-            if "minmax" in est.member_scalings_:
-                est.minmax_scaler_ = load_scaler(path / MINMAX_FILE)
-                if est.minmax_scaler_.n_features != d:
-                    raise ValueError(f"{path / MINMAX_FILE}: {est.minmax_scaler_.n_features} columns, expected {d}")
-            if est.tail:
-                est.tail_ = TailScore.from_arrays(read_npz(
-                    path / TAIL_FILE, {"quantiles": (None, d), "right_skewed": (d,), "counts": (d,)}, stored_only=True))
-        except FileNotFoundError as exc:
-            raise ModelFileError(f"{exc.filename or path} does not exist") from None
-        except (RdaError, ValueError) as exc:
-            raise ModelFileError(f"{path}: {' '.join(str(exc).split())[:200]}") from None
-        if est.forest:
-            forest_file = path / FOREST_FILE
-            try:
-                est.forest_ = ForestScore.from_arrays(
-                    read_npz(forest_file, ForestScore.expected_shapes(d), stored_only=True), d)
-            except FileNotFoundError:
-                raise ModelFileError(f"{forest_file} does not exist") from None
-            except ArrayFileError as exc:  # names the file
-                raise ModelFileError(" ".join(str(exc).split())[:300]) from None
-            except ValueError as exc:
-                raise ModelFileError(f"{forest_file}: {' '.join(str(exc).split())[:200]}") from None
-        est.members_ = [RobustAutoencoder.load(path / f"member_{j}") for j in range(int(est.n_members))]
-        if {m.n_features_in_ for m in est.members_} != {d}:
-            raise ModelFileError(f"{path}: the scaler and the members disagree on the number of features")
-        if meta["version"] == 1 and len(scores) != len(est.members_[0].S_):
-            raise ModelFileError(f"{path / 'scores.npz'}: decision_scores_ does not match the members")
-        est.decision_scores_ = scores.astype(np.float64)
-        est.member_location_, est.member_scale_ = np.array(loc, float), np.array(scale, float)
-        est.member_info_ = meta.get("member_info_") or []
-        est.n_features_in_ = d
-        est._train_fingerprint = fp
-        est.threshold_ = float(thr)
-        est.labels_ = (est.decision_scores_ > est.threshold_).astype(int)
-        return est
+        return load_ensemble(cls, path)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

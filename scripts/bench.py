@@ -30,7 +30,8 @@
 
 8. with ``--ensemble`` (only this, into results/bench/ensemble.json): the table rule's ensemble
    (rda_cli.ensemble) on a 2,000 x 24 and a 20,000 x 64 table: one member (``n_members=1``, no tail
-   score), the default detector (2 members + the tail score) and 8 members, each with its members of
+   score, no forest), the default detector (2 members + the tail score + the forest), the same without
+   its forest, and 8 members, each with its members of
    one network trained together (stacked) and one after another (``train_together=False``), each
    setting in its own fresh process (imports, tracing and compiling included, as ``rda detect`` pays
    them) and then fitted again in that process (seed 1: what a benchmark or a second fit pays; with the
@@ -456,8 +457,9 @@ HWM_CLI_CODE = CLI_CODE.replace('"peak_rss_mb": resource.getrusage(resource.RUSA
                                 'if l.startswith("VmHWM")][0] / 1024')
 
 ENSEMBLE_FITS = {  # name: RobustAutoencoderEnsemble parameters (the rest default)
-    "one member": {"n_members": 1, "tail": False},
+    "one member": {"n_members": 1, "tail": False, "forest": False},
     "default, stacked": {},
+    "default without the forest, stacked": {"forest": False},
     "default, sequential": {"train_together": False},
     "8 members, stacked": {"n_members": 8},
     "8 members, sequential": {"n_members": 8, "train_together": False},
