@@ -356,7 +356,7 @@ def _fit_ensemble_and_write(run, tmp, ens):
     shares, z = ens.feature_contributions(table.X, return_scores=True)
     scores = z - ens.threshold_
     flagged = scores > 0
-    L_s, S_s = ens.decompose()
+    L_s, S_s = ens.decompose(table.X)
     L, S = scaler.inverse_transform(L_s), scaler.inverse_scale(S_s)
     first = ens.member_info_[0]
     rule = ens.rule()
@@ -372,7 +372,7 @@ def _fit_ensemble_and_write(run, tmp, ens):
         rule=rule.__dict__, outer_iterations=rule.pilot_outer, inner_epochs=first["inner_epochs"],
         batch_size=first["batch_size"], max_steps_per_epoch=None, learning_rate=rule.pilot_learning_rate,
         reinitialize=False, random_state=ens.random_state, lambda_scaling="absolute", contamination=ens.contamination,
-        s_nonzero_rows=int(np.any(S != 0, axis=1).sum()))
+        s_nonzero_rows=int(np.any(S != 0, axis=1).sum()), n_learned=ens.n_learned_)
     write_result(tmp, result)
     return result.info
 

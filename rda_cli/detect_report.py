@@ -230,7 +230,10 @@ def _ensemble_lines(info, id_name):
         f"- rows: {info['n_rows']}, feature columns: {info['n_features']}"
         + (f" (id column `{id_name}` excluded)" if id_name else ""),
         f"- detector: the RDA ensemble of the table rule (`rda_cli/table_rule.py`), **{plural(info['n_members'], 'member')}**, "
-        f"layers {', '.join(info['layers'])}; columns scaled robustly (1st..99th percentile -> [0, 1])",
+        f"layers {', '.join(info['layers'])}; columns scaled robustly (1st..99th percentile -> [0, 1])"
+        + (f" on the {info['n_learned']} rows the networks learn: the {info['n_rows'] - info['n_learned']} rows the "
+           "tail score and the forest score highest are left out of their training (`isolate`)"
+           if info.get("n_learned", info["n_rows"]) < info["n_rows"] else ""),
         f"- each member: a pilot autoencoder ({rule['pilot_outer']} x about {rule['pilot_steps']} steps at learning "
         f"rate {rule['pilot_learning_rate']}), lambda = its {rule['lambda_quantile']} quantile of the residual row "
         f"norms, then a warm l2,1 RDA ({rule['warm_outer']} x about {rule['warm_steps']} steps at "

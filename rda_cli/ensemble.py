@@ -55,8 +55,11 @@ class RobustAutoencoderEnsemble(OutlierMixin, BaseEstimator):
         a fraction: the top fraction of the training scores.
     hidden_min, hidden_max, code_min, batch_min, max_steps_per_epoch, pilot_outer, pilot_steps, \
 pilot_learning_rate, lambda_quantile, warm_outer, warm_steps, warm_learning_rate, flag_mads, tied, \
-member_grid, combine, tail, forest
+member_grid, combine, tail, forest, isolate
         The table rule's settings (:class:`~rda_cli.table_rule.TableRule`, whose defaults these are).
+        ``isolate`` in [0, 0.5]: the fraction of training rows, those the feature-wise members (tail score,
+        forest) score highest, that the networks do not learn (ℓ2,1 RDA's idea: isolated rows are not
+        learned); 0 (or no feature-wise member): every row.
     random_state : int, default=0
         Member ``j`` is seeded ``random_state + 1000 j``.
     train_together : bool, default=True
@@ -79,6 +82,9 @@ member_grid, combine, tail, forest
     labels_ : ndarray of int
         1 for flagged training rows.
     n_features_in_ : int
+    n_learned_ : int
+        The training rows the networks learned: all but the fraction ``isolate`` that the tail score and
+        the forest score highest (their mean robust z), on whose complement the scalings are also estimated.
 
     See Also
     --------
@@ -123,6 +129,7 @@ member_grid, combine, tail, forest
         "combine": [StrOptions(set(COMBINE))],
         "tail": ["boolean"],
         "forest": ["boolean"],
+        "isolate": [Interval(Real, 0, 0.5, closed="both")],
         "random_state": [_positive_int(0)],
         "train_together": ["boolean"],
     }
@@ -136,7 +143,7 @@ member_grid, combine, tail, forest
                  warm_steps=DEFAULT_RULE.warm_steps, warm_learning_rate=DEFAULT_RULE.warm_learning_rate,
                  flag_mads=DEFAULT_RULE.flag_mads, tied=DEFAULT_RULE.tied, member_grid=DEFAULT_RULE.member_grid,
                  combine=DEFAULT_RULE.combine, tail=DEFAULT_RULE.tail, forest=DEFAULT_RULE.forest,
-                 random_state=0, train_together=True):
+                 isolate=DEFAULT_RULE.isolate, random_state=0, train_together=True):
         self.n_members = n_members
         self.penalty = penalty
         self.contamination = contamination
@@ -158,6 +165,7 @@ member_grid, combine, tail, forest
         self.combine = combine
         self.tail = tail
         self.forest = forest
+        self.isolate = isolate
         self.random_state = random_state
         self.train_together = train_together
 
@@ -187,26 +195,28 @@ member_grid, combine, tail, forest
             X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2, ensure_all_finite="allow-nan")
         rule = self.rule()
         specs = MEMBER_GRIDS[rule.member_grid][: int(self.n_members)]
+        minmax = any(sp[2] == "minmax" for sp in specs)
         self.scaler_ = RobustScaler01().fit(X)
-        self.minmax_scaler_ = MinMaxScaler01().fit(X) if any(sp[2] == "minmax" for sp in specs) else None
+        self.minmax_scaler_ = MinMaxScaler01().fit(X) if minmax else None
         Z = self._scaled(X)
-        fitted = fit_members(Z, specs, self.random_state, self.penalty, rule, self.train_together)
+        # the feature-wise members first: the rows they score highest are not learned by the networks, and the
+        # scalings are estimated on the rows that are (the feature-wise members, refitted on those scalings,
+        # score as before: their scores do not change under a per-column affine map, up to rounding)
+        self.tail_, self.forest_, extra = _fit_feature_members(Z["robust"], rule, self.random_state)
+        learned = _learned_rows(extra, rule.isolate)
+        if learned is not None:
+            self.scaler_ = RobustScaler01().fit(X[learned])
+            self.minmax_scaler_ = MinMaxScaler01().fit(X[learned]) if minmax else None
+            Z = self._scaled(X)
+            self.tail_, self.forest_, extra = _fit_feature_members(Z["robust"], rule, self.random_state)
+        self.n_learned_ = len(X) if learned is None else int(learned.sum())
+        fitted = fit_members(Z if learned is None else {k: v[learned] for k, v in Z.items()}, specs,
+                             self.random_state, self.penalty, rule, self.train_together)
         self.members_ = [model for model, _ in fitted]
         self.member_info_ = [info for _, info in fitted]
         self.member_scalings_ = [spec[2] for spec in specs]
         train = [m.decision_function(Z[scaling]) for m, scaling in zip(self.members_, self.member_scalings_)]
-        self.tail_ = None
-        if rule.tail:
-            from .tails import TailScore
-
-            self.tail_ = TailScore().fit(Z["robust"])
-            train.append(self.tail_.score(Z["robust"]))
-        self.forest_ = None
-        if rule.forest:
-            from .forest import ForestScore
-
-            self.forest_ = ForestScore(random_state=self.random_state).fit(Z["robust"])
-            train.append(self.forest_.score(Z["robust"]))
+        train += extra
         locations, scales = zip(*(robust_location_scale(t) for t in train))
         self.member_location_, self.member_scale_ = np.array(locations), np.array(scales)
         self.decision_scores_ = self._combine([(t - loc) / sc for t, loc, sc in zip(train, locations, scales)])
@@ -323,22 +333,32 @@ member_grid, combine, tail, forest
             scores = self.decision_scores_.copy()
         return (shares, scores) if return_scores else shares
 
-    def decompose(self):
+    def decompose(self, X=None):
         """``(L, S)`` of the training rows in robustly scaled units, averaged over the members (of a fitted
         ensemble; a loaded one keeps no training data); a min-max member's ``L`` and ``S`` are mapped to
-        those units through the user's units."""
+        those units through the user's units. ``X``: the training rows, needed when the networks did not
+        learn all of them (``isolate``): the rows they did not learn are decomposed as new rows are."""
         check_is_fitted(self, "members_")
         if getattr(self.members_[0], "S_", None) is None:
             raise RdaError("this ensemble was loaded from a folder, which keeps no training data (L, S); fit it")
-        L = np.zeros(self.members_[0].L_.shape)
-        S = np.zeros(L.shape)
+        n = len(self.decision_scores_)
+        Z = None
+        L, S = 0.0, 0.0
         for m, scaling in zip(self.members_, self.member_scalings_):
-            if scaling == "robust":
-                L += m.L_
-                S += m.S_
+            if len(m.S_) == n:
+                S_m, L_m = m.S_, m.L_
             else:
-                L += self.scaler_.transform(self.minmax_scaler_.inverse_transform(m.L_))
-                S += self.minmax_scaler_.inverse_scale(m.S_) / self.scaler_.span
+                if X is None:
+                    raise RdaError("the networks learned only some of the training rows (isolate): "
+                                   "decompose(X) needs those rows")
+                Z = self._scaled(self._check(X)) if Z is None else Z
+                S_m, L_m = m._decompose(Z[scaling])[:2]
+            if scaling == "robust":
+                L = L + L_m
+                S = S + S_m
+            else:
+                L = L + self.scaler_.transform(self.minmax_scaler_.inverse_transform(L_m))
+                S = S + self.minmax_scaler_.inverse_scale(S_m) / self.scaler_.span
         return L / len(self.members_), S / len(self.members_)
 
     # ------------------------------------------------------------------ persistence
@@ -369,6 +389,36 @@ member_grid, combine, tail, forest
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True
         return tags
+
+
+def _fit_feature_members(Z, rule, random_state):
+    """The tail score and the forest of ``rule`` (those it asks for, else None) fitted on the robustly scaled
+    rows ``Z``, and their scores of those rows: ``(tail, forest, [scores, ...])``."""
+    tail = forest = None
+    scores = []
+    if rule.tail:
+        from .tails import TailScore
+
+        tail = TailScore().fit(Z)
+        scores.append(tail.score(Z))
+    if rule.forest:
+        from .forest import ForestScore
+
+        forest = ForestScore(random_state=random_state).fit(Z)
+        scores.append(forest.score(Z))
+    return tail, forest, scores
+
+
+def _learned_rows(feature_scores, isolate):
+    """The training rows the networks learn (a boolean mask), or None for all: without the fraction
+    ``isolate`` of rows whose mean robust z over the feature-wise members' scores is highest (ℓ2,1 RDA's
+    idea -- rows isolated are not learned -- with the isolating done by members that see each feature on
+    its own). None when ``isolate`` is 0, there is no feature-wise member, or fewer than 2 rows would remain."""
+    if not isolate or not feature_scores:
+        return None
+    z = np.mean([(s - loc) / sc for s in feature_scores for loc, sc in [robust_location_scale(s)]], axis=0)
+    learned = z <= np.quantile(z, 1.0 - float(isolate))
+    return learned if learned.sum() >= 2 and not learned.all() else None
 
 
 def ecdf_scores(reference, scores):

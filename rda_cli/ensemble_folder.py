@@ -55,7 +55,8 @@ def save_ensemble(est, path):
                 "threshold_": float(est.threshold_),
                 "member_location_": [float(v) for v in est.member_location_],
                 "member_scale_": [float(v) for v in est.member_scale_],
-                "member_info_": est.member_info_, "train_fingerprint": est._train_fingerprint}
+                "member_info_": est.member_info_, "train_fingerprint": est._train_fingerprint,
+                "n_learned_": int(getattr(est, "n_learned_", len(est.decision_scores_)))}
         write_json(tmp / ENSEMBLE_FILE, meta, default=float)
 
     return save_folder(path, write, ENSEMBLE_FILE, "ensemble folder")
@@ -116,6 +117,9 @@ def load_ensemble(cls, path):
         raise ModelFileError(str(exc)) from None
     if scores.dtype.kind != "f":
         raise ModelFileError(f"{path / 'scores.npz'}: decision_scores_ has dtype {scores.dtype}, expected floats")
+    learned = meta.get("n_learned_", len(scores))  # folders saved before isolate: every row
+    if not count(learned) or learned > len(scores):
+        raise ModelFileError(f"{where}: malformed n_learned_")
     # the members last: every file above is checked before TensorFlow is imported
     est.member_scalings_ = [spec[2] for spec in MEMBER_GRIDS[est.member_grid][: int(est.n_members)]]
     est.minmax_scaler_, est.tail_, est.forest_ = None, None, None
@@ -154,4 +158,5 @@ def load_ensemble(cls, path):
     est._train_fingerprint = fp
     est.threshold_ = float(thr)
     est.labels_ = (est.decision_scores_ > est.threshold_).astype(int)
+    est.n_learned_ = learned
     return est

@@ -92,6 +92,7 @@ class TableRule:
     combine: str = "mean"
     tail: bool = True
     forest: bool = True
+    isolate: float = 0.2
 
     def replace(self, **changes):
         """A copy with ``changes`` (unknown names raise TypeError)."""

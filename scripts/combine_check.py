@@ -192,14 +192,15 @@ def evaluate(names, cache_dir):
     return bench, planted
 
 
-def held_out(bench, names):
-    """Leave-sets-out over the rules (not Isolation Forest): per fold the best mean on the other folds."""
+def held_out(bench, names, candidates=RULES):
+    """Leave-sets-out over ``candidates`` (the rules; not Isolation Forest): per fold the best mean on the
+    other folds."""
     order = np.random.default_rng(FOLD_SEED).permutation(sorted(names))
     parts = np.array_split(order, FOLDS)
     folds, chosen = [], {}
     for k, part in enumerate(parts):
         rest = [s for j, p in enumerate(parts) if j != k for s in p]
-        pick = max(RULES, key=lambda r: np.mean([bench[r][s] for s in rest]))
+        pick = max(candidates, key=lambda r: np.mean([bench[r][s] for s in rest]))
         chosen.update({s: bench[pick][s] for s in part})
         folds.append({"fold": k, "sets": list(map(str, part)), "chosen": pick,
                       "held_out_mean": float(np.mean([bench[pick][s] for s in part])),

@@ -23,6 +23,7 @@ from rda_cli.owned import NotOwnedError
 from rda_cli.experiments import benchmark as B
 from rda_cli.experiments.config import validate
 from rda_cli.persistence import ModelFileError
+from rda_cli.scaling import RobustScaler01
 from rda_cli.table_rule import fit_member, member_seed
 
 QUICK = dict(n_members=2, pilot_outer=3, pilot_steps=60, warm_outer=2, warm_steps=10)
@@ -193,7 +194,7 @@ def test_forest_is_one_more_member_saved_as_arrays(small, tmp_path):
     shares, scores = ens.feature_contributions(X[:9], return_scores=True)
     np.testing.assert_allclose(shares, ens.members_[0].feature_contributions(ens.scaler_.transform(X[:9])))
     np.testing.assert_allclose(scores, ens.member_scores(X[:9]).mean(axis=0))
-    L, S = ens.decompose()
+    L, S = ens.decompose(X)
     assert L.shape == S.shape == X.shape
     ens.save(tmp_path / "m")
     assert {"tail.npz", "forest.npz"} <= {p.name for p in (tmp_path / "m").iterdir()}
@@ -425,3 +426,43 @@ def test_generated_damaged_ensemble_folders_are_one_error(folders, version, targ
     assert time.monotonic() - t0 < 10
     loads = (how == "truncate" and cut >= len(whole)) or (how == "junk" and junk == whole)
     assert (outcome == "ok") == loads, (how, target, outcome)
+
+
+# ------------------------------------------------------------------ isolate: rows the networks do not learn
+def test_networks_do_not_learn_the_rows_the_feature_wise_members_isolate():
+    """With ``isolate`` the networks learn every row but the fraction the tail score and the forest score
+    highest, the scalings are estimated on the learned rows, and every training row is still scored."""
+    X, y = planted_table(n=400, d=18, n_out=12, seed=1)
+    ens = RobustAutoencoderEnsemble(**QUICK, isolate=0.2, random_state=3).fit(X)
+    assert ens.n_learned_ == 320
+    assert all(len(m.S_) == ens.n_learned_ for m in ens.members_)
+    feature_z = ens.member_scores(X)[len(ens.members_):].mean(axis=0)
+    learned = feature_z <= np.quantile(feature_z, 0.8)
+    assert learned.sum() == ens.n_learned_ and not learned[y == 1].any()  # the planted rows are isolated
+    np.testing.assert_allclose(ens.scaler_.low, RobustScaler01().fit(X[learned]).low)
+    assert ens.decision_scores_.shape == (len(X),)
+    np.testing.assert_allclose(ens.decision_function(X), ens.decision_scores_)
+    with pytest.raises(RdaError, match="isolate"):
+        ens.decompose()
+    L, S = ens.decompose(X)
+    assert L.shape == S.shape == X.shape
+    everyone = RobustAutoencoderEnsemble(**QUICK, isolate=0.0, random_state=3).fit(X)
+    assert everyone.n_learned_ == len(X) and all(len(m.S_) == len(X) for m in everyone.members_)
+    # without a feature-wise member there is nothing to isolate by: every row is learned
+    plain = RobustAutoencoderEnsemble(**QUICK, tail=False, forest=False, isolate=0.2, random_state=3).fit(X)
+    assert plain.n_learned_ == len(X)
+
+
+def test_n_learned_is_saved_and_checked(tmp_path):
+    X, _ = planted_table(n=300, d=18, n_out=9, seed=2)
+    ens = RobustAutoencoderEnsemble(**QUICK, random_state=1).fit(X)
+    ens.save(tmp_path / "m")
+    assert RobustAutoencoderEnsemble.load(tmp_path / "m").n_learned_ == ens.n_learned_ < len(X)
+    meta = json.loads((tmp_path / "m" / "ensemble.json").read_text())
+    for bad in (0, len(X) + 1, "many", True):
+        (tmp_path / "m" / "ensemble.json").write_text(json.dumps(dict(meta, n_learned_=bad)))
+        with pytest.raises(ModelFileError, match="n_learned_"):
+            RobustAutoencoderEnsemble.load(tmp_path / "m")
+    meta.pop("n_learned_")  # a folder saved before isolate: every row
+    (tmp_path / "m" / "ensemble.json").write_text(json.dumps(meta))
+    assert RobustAutoencoderEnsemble.load(tmp_path / "m").n_learned_ == len(X)

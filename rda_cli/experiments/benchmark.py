@@ -67,6 +67,8 @@ _MODEL_DOCS = {
     "combine": "how the members' robust z-scores are combined per row: mean, max or top2 (mean of the two largest)",
     "tail": "add a per-feature empirical-CDF tail score (rda_cli.tails) as one more member",
     "forest": "add an Isolation Forest kept as arrays (rda_cli.forest) as one more member, after the tail score",
+    "isolate": "the networks do not learn this fraction of the training rows, those the tail score and the forest "
+               "score highest (0: they learn every row; needs tail or forest)",
 }
 
 
@@ -95,6 +97,8 @@ def rule_schema():
             out[f.name] = Field("bool", value, doc=_MODEL_DOCS[f.name])
         elif isinstance(value, int):
             out[f.name] = Field("int", value, minimum=1, maximum=ceilings[f.name], doc=_MODEL_DOCS[f.name])
+        elif f.name == "isolate":
+            out[f.name] = Field("float", value, minimum=0, maximum=0.5, doc=_MODEL_DOCS[f.name])
         elif f.name == "lambda_quantile":
             out[f.name] = Field("float", value, minimum=0, maximum=1, exclusive_minimum=True, doc=_MODEL_DOCS[f.name])
         else:
