@@ -423,7 +423,8 @@ def detect(data_path, penalty, lam, contamination, lam_for_fraction, members, la
 
     Default: the RDA ensemble of the table rule (rda_cli/table_rule.py): columns scaled robustly (1st..99th
     percentile -> [0, 1]), {RULE.n_members} members (--members) whose pilots learn at learning rates 0.01 and
-    0.001, each a pilot autoencoder then a warm l2,1 RDA, a per-feature tail score and an Isolation Forest;
+    0.001, each a pilot autoencoder then a warm l2,1 RDA, a per-feature tail score and an Isolation Forest
+    (the networks do not learn the fraction {RULE.isolate} of rows these two score highest: isolate);
     a row's score is their averaged robust z-score minus the cut-off (> 0: flagged); --set changes the rule's
     settings (e.g. pilot_steps=100, random_state=1).
 

@@ -85,8 +85,12 @@ def test_prediction_confidence(clf, data):
 
 
 def test_prediction_rank(clf, data):
+    """PyOD's rank of a new row among the training scores: how many training scores lie below its score
+    (0 to n_train: a new row may score below every training row), in the order of the scores."""
     rank = clf._predict_rank(data[2])
-    assert rank.min() >= 1 and rank.max() <= data[0].shape[0] + 1
+    assert rank.min() >= 0 and rank.max() <= data[0].shape[0]
+    order = np.argsort(clf.decision_function(data[2]), kind="stable")
+    assert np.all(np.diff(rank[order]) >= 0)
     normalized = clf._predict_rank(data[2], normalized=True)
     assert normalized.min() >= 0 and normalized.max() <= 1
 
