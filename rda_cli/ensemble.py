@@ -262,7 +262,7 @@ member_grid, combine, tail, forest, isolate
     def _extra_z(self, Z):
         """The tail score's and the forest's normalised scores of scaled rows ``Z`` (those present, in
         that order): the rows after the members' in :meth:`member_scores`."""
-        extra = [s for s in (self.tail_, getattr(self, "forest_", None)) if s is not None]
+        extra = [s for s in (self.tail_, self.forest_) if s is not None]
         k = len(self.members_)
         return [(s.score(Z["robust"]) - self.member_location_[k + i]) / self.member_scale_[k + i]
                 for i, s in enumerate(extra)]

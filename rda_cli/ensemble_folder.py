@@ -47,7 +47,7 @@ def save_ensemble(est, path):
             est.minmax_scaler_.save(tmp / MINMAX_FILE)
         if est.tail_ is not None:
             write_npz(tmp / TAIL_FILE, **est.tail_.to_arrays())
-        if getattr(est, "forest_", None) is not None:
+        if est.forest_ is not None:
             write_npz(tmp / FOREST_FILE, **est.forest_.to_arrays())
         write_npz(tmp / "scores.npz", decision_scores_=np.asarray(est.decision_scores_, np.float64))
         meta = {"kind": "rda-ensemble", "version": _VERSION, "params": est.get_params(),
@@ -56,7 +56,7 @@ def save_ensemble(est, path):
                 "member_location_": [float(v) for v in est.member_location_],
                 "member_scale_": [float(v) for v in est.member_scale_],
                 "member_info_": est.member_info_, "train_fingerprint": est._train_fingerprint,
-                "n_learned_": int(getattr(est, "n_learned_", len(est.decision_scores_)))}
+                "n_learned_": int(est.n_learned_)}
         write_json(tmp / ENSEMBLE_FILE, meta, default=float)
 
     return save_folder(path, write, ENSEMBLE_FILE, "ensemble folder")

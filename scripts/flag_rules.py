@@ -115,11 +115,9 @@ def planted_set(path, seed):
     from rda_cli.data.planted import ANOMALY_TYPES, planted_table
     from rda_cli.ensemble import RobustAutoencoderEnsemble
     from rda_cli.experiments.benchmark import autoencoder_scaler
-    from sensitivity import split_rows, subsample
+    from sensitivity import training_inliers
 
-    X_fit, y_fit, _, _ = split_rows(str(path), seed, 10**9, 1)
-    inliers = X_fit[y_fit == 0]
-    inliers = inliers[subsample(len(inliers), 1000, seed)]
+    inliers = training_inliers(path, seed, 1000)
     out = {}
     for fraction in FRACTIONS:
         for kind in ANOMALY_TYPES:

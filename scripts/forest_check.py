@@ -108,16 +108,14 @@ def planted(data, seed=0, max_inliers=1000):
     from rda_cli.data.planted import ANOMALY_TYPES, planted_table
     from rda_cli.ensemble import RobustAutoencoderEnsemble
     from rda_cli.experiments.benchmark import autoencoder_scaler
-    from sensitivity import split_rows, subsample
+    from sensitivity import training_inliers
 
     out = {}
     for path in find_sets([data]):
         name = set_name(path)
         if name not in PLANTED_SETS:
             continue
-        X_fit, y_fit, _, _ = split_rows(str(path), seed, 10**9, 1)
-        inliers = X_fit[y_fit == 0]
-        inliers = inliers[subsample(len(inliers), max_inliers, seed)]
+        inliers = training_inliers(path, seed, max_inliers)
         out[name] = {}
         for kind in ANOMALY_TYPES:
             X, y = planted_table(inliers, kind, 0.05, seed)

@@ -59,7 +59,7 @@ def networks_without(X_fit, X_scored, feature_z, q, seed):
 
 def _task(kind, path, seed, members, cache):
     from rda_cli.safeio import write_npz
-    from sensitivity import split_rows, subsample
+    from sensitivity import split_rows, training_inliers
 
     start = time.perf_counter()
     arrays = {}
@@ -77,9 +77,7 @@ def _task(kind, path, seed, members, cache):
     else:
         from rda_cli.data.planted import ANOMALY_TYPES, planted_table
 
-        X_fit, y_fit, _, _ = split_rows(str(path), seed, 10**9, 1)
-        inliers = X_fit[y_fit == 0]
-        inliers = inliers[subsample(len(inliers), 1000, seed)]
+        inliers = training_inliers(path, seed, 1000)
         for kind_ in ANOMALY_TYPES:
             X, _ = planted_table(inliers, kind_, 0.05, seed)
             feature_z = base[f"{kind_}_z"][N_NETS:].mean(0)

@@ -152,6 +152,14 @@ def split_rows(path, seed, max_train, max_test):
     return X_fit[tr], y_fit[tr], X_eval[te], y_eval[te]
 
 
+def training_inliers(path, seed, max_inliers):
+    """The inliers of the benchmark's training part of one set (seed ``seed``), at most ``max_inliers`` of
+    them (seeded): what the planted validation tables are made from."""
+    X_fit, y_fit, _, _ = split_rows(str(path), seed, 10**9, 1)
+    inliers = X_fit[y_fit == 0]
+    return inliers[subsample(len(inliers), max_inliers, seed)]
+
+
 def anomaly_rate(path):
     with np.load(path, allow_pickle=False) as z:
         return float(np.mean(z["y"]))
@@ -188,9 +196,7 @@ def planted_set(path, seed, max_inliers, cache):
     from rda_cli.experiments.benchmark import autoencoder_scaler
 
     name = set_name(path)
-    X_fit, y_fit, _, _ = split_rows(path, seed, 10**9, 1)
-    inliers = X_fit[y_fit == 0]
-    inliers = inliers[subsample(len(inliers), max_inliers, seed)]
+    inliers = training_inliers(path, seed, max_inliers)
     row = {"set": name, "n_rows": {}, "auroc": {}}
     for kind in ANOMALY_TYPES:
         X, y = planted_table(inliers, kind, 0.05, seed)
