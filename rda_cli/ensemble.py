@@ -337,7 +337,8 @@ member_grid, combine, tail, forest, isolate
         """``(L, S)`` of the training rows in robustly scaled units, averaged over the members (of a fitted
         ensemble; a loaded one keeps no training data); a min-max member's ``L`` and ``S`` are mapped to
         those units through the user's units. ``X``: the training rows, needed when the networks did not
-        learn all of them (``isolate``): the rows they did not learn are decomposed as new rows are."""
+        learn all of them (``isolate``): every training row is then decomposed as new rows are (the network
+        held fixed), as its score was."""
         check_is_fitted(self, "members_")
         if getattr(self.members_[0], "S_", None) is None:
             raise RdaError("this ensemble was loaded from a folder, which keeps no training data (L, S); fit it")
